@@ -9,3 +9,12 @@ from ._compose import Allocation as Allocation
 from ._compose import Outcome as Outcome
 from ._compose import Pipeline as Pipeline
 from ._compose import Pretraining as Pretraining
+from ._solve import OBJECTIVES as OBJECTIVES
+from ._solve import STATUS_MESSAGES as STATUS_MESSAGES
+from ._solve import Plan as Plan
+from ._solve import Scenario as Scenario
+from ._solve import Solver as Solver
+from ._solve import Status as Status
+from ._solve import constraint_names as constraint_names
+from ._solve import has_score as has_score
+from ._solve import solve as solve
