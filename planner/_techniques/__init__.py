@@ -1,0 +1,1 @@
+"""Techniques that trade training compute against inference compute, one family per file."""
