@@ -1,9 +1,11 @@
 """A primal-dual interior-point Newton method for small, smooth, batched problems.
 
 Solves $\\min_x f(x)$ subject to $g(x) \\le 0$ for a handful of variables and constraints, written
-for one problem and batched with `vmap`. Every operation is elementwise over the batch (the
-Newton system is solved by an unrolled Cholesky factorisation, not LAPACK), so a batch of a
-million problems is a few fused loops per iteration, on any backend.
+for one problem and batched with `vmap`. Variables, constraints, Jacobians and Hessians are
+tuples of scalars, not small arrays: under `vmap` every quantity is then one contiguous array
+over the batch, and the Newton system is solved by an unrolled Cholesky factorisation (no
+LAPACK call per problem), so an iteration over a million problems is a few fused elementwise
+loops on any backend.
 """
 
 from __future__ import annotations
@@ -15,80 +17,78 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+Vector = tuple[Array, ...]
+Matrix = tuple[tuple[Array, ...], ...]
+
 _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
-_BACKTRACKS = 30
+_BACKTRACKS = 40
 
 
-def cholesky_solve(matrix: Float[Array, "n n"], rhs: Float[Array, " n"]) -> Float[Array, " n"]:
-    """Solve `matrix @ x = rhs` for a small symmetric matrix, unrolled over its static size.
+def _dot(a: Vector, b: Vector) -> Array:
+    return sum((ai * bi for ai, bi in zip(a, b, strict=True)), jnp.zeros_like(a[0]))
+
+
+def cholesky_solve(matrix: Matrix, rhs: Vector) -> Vector:
+    """Solve `matrix @ x = rhs` for a small symmetric matrix given as nested tuples.
 
     Pivots are floored (a modified Cholesky factorisation, Gill & Murray 1974), so an indefinite
     or singular matrix still yields a descent direction instead of NaN.
     """
-    n = matrix.shape[0]
-    scale = jnp.max(jnp.abs(jnp.diagonal(matrix)))
-    floor = jnp.maximum(scale, 1.0) * 1e-12 if matrix.dtype == jnp.float64 else jnp.maximum(
-        scale, 1.0
-    ) * 1e-6
-    low: list[list[Array]] = [[jnp.zeros((), matrix.dtype)] * n for _ in range(n)]
+    n = len(rhs)
+    zero = jnp.zeros_like(rhs[0])
+    eps = 1e-13 if rhs[0].dtype == jnp.float64 else 1e-6
+    scale = jnp.maximum(jnp.max(jnp.stack([jnp.abs(matrix[i][i]) for i in range(n)])), 1.0)
+    low: list[list[Array]] = [[zero] * n for _ in range(n)]
     for j in range(n):
-        d = matrix[j, j] - sum((low[j][k] ** 2 for k in range(j)), jnp.zeros((), matrix.dtype))
-        d = jnp.maximum(d, floor)
-        low[j][j] = jnp.sqrt(d)
+        d = matrix[j][j] - sum((low[j][k] ** 2 for k in range(j)), zero)
+        low[j][j] = jnp.sqrt(jnp.maximum(d, eps * scale))
         for i in range(j + 1, n):
-            off = matrix[i, j] - sum(
-                (low[i][k] * low[j][k] for k in range(j)), jnp.zeros((), matrix.dtype)
-            )
+            off = matrix[i][j] - sum((low[i][k] * low[j][k] for k in range(j)), zero)
             low[i][j] = off / low[j][j]
     y: list[Array] = []
     for i in range(n):
-        y.append((rhs[i] - sum((low[i][k] * y[k] for k in range(i)), jnp.zeros((), rhs.dtype)))
-                 / low[i][i])
-    x: list[Array] = [jnp.zeros((), rhs.dtype)] * n
+        y.append((rhs[i] - sum((low[i][k] * y[k] for k in range(i)), zero)) / low[i][i])
+    x: list[Array] = [zero] * n
     for i in reversed(range(n)):
-        x[i] = (y[i] - sum((low[k][i] * x[k] for k in range(i + 1, n)), jnp.zeros((), rhs.dtype))
-                ) / low[i][i]
-    return jnp.stack(x)
-
-
-class IPMState(eqx.Module):
-    x: Float[Array, " n"]
-    slack: Float[Array, " m"]
-    multipliers: Float[Array, " m"]
-    mu: Float[Array, ""]
-    penalty: Float[Array, ""]
-    steps: Array
-    done: Array
+        x[i] = (y[i] - sum((low[k][i] * x[k] for k in range(i + 1, n)), zero)) / low[i][i]
+    return tuple(x)
 
 
 class IPMResult(eqx.Module):
-    x: Float[Array, " n"]
-    slack: Float[Array, " m"]
-    multipliers: Float[Array, " m"]
+    x: Vector
+    slack: Vector
+    multipliers: Vector
     stationarity: Float[Array, ""]
     feasibility: Float[Array, ""]
     complementarity: Float[Array, ""]
     steps: Array
 
 
-def kkt_residuals(
-    f: Callable, g: Callable, x: Array, multipliers: Array
-) -> tuple[Array, Array, Array]:
-    """Stationarity, primal feasibility and complementarity errors (infinity norms)."""
-    gx = g(x)
-    grad_l = jax.grad(f)(x) + jax.jacfwd(g)(x).T @ multipliers
-    return (
-        jnp.max(jnp.abs(grad_l)),
-        jnp.maximum(jnp.max(gx), 0.0),
-        jnp.max(jnp.abs(gx * multipliers)),
-    )
+class _State(eqx.Module):
+    x: Vector
+    slack: Vector
+    multipliers: Vector
+    mu: Float[Array, ""]
+    penalty: Float[Array, ""]
+    steps: Array
+    done: Array
+
+
+def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Vector, Array, Array,
+                                                                             Array]:
+    n = len(grad_f)
+    r_d = tuple(grad_f[i] + _dot(tuple(row[i] for row in jac), lam) for i in range(n))
+    stat = jnp.max(jnp.stack([jnp.abs(r) for r in r_d]))
+    feas = jnp.maximum(jnp.max(jnp.stack(gx)), 0.0)
+    comp = jnp.max(jnp.stack([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)]))
+    return r_d, stat, feas, comp
 
 
 def interior_point(
-    f: Callable[[Array], Array],
-    g: Callable[[Array], Array],
-    x0: Float[Array, " n"],
+    f: Callable[[Vector], Array],
+    g: Callable[[Vector], Vector],
+    x0: Vector,
     *,
     tol: float,
     max_steps: int,
@@ -99,82 +99,93 @@ def interior_point(
     $\\nabla f + J^T\\lambda = 0$, $g + s = 0$, $s\\lambda = \\mu$; the barrier parameter
     follows the average complementarity; steps keep $s, \\lambda > 0$ by the fraction-to-the-
     boundary rule and are backtracked on an $\\ell_1$ merit function (Nocedal & Wright 2006,
-    §19.2–19.4). Stops when every KKT residual is below `tol` or after `max_steps`.
+    §19.2–19.4). A problem stops when every KKT residual is at most `tol`, or after
+    `max_steps`; under `vmap`, stopped problems are frozen while the others go on.
     """
-    dtype = x0.dtype
+    n = len(x0)
+    dtype = x0[0].dtype
+    tiny = jnp.finfo(dtype).tiny
     g0 = g(x0)
-    slack0 = jnp.maximum(-g0, 1.0)
+    m = len(g0)
+    slack0 = tuple(jnp.maximum(-gi, 1.0) for gi in g0)
     mu0 = jnp.asarray(0.1, dtype)
-    lam0 = mu0 / slack0
+    lam0 = tuple(mu0 / si for si in slack0)
 
     def lagrangian(x, lam):
-        return f(x) + jnp.dot(lam, g(x))
+        return f(x) + _dot(g(x), lam)
 
-    def merit(x, slack, mu, penalty):
-        return f(x) - mu * jnp.sum(jnp.log(slack)) + penalty * jnp.sum(jnp.abs(g(x) + slack))
+    def merit(x, s, mu, penalty):
+        gx = g(x)
+        barrier = sum((jnp.log(si) for si in s), jnp.zeros((), dtype))
+        violation = sum((jnp.abs(gi + si) for gi, si in zip(gx, s, strict=True)),
+                        jnp.zeros((), dtype))
+        return f(x) - mu * barrier + penalty * violation
 
-    def cond(state):
-        return (~state.done) & (state.steps < max_steps)
-
-    def body(state):
+    def body(state: _State) -> _State:
         x, s, lam, mu = state.x, state.slack, state.multipliers, state.mu
         gx = g(x)
         jac = jax.jacfwd(g)(x)
         grad_f = jax.grad(f)(x)
         hess = jax.hessian(lagrangian)(x, lam)
-        r_d = grad_f + jac.T @ lam
-        r_p = gx + s
-        r_c = s * lam - mu
-        converged = (
-            (jnp.max(jnp.abs(r_d)) <= tol)
-            & (jnp.max(gx) <= tol)
-            & (jnp.max(jnp.abs(gx * lam)) <= tol)
+        r_d, stat, feas, comp = _residuals(grad_f, jac, gx, lam)
+        converged = (stat <= tol) & (feas <= tol) & (comp <= tol)
+        r_p = tuple(gi + si for gi, si in zip(gx, s, strict=True))
+        r_c = tuple(si * li - mu for si, li in zip(s, lam, strict=True))
+        sigma = tuple(li / si for li, si in zip(lam, s, strict=True))
+        matrix = tuple(
+            tuple(hess[i][j] + sum((jac[k][i] * sigma[k] * jac[k][j] for k in range(m)),
+                                   jnp.zeros((), dtype)) for j in range(n))
+            for i in range(n)
         )
-        sigma = lam / s
-        matrix = hess + jac.T @ (sigma[:, None] * jac)
-        rhs = -r_d - jac.T @ ((lam * r_p - r_c) / s)
+        w = tuple((lam[k] * r_p[k] - r_c[k]) / s[k] for k in range(m))
+        rhs = tuple(-r_d[i] - sum((jac[k][i] * w[k] for k in range(m)), jnp.zeros((), dtype))
+                    for i in range(n))
         dx = cholesky_solve(matrix, rhs)
-        ds = -r_p - jac @ dx
-        dlam = (-r_c - lam * ds) / s
+        ds = tuple(-r_p[k] - _dot(jac[k], dx) for k in range(m))
+        dlam = tuple((-r_c[k] - lam[k] * ds[k]) / s[k] for k in range(m))
 
         def max_step(v, dv):
-            ratio = jnp.where(dv < 0, -_TAU * v / jnp.where(dv < 0, dv, -1.0), jnp.inf)
-            return jnp.minimum(1.0, jnp.min(ratio))
+            ratios = [jnp.where(d < 0, -_TAU * vi / jnp.where(d < 0, d, -1.0), 1.0)
+                      for vi, d in zip(v, dv, strict=True)]
+            return jnp.minimum(1.0, jnp.min(jnp.stack(ratios)))
 
         alpha_s = max_step(s, ds)
         alpha_l = max_step(lam, dlam)
-        penalty = jnp.maximum(state.penalty, jnp.max(jnp.abs(lam + dlam)) + 1.0)
+        penalty = jnp.maximum(
+            state.penalty, jnp.max(jnp.stack([jnp.abs(li + d) for li, d in zip(lam, dlam)])) + 1.0
+        )
         phi0 = merit(x, s, mu, penalty)
-        slope = grad_f @ dx - mu * jnp.sum(ds / s) - penalty * jnp.sum(jnp.abs(r_p))
+        slope = (_dot(grad_f, dx) - mu * sum((d / si for d, si in zip(ds, s)), jnp.zeros((), dtype))
+                 - penalty * sum((jnp.abs(r) for r in r_p), jnp.zeros((), dtype)))
+        slope = jnp.minimum(slope, 0.0)
+
+        def trial(alpha):
+            xt = tuple(xi + alpha * d for xi, d in zip(x, dx))
+            st = tuple(si + alpha * d for si, d in zip(s, ds))
+            return merit(xt, st, mu, penalty)
 
         def ls_cond(carry):
             alpha, tries = carry
-            ok = merit(x + alpha * dx, s + alpha * ds, mu, penalty) <= phi0 + _ARMIJO * alpha * \
-                jnp.minimum(slope, 0.0)
+            ok = trial(alpha) <= phi0 + _ARMIJO * alpha * slope
             return (~ok) & (tries < _BACKTRACKS)
 
-        def ls_body(carry):
-            alpha, tries = carry
-            return alpha * 0.5, tries + 1
-
-        alpha, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha_s, jnp.asarray(0)))
-        x_new = x + alpha * dx
-        s_new = s + alpha * ds
-        lam_new = lam + alpha_l * dlam
-        s_new = jnp.maximum(s_new, jnp.finfo(dtype).tiny)
-        lam_new = jnp.maximum(lam_new, jnp.finfo(dtype).tiny)
-        mu_new = jnp.maximum(0.1 * jnp.mean(s_new * lam_new), 0.1 * tol)
-        mu_new = jnp.minimum(mu_new, mu)
-        stepped = IPMState(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1, state.done)
-        stuck = ~jnp.all(jnp.isfinite(x_new))
-        frozen = eqx.tree_at(lambda st: st.done, state, jnp.asarray(True))
-        return jax.tree.map(
-            lambda a, b: jnp.where(converged | stuck, a, b), frozen, stepped
+        alpha, _ = jax.lax.while_loop(
+            ls_cond, lambda c: (c[0] * 0.5, c[1] + 1), (alpha_s, jnp.asarray(0))
         )
+        x_new = tuple(xi + alpha * d for xi, d in zip(x, dx))
+        s_new = tuple(jnp.maximum(si + alpha * d, tiny) for si, d in zip(s, ds))
+        lam_new = tuple(jnp.maximum(li + alpha_l * d, tiny) for li, d in zip(lam, dlam))
+        mean_comp = sum((si * li for si, li in zip(s_new, lam_new)), jnp.zeros((), dtype)) / m
+        mu_new = jnp.minimum(jnp.maximum(0.1 * mean_comp, 0.1 * tol), mu)
+        stepped = _State(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1, state.done)
+        stuck = ~jnp.all(jnp.isfinite(jnp.stack(x_new)))
+        frozen = eqx.tree_at(lambda st: st.done, state, jnp.asarray(True))
+        return jax.tree.map(lambda a, b: jnp.where(converged | stuck, a, b), frozen, stepped)
 
-    init = IPMState(
-        x0, slack0, lam0, mu0, jnp.asarray(1.0, dtype), jnp.asarray(0), jnp.asarray(False)
+    init = _State(x0, slack0, lam0, mu0, jnp.asarray(1.0, dtype), jnp.asarray(0),
+                  jnp.asarray(False))
+    final = jax.lax.while_loop(lambda st: (~st.done) & (st.steps < max_steps), body, init)
+    _, stat, feas, comp = _residuals(
+        jax.grad(f)(final.x), jax.jacfwd(g)(final.x), g(final.x), final.multipliers
     )
-    final = jax.lax.while_loop(cond, body, init)
-    stat, feas, comp = kkt_residuals(f, g, final.x, final.multipliers)
     return IPMResult(final.x, final.slack, final.multipliers, stat, feas, comp, final.steps)

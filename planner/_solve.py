@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from typing import Literal
 
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ._compose import VARIABLES, Allocation, Outcome, Pipeline
-from ._ipm import interior_point, kkt_residuals
+from ._ipm import Vector, interior_point
 from ._laws import Chinchilla
 
 Objective = Literal["compute", "loss", "score", "train"]
@@ -37,15 +38,22 @@ STATUS_MESSAGES: dict[Status, str] = {
 _INF = float("inf")
 
 
+def _optional_array(x):
+    return None if x is None else jnp.asarray(x)
+
+
 class Scenario(eqx.Module):
-    """What one plan must satisfy. Every field is an array, so a batch is a `vmap` away.
+    """What one plan must satisfy. Every field given is an array, so a batch is a `vmap` away.
+
+    Fields left as `None` are absent: the constraint they would impose is not built at all,
+    so the solver does no work for it.
 
     **Arguments:**
 
-    - `target_loss`: the loss the served model must reach (`inf`: no loss target).
-    - `target_score`: the success rate it must reach, in [0, 1) (0: no score target).
+    - `target_loss`: the loss the served model must reach.
+    - `target_score`: the success rate it must reach, in (0, 1) (needs a model with a score).
     - `inference_demand`: lifetime inference, in the units of the pipeline's
-      `inference_flops` (tokens for plain pretraining, queries once sampling is on).
+      `inference_flops` (tokens for plain pretraining, queries once sampling is on). Default 0.
     - `train_budget`: cap on training FLOP.
     - `inference_budget`: cap on lifetime inference FLOP (`inference_demand` × per-unit FLOP).
     - `max_inference_flops`: cap on inference FLOP per unit of demand (a per-query budget; the
@@ -54,18 +62,20 @@ class Scenario(eqx.Module):
     - `min_density`: lower bound on the pruning density.
     """
 
-    target_loss: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    target_score: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
+    target_loss: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    target_score: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     inference_demand: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
-    train_budget: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    inference_budget: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    max_inference_flops: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    max_params: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    max_tokens: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=_INF)
-    min_density: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
+    train_budget: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    inference_budget: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    max_inference_flops: Float[Array, ""] | None = eqx.field(
+        converter=_optional_array, default=None
+    )
+    max_params: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    max_tokens: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    min_density: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
 
     def broadcast(self) -> Scenario:
-        """Every field broadcast to one common shape, ready for `vmap`."""
+        """Every field given broadcast to one common shape and dtype, ready for `vmap`."""
         leaves = jax.tree.leaves(self)
         shape = jnp.broadcast_shapes(*(leaf.shape for leaf in leaves))
         dtype = jnp.result_type(*leaves)
@@ -122,29 +132,58 @@ class Solver(eqx.Module):
         return 1e-10 if jnp.dtype(dtype) == jnp.float64 else 1e-5
 
 
-def constraint_names(model: Pipeline, objective: Objective = "compute") -> tuple[str, ...]:
-    """Names of the constraints a solve of `model` imposes, in `Plan.multipliers` order."""
-    names = ["target_loss", "target_score", "train_budget", "inference_budget",
-             "max_inference_flops", "max_params", "max_tokens"]
+def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
+    """Names of the constraints a solve imposes, in `Plan.multipliers` order.
+
+    One per `Scenario` field given (targets, budgets, caps), then the variables' own bounds:
+    `max_density` (density <= 1) and `min_density` with pruning, `min_samples` (k >= 1) with
+    sampling.
+    """
+    names = [name for name in _BOUND_FIELDS if getattr(scenario, name) is not None]
     if "density" in model.variables:
-        names += ["max_density", "min_density"]
+        names.append("max_density")
+        if scenario.min_density is not None:
+            names.append("min_density")
     if "n_samples" in model.variables:
-        names += ["min_samples"]
+        names.append("min_samples")
     return tuple(names)
 
 
-def _safe_log(x: Array) -> Array:
-    """log x for finite positive x; 0 elsewhere (the caller masks those entries)."""
-    ok = jnp.isfinite(x) & (x > 0)
-    return jnp.where(ok, jnp.log(jnp.where(ok, x, 1.0)), 0.0)
+_BOUND_FIELDS = ("target_loss", "target_score", "train_budget", "inference_budget",
+                 "max_inference_flops", "max_params", "max_tokens")
+# A bound this far away (in log units) never binds; it stands in for an infinite one.
+_FAR = 700.0
 
 
-def _allocation(model: Pipeline, x: Array) -> Allocation:
-    values = dict(zip(model.variables, jnp.exp(x)))
-    return Allocation(**values)
+def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
+    """The right-hand sides of the constraints, in log units; computed once per solve."""
+    def safe_log(v):
+        ok = v > 0
+        return jnp.where(ok, jnp.log(jnp.where(ok, v, 1.0)), -_FAR)
+
+    bounds = {}
+    if scenario.target_loss is not None:
+        bounds["target_loss"] = safe_log(scenario.target_loss - model.law.irreducible)
+    if scenario.target_score is not None:
+        bounds["target_score"] = jnp.where(
+            scenario.target_score < 1, jnp.log1p(-jnp.where(scenario.target_score < 1,
+                                                            scenario.target_score, 0.0)), -_FAR)
+    for name in ("train_budget", "max_inference_flops", "max_params", "max_tokens"):
+        if getattr(scenario, name) is not None:
+            bounds[name] = safe_log(getattr(scenario, name))
+    if scenario.inference_budget is not None:
+        per_unit = safe_log(scenario.inference_budget) - safe_log(scenario.inference_demand)
+        bounds["inference_budget"] = jnp.where(scenario.inference_demand > 0, per_unit, _FAR)
+    if scenario.min_density is not None:
+        bounds["min_density"] = safe_log(scenario.min_density)
+    return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
 
 
-def _objective(model: Pipeline, scenario: Scenario, objective: Objective, x: Array) -> Array:
+def _allocation(model: Pipeline, x: Vector) -> Allocation:
+    return Allocation(**{v: jnp.exp(xi) for v, xi in zip(model.variables, x, strict=True)})
+
+
+def _objective(model: Pipeline, scenario: Scenario, objective: Objective, x: Vector) -> Array:
     out = model(_allocation(model, x))
     if objective == "compute":
         return jnp.log(out.train_flops + scenario.inference_demand * out.inference_flops)
@@ -152,49 +191,33 @@ def _objective(model: Pipeline, scenario: Scenario, objective: Objective, x: Arr
         return jnp.log(out.train_flops)
     if objective == "loss":
         return jnp.log(out.loss - out.irreducible_loss)
-    return _log_failure(out)
-
-
-def _log_failure(out: Outcome) -> Array:
-    if out.score is None:
-        raise ValueError("this objective or target needs a score: add a RepeatedSampling stage")
     return jnp.log1p(-out.score)
 
 
-def _constraints(model: Pipeline, scenario: Scenario, x: Array) -> Array:
-    """g(x) <= 0, one entry per `constraint_names`; inactive entries are the constant -1."""
+def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Array],
+                 x: Vector) -> Vector:
+    """g(x) <= 0, one entry per name in `names`."""
     out = model(_allocation(model, x))
-    demand = scenario.inference_demand
-    rows = []
-
-    def add(active, value):
-        rows.append(jnp.where(active, value, -1.0))
-
-    gap = scenario.target_loss - out.irreducible_loss
-    add(jnp.isfinite(scenario.target_loss),
-        jnp.log(out.loss - out.irreducible_loss) - _safe_log(gap))
-    if out.score is not None:
-        add(scenario.target_score > 0, _log_failure(out) - jnp.log1p(-scenario.target_score))
-    else:
-        add(False, 0.0)
-    add(jnp.isfinite(scenario.train_budget),
-        jnp.log(out.train_flops) - _safe_log(scenario.train_budget))
-    add(jnp.isfinite(scenario.inference_budget) & (demand > 0),
-        jnp.log(out.inference_flops) + _safe_log(demand) - _safe_log(scenario.inference_budget))
-    add(jnp.isfinite(scenario.max_inference_flops),
-        jnp.log(out.inference_flops) - _safe_log(scenario.max_inference_flops))
-    index = {v: i for i, v in enumerate(model.variables)}
-    add(jnp.isfinite(scenario.max_params), x[index["n_params"]] - _safe_log(scenario.max_params))
-    add(jnp.isfinite(scenario.max_tokens), x[index["n_tokens"]] - _safe_log(scenario.max_tokens))
-    if "density" in index:
-        add(True, x[index["density"]])
-        add(scenario.min_density > 0, _safe_log(scenario.min_density) - x[index["density"]])
-    if "n_samples" in index:
-        add(True, -x[index["n_samples"]])
-    return jnp.stack([jnp.asarray(r, x.dtype) for r in rows])
+    var = dict(zip(model.variables, x, strict=True))
+    lhs = {
+        "target_loss": lambda: jnp.log(out.loss - out.irreducible_loss),
+        "target_score": lambda: jnp.log1p(-out.score),
+        "train_budget": lambda: jnp.log(out.train_flops),
+        "inference_budget": lambda: jnp.log(out.inference_flops),
+        "max_inference_flops": lambda: jnp.log(out.inference_flops),
+        "max_params": lambda: var["n_params"],
+        "max_tokens": lambda: var["n_tokens"],
+        "max_density": lambda: var["density"],
+        "min_density": lambda: -var["density"],
+        "min_samples": lambda: -var["n_samples"],
+    }
+    sign = {"min_density": -1.0}
+    return tuple(
+        lhs[name]() - sign.get(name, 1.0) * bounds.get(name, 0.0) for name in names
+    )
 
 
-def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> Array:
+def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> Vector:
     """A starting point from closed forms where the law has them.
 
     With a loss target, the training-optimal model for that loss; under a training budget, the
@@ -203,49 +226,74 @@ def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> 
     """
     n, d = jnp.asarray(1e9, dtype), jnp.asarray(2e10, dtype)
     law = model.law
-    if isinstance(law, Chinchilla):
-        gap = scenario.target_loss - law.E
-        has_target = jnp.isfinite(scenario.target_loss) & (gap > 0)
-        safe_gap = jnp.where(has_target, gap, 1.0)
-        nc = (law.A * (1.0 + law.alpha / law.beta) / safe_gap) ** (1.0 / law.alpha)
-        dc = (law.B * (1.0 + law.beta / law.alpha) / safe_gap) ** (1.0 / law.beta)
-        budget = jnp.where(jnp.isfinite(scenario.train_budget), scenario.train_budget, 1e21)
+    if isinstance(law, Chinchilla) and scenario.train_budget is not None:
+        budget = scenario.train_budget
         s = law.alpha + law.beta
         g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / s)
-        nb = g * (budget / 6.0) ** (law.beta / s)
-        db = (budget / 6.0) ** (law.alpha / s) / g
-        use_target = has_target & (objective in ("compute", "train"))
-        n = jnp.where(use_target, nc, jnp.where(jnp.isfinite(scenario.train_budget), nb, n))
-        d = jnp.where(use_target, dc, jnp.where(jnp.isfinite(scenario.train_budget), db, d))
+        n = jnp.where(budget > 0, g * (budget / 6.0) ** (law.beta / s), n)
+        d = jnp.where(budget > 0, (budget / 6.0) ** (law.alpha / s) / g, d)
+    if (isinstance(law, Chinchilla) and scenario.target_loss is not None
+            and objective in ("compute", "train")):
+        gap = scenario.target_loss - law.E
+        safe_gap = jnp.where(gap > 0, gap, 1.0)
+        n = jnp.where(gap > 0, (law.A * (1.0 + law.alpha / law.beta) / safe_gap)
+                      ** (1.0 / law.alpha), n)
+        d = jnp.where(gap > 0, (law.B * (1.0 + law.beta / law.alpha) / safe_gap)
+                      ** (1.0 / law.beta), d)
     start = {"n_params": n, "n_tokens": d, "density": 0.9, "n_samples": 2.0}
-    return jnp.log(jnp.stack([jnp.asarray(start[v], dtype) for v in model.variables]))
+    return tuple(jnp.log(jnp.asarray(start[v], dtype)) for v in model.variables)
 
 
 def _validate(
-    model: Pipeline, scenario: Scenario, objective: Objective, scored: bool
+    model: Pipeline, scenario: Scenario, objective: Objective
 ) -> tuple[Array, Array]:
     """(invalid, infeasible): scenario-level checks that need no solve."""
-    fields = jax.tree.leaves(scenario)
-    invalid = jnp.any(jnp.stack([jnp.isnan(f) for f in fields]))
-    invalid |= jnp.isinf(scenario.target_score) | jnp.isinf(scenario.inference_demand)
-    invalid |= (scenario.target_score < 0) | (scenario.inference_demand < 0)
+    invalid = jnp.asarray(False)
+    for leaf in jax.tree.leaves(scenario):
+        invalid |= jnp.isnan(leaf)
     for name in ("train_budget", "inference_budget", "max_inference_flops", "max_params",
-                 "max_tokens", "target_loss"):
-        invalid |= getattr(scenario, name) <= 0
-    invalid |= (scenario.min_density < 0) | (scenario.min_density > 1)
-    law_leaves = [leaf for leaf in jax.tree.leaves(model) if eqx.is_array(leaf)]
-    invalid |= jnp.any(jnp.stack([~jnp.all(jnp.isfinite(leaf)) for leaf in law_leaves]))
-    if isinstance(model.law, Chinchilla):
-        law = model.law
+                 "max_tokens"):
+        value = getattr(scenario, name)
+        if value is not None:
+            invalid |= value <= 0
+    invalid |= ~jnp.isfinite(scenario.inference_demand) | (scenario.inference_demand < 0)
+    if scenario.target_loss is not None:
+        invalid |= jnp.isinf(scenario.target_loss) | (scenario.target_loss <= 0)
+    if scenario.target_score is not None:
+        invalid |= ~jnp.isfinite(scenario.target_score) | (scenario.target_score <= 0)
+    if scenario.min_density is not None:
+        invalid |= ~jnp.isfinite(scenario.min_density) | (scenario.min_density <= 0)
+        invalid |= scenario.min_density > 1
+    for leaf in jax.tree.leaves(model):
+        if eqx.is_inexact_array(leaf):
+            invalid |= ~jnp.all(jnp.isfinite(leaf))
+    law = model.law
+    if isinstance(law, Chinchilla):
         invalid |= (law.A <= 0) | (law.B <= 0) | (law.alpha <= 0) | (law.beta <= 0) | (law.E < 0)
-    if objective in ("compute", "train"):
-        invalid |= ~jnp.isfinite(scenario.target_loss) & (scenario.target_score <= 0)
-    else:
-        invalid |= ~jnp.isfinite(scenario.train_budget)
-    if not scored:
-        invalid |= scenario.target_score > 0
-    infeasible = (scenario.target_loss <= model.law.irreducible) | (scenario.target_score >= 1)
+    infeasible = jnp.asarray(False)
+    if scenario.target_loss is not None:
+        infeasible |= scenario.target_loss <= law.irreducible
+    if scenario.target_score is not None:
+        infeasible |= scenario.target_score >= 1
     return invalid, infeasible & ~invalid
+
+
+def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if not isinstance(model, Pipeline):
+        raise ValueError("model must be a Pipeline")
+    if not isinstance(scenario, Scenario):
+        raise ValueError("scenario must be a Scenario")
+    scored = has_score(model)
+    if (objective == "score" or scenario.target_score is not None) and not scored:
+        raise ValueError("a score objective or target_score needs a model with a score: "
+                         "add a RepeatedSampling stage")
+    if objective in ("compute", "train"):
+        if scenario.target_loss is None and scenario.target_score is None:
+            raise ValueError(f"objective={objective!r} needs target_loss or target_score")
+    elif scenario.train_budget is None:
+        raise ValueError(f"objective={objective!r} needs a train_budget")
 
 
 def solve(
@@ -267,8 +315,8 @@ def solve(
       Pareto frontier; see `frontier`).
 
     Every problem also honours the caps in `scenario`. Written for one scenario: batch with
-    `jax.vmap(lambda s: solve(model, s, throw=False))(scenarios)`, where a bad scenario gets its
-    own `status` and never stops the others.
+    `jax.vmap(lambda s: solve(model, s, throw=False))(scenarios.broadcast())`, where a bad
+    scenario gets its own `status` and never stops the others.
 
     Plans are differentiable: `jax.grad`/`jax.jacobian` of any output with respect to the
     scenario or the model's coefficients use the implicit function theorem on the KKT
@@ -287,40 +335,33 @@ def solve(
     **References:** Sardana et al. 2024, *Beyond Chinchilla-Optimal*, ICML (the lifetime
     problem); Nocedal & Wright 2006, *Numerical Optimization*, ch. 19 (the method).
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if not isinstance(model, Pipeline):
-        raise ValueError("model must be a Pipeline")
-    if not isinstance(scenario, Scenario):
-        raise ValueError("scenario must be a Scenario")
-    scored = has_score(model)
-    if objective == "score" and not scored:
-        raise ValueError("objective='score' needs a model with a score: add RepeatedSampling")
+    _check_structure(model, scenario, objective)
+    names = constraint_names(model, scenario)
     dtype = jnp.result_type(*jax.tree.leaves(scenario))
     tol = solver.tolerance(dtype)
-    invalid, infeasible = _validate(model, scenario, objective, scored)
-    safe = jax.tree.map(lambda v, d: jnp.where(invalid | infeasible, d, v), scenario,
-                        _fallback(model, scenario))
-    x0 = _start(model, safe, objective, dtype)
+    invalid, infeasible = _validate(model, scenario, objective)
+    skip = invalid | infeasible
+    safe = jax.tree.map(lambda v, d: jnp.where(skip, d, v), scenario, _fallback(model, scenario))
 
     def f(x, params):
-        m, s = params
-        return _objective(m, s, objective, x)
+        return _objective(params[0], params[1], objective, x)
 
     def g(x, params):
-        m, s = params
-        return _constraints(m, s, x)
+        return _constraints(params[0], names, _log_bounds(*params), x)
 
     params = (model, safe)
-    frozen = jax.lax.stop_gradient(params)
+    frozen_model, frozen_scenario = jax.lax.stop_gradient(params)
+    bounds = _log_bounds(frozen_model, frozen_scenario)
     result = interior_point(
-        lambda x: f(x, frozen), lambda x: g(x, frozen), x0, tol=tol, max_steps=solver.max_steps
+        lambda x: _objective(frozen_model, frozen_scenario, objective, x),
+        lambda x: _constraints(frozen_model, names, bounds, x),
+        _start(frozen_model, frozen_scenario, objective, dtype),
+        tol=tol,
+        max_steps=solver.max_steps,
     )
-    x = _implicit(f, g, result.x, result.slack, result.multipliers, params)
-    good = (
-        (result.stationarity <= tol) & (result.feasibility <= tol)
-        & (result.complementarity <= tol) & jnp.all(jnp.isfinite(result.x))
-    )
+    x = _implicit(f, g, result, params)
+    good = ((result.stationarity <= tol) & (result.feasibility <= tol)
+            & (result.complementarity <= tol))
     allocation = _allocation(model, x)
     outcome = model(allocation)
     total = outcome.train_flops + safe.inference_demand * outcome.inference_flops
@@ -334,8 +375,8 @@ def solve(
     plan = Plan(
         allocation=allocation, outcome=outcome, total_flops=total, status=status,
         stationarity=result.stationarity, feasibility=result.feasibility,
-        complementarity=result.complementarity, multipliers=result.multipliers,
-        steps=result.steps,
+        complementarity=result.complementarity,
+        multipliers=jnp.stack(result.multipliers), steps=result.steps,
     )
     if throw:
         plan = eqx.error_if(plan, status != Status.OPTIMAL,
@@ -350,31 +391,38 @@ def has_score(model: Pipeline) -> bool:
 
 
 def _fallback(model: Pipeline, scenario: Scenario) -> Scenario:
-    """A harmless scenario solved in place of an invalid one, so the batch stays finite."""
-    target = model.law.irreducible + 0.5
-    target = jnp.where(jnp.isfinite(target), target, 2.5)
-    return Scenario(
-        target_loss=jnp.full_like(scenario.target_loss, target),
-        target_score=jnp.zeros_like(scenario.target_score),
-        inference_demand=jnp.zeros_like(scenario.inference_demand),
-        train_budget=jnp.full_like(scenario.train_budget, _INF),
-        inference_budget=jnp.full_like(scenario.inference_budget, _INF),
-        max_inference_flops=jnp.full_like(scenario.max_inference_flops, _INF),
-        max_params=jnp.full_like(scenario.max_params, _INF),
-        max_tokens=jnp.full_like(scenario.max_tokens, _INF),
-        min_density=jnp.zeros_like(scenario.min_density),
-    )
+    """A harmless scenario solved in place of a bad one, so the batch stays finite."""
+    safe = {
+        "target_loss": model.law.irreducible + 0.5,
+        "target_score": 0.5,
+        "inference_demand": 0.0,
+        "min_density": 0.5,
+    }
+    return Scenario(**{
+        name: None if getattr(scenario, name) is None
+        else jnp.full_like(getattr(scenario, name), safe.get(name, 1e30))
+        for name in _SCENARIO_FIELDS
+    })
 
 
-def _implicit(f, g, x, slack, multipliers, params):
-    """`x` unchanged in value, with derivatives from the implicit function theorem."""
-    z = jax.lax.stop_gradient(jnp.concatenate([x, slack, multipliers]))
-    n, m = x.shape[0], slack.shape[0]
+_SCENARIO_FIELDS = tuple(f.name for f in dataclasses.fields(Scenario))
+
+
+def _implicit(f, g, result, params) -> Vector:
+    """The optimum `result.x`, unchanged in value, differentiable by the implicit function
+    theorem: with $R(z, \\theta) = 0$ the KKT conditions in $z = (x, s, \\lambda)$,
+    $dz/d\\theta = -(\\partial R/\\partial z)^{-1}\\partial R/\\partial\\theta$."""
+    n = len(result.x)
+    z = jax.lax.stop_gradient(jnp.stack(result.x + result.slack + result.multipliers))
+    m = len(result.slack)
 
     def residual(z, params):
-        x, s, lam = z[:n], z[n:n + m], z[n + m:]
-        grad_l = jax.grad(f)(x, params) + jax.jacfwd(g)(x, params).T @ lam
-        return jnp.concatenate([grad_l, g(x, params) + s, s * lam])
+        x = tuple(z[:n])
+        s, lam = z[n:n + m], z[n + m:]
+        grad_f = jnp.stack(jax.grad(f)(x, params))
+        gx = jnp.stack(g(x, params))
+        jac = jnp.stack([jnp.stack(row) for row in jax.jacfwd(g)(x, params)])
+        return jnp.concatenate([grad_f + jac.T @ lam, gx + s, s * lam])
 
     @jax.custom_jvp
     def attach(z, params):
@@ -388,4 +436,4 @@ def _implicit(f, g, x, slack, multipliers, params):
         dz = -jnp.linalg.solve(matrix, dr)
         return z[:n], dz[:n]
 
-    return attach(z, params)
+    return tuple(attach(z, params))
