@@ -18,3 +18,4 @@ from ._solve import Status as Status
 from ._solve import constraint_names as constraint_names
 from ._solve import has_score as has_score
 from ._solve import solve as solve
+from ._solve import frontier as frontier

@@ -437,3 +437,35 @@ def _implicit(f, g, result, params) -> Vector:
         return z[:n], dz[:n]
 
     return tuple(attach(z, params))
+
+
+def frontier(
+    model: Pipeline,
+    scenario: Scenario,
+    inference_flops: Float[Array, " points"],
+    *,
+    solver: Solver = Solver(),
+) -> Plan:
+    r"""The Pareto frontier of training against inference compute at fixed performance.
+
+    For each cap $c$ in `inference_flops` (FLOP per unit of demand), the least training compute
+    that meets the scenario's targets with inference at most $c$: the frontier Villalobos &
+    Atkinson (2023) study ("least TC for each IC at a given performance"). Caps below the
+    cheapest possible inference are `INFEASIBLE`. One batched solve; never raises.
+
+    **Arguments:**
+
+    - `model`, `scenario`: as for `solve`; the scenario needs a target.
+    - `inference_flops`: caps on inference FLOP per unit of demand, any shape.
+
+    **Returns:** a `Plan` batched over `inference_flops`.
+    """
+    caps = jnp.asarray(inference_flops)
+
+    def one(cap):
+        s = eqx.tree_at(lambda sc: sc.max_inference_flops, scenario, cap,
+                        is_leaf=lambda v: v is None)
+        return solve(model, s, objective="train", solver=solver, throw=False)
+
+    flat = jax.vmap(one)(caps.reshape(-1))
+    return jax.tree.map(lambda v: v.reshape(caps.shape + v.shape[1:]), flat)
