@@ -1,0 +1,193 @@
+"""The `planner` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _enable_x64(float32: bool) -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", not float32)
+
+
+class _Progress:
+    """Rows solved and rows per second on standard error, redrawn in place on a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        end = "\n" if done >= self.total else ""
+        sys.stderr.write(
+            f"\rsolved {done:,}/{self.total:,} scenarios ({done / elapsed:,.0f} scenarios/s)"
+            + end
+        )
+        sys.stderr.flush()
+
+
+def _stages(args, law):
+    stages = []
+    if args.pruning:
+        from ._techniques.pruning import Pruning
+
+        stages.append(Pruning.frantar2023(law) if hasattr(Pruning, "frantar2023") else Pruning(law))
+    if args.sampling:
+        from ._techniques.sampling import RepeatedSampling
+
+        stages.append(RepeatedSampling.codex2021())
+    return tuple(stages)
+
+
+def cmd_solve(args) -> int:
+    _enable_x64(args.float32)
+    import numpy as np
+
+    from ._table import (
+        STATUS_NAMES,
+        TableError,
+        check_columns,
+        format_float,
+        make_solver,
+        parse_columns,
+        read_table,
+        solve_rows,
+        write_table,
+    )
+    from ._solve import STATUS_MESSAGES, Status
+
+    try:
+        law = _law(args)
+        columns = read_table(args.scenarios)
+        if args.objective == "loss":
+            required = ("train_budget",)
+        elif args.sampling and "target_loss" not in columns:
+            required = ("target_score",)
+        else:
+            required = ("target_loss",)
+        check_columns(columns, required)
+        values, status, messages = parse_columns(columns, law)
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner solve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    n = len(status)
+    fn = make_solver(law, _stages(args, law), args.objective)
+    dtype = np.float32 if args.float32 else np.float64
+    progress = _Progress(n, args.progress or sys.stderr.isatty())
+    results: dict[str, np.ndarray] = {}
+    for start, out in solve_rows(values, status, fn, chunk=args.chunk_size, dtype=dtype):
+        for k, v in out.items():
+            results.setdefault(k, np.empty(n, v.dtype))[start:start + len(v)] = v
+        progress.update(start + len(v))
+    table = dict(columns)
+    for name in ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
+                 "score", "density", "n_samples"):
+        if name in results:
+            table[name] = [format_float(x) for x in results.get(name, np.empty(0))]
+    codes = results.get("status", np.empty(0, int))
+    table["status"] = [STATUS_NAMES[Status(c)] for c in codes]
+    table["message"] = [
+        messages[i] or ("" if c == Status.OPTIMAL else STATUS_MESSAGES[Status(c)])
+        for i, c in enumerate(codes)
+    ]
+    write_table(args.output, table)
+    counts = {STATUS_NAMES[s]: int(np.sum(codes == s)) for s in Status if np.any(codes == s)}
+    print(f"planner solve: {n:,} scenarios -> {args.output} "
+          + ", ".join(f"{v:,} {k}" for k, v in counts.items()), file=sys.stderr)
+    return EXIT_OK
+
+
+def _law(args):
+    from ._laws import Chinchilla
+
+    if getattr(args, "law_file", None):
+        from ._fit import read_fit_json
+
+        return read_fit_json(args.law_file)
+    return Chinchilla.from_preset(args.law)
+
+
+def cmd_reproduce(args) -> int:
+    _enable_x64(False)
+    from .experiments import run
+
+    return run(args.name, Path(args.output))
+
+
+def cmd_fit(args) -> int:
+    _enable_x64(False)
+    from ._fit import fit_command
+
+    return fit_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._laws import PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="planner",
+        description="Split compute between training a model and running it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    solve = sub.add_parser(
+        "solve", help="optimal allocations for a table of scenarios",
+        description="Solve every row of SCENARIOS (CSV or Parquet) and write PLANS. Input "
+        "columns: target_loss (or target_score with --sampling), inference_tokens (lifetime "
+        "inference tokens, default 0); optional train_budget, inference_budget, "
+        "max_inference_flops, max_params, max_tokens, min_density, and per-row law "
+        "coefficients E, A, B, alpha, beta. Output: every input column, then n_params, "
+        "n_tokens, train_flops, inference_flops, total_flops, loss, [score, density, "
+        "n_samples], status, message.",
+    )
+    solve.add_argument("scenarios", help="input table (.csv, or .parquet with the extra)")
+    solve.add_argument("--output", "-o", required=True, help="output table (.csv or .parquet)")
+    law = solve.add_mutually_exclusive_group()
+    law.add_argument("--law", default="sardana2024", choices=sorted(PRESETS),
+                     help="loss-law preset (default: sardana2024)")
+    law.add_argument("--law-file", help="a FIT.json written by `planner fit`")
+    solve.add_argument("--objective", default="compute", choices=("compute", "loss"),
+                       help="compute: least lifetime FLOP for the target (default); loss: lowest "
+                       "loss within train_budget (and inference_budget)")
+    solve.add_argument("--pruning", action="store_true", help="also choose a pruning density")
+    solve.add_argument("--sampling", action="store_true",
+                       help="also choose samples per query (repeated sampling)")
+    solve.add_argument("--chunk-size", type=int, default=65536,
+                       help="rows solved per batch (bounds memory)")
+    solve.add_argument("--float32", action="store_true",
+                       help="solve in float32 (default float64)")
+    solve.add_argument("--progress", action="store_true",
+                       help="show progress even when standard error is not a terminal")
+    solve.set_defaults(func=cmd_solve)
+
+    reproduce = sub.add_parser("reproduce", help="reproduce published results: tables, figures")
+    reproduce.add_argument("name", nargs="?", default="default",
+                           help="an experiment name, 'default' or 'all'")
+    reproduce.add_argument("--output", "-o", default="out", help="output folder")
+    reproduce.set_defaults(func=cmd_reproduce)
+
+    fit = sub.add_parser("fit", help="fit a loss law to training runs")
+    fit.add_argument("runs", help="table with columns n_params, n_tokens, loss")
+    fit.add_argument("--output", "-o", required=True, help="FIT.json to write")
+    fit.set_defaults(func=cmd_fit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "chunk_size", 1) < 1:
+        parser.error("--chunk-size must be >= 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
