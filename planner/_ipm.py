@@ -185,7 +185,13 @@ def interior_point(
     init = _State(x0, slack0, lam0, mu0, jnp.asarray(1.0, dtype), jnp.asarray(0),
                   jnp.asarray(False))
     final = jax.lax.while_loop(lambda st: (~st.done) & (st.steps < max_steps), body, init)
-    _, stat, feas, comp = _residuals(
-        jax.grad(f)(final.x), jax.jacfwd(g)(final.x), g(final.x), final.multipliers
-    )
-    return IPMResult(final.x, final.slack, final.multipliers, stat, feas, comp, final.steps)
+    return certify(f, g, final.x, final.multipliers, final.steps)
+
+
+def certify(f: Callable[[Vector], Array], g: Callable[[Vector], Vector], x: Vector,
+            multipliers: Vector, steps: Array) -> IPMResult:
+    """The KKT residuals of a candidate solution `(x, multipliers)`, whoever found it."""
+    gx = g(x)
+    _, stat, feas, comp = _residuals(jax.grad(f)(x), jax.jacfwd(g)(x), gx, multipliers)
+    slack = tuple(jnp.maximum(-gi, 0.0) for gi in gx)
+    return IPMResult(x, slack, multipliers, stat, feas, comp, steps)
