@@ -17,19 +17,18 @@ def _enable_x64(float32: bool) -> None:
 
 
 class _Progress:
-    """Rows solved and rows per second on standard error, redrawn in place on a terminal."""
+    """Scenarios solved and scenarios per second on standard error, redrawn in place."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+    def __init__(self, enabled: bool):
+        self.enabled, self.start = enabled, time.perf_counter()
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, total: int) -> None:
         if not self.enabled:
             return
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        end = "\n" if done >= self.total else ""
+        end = "\n" if done >= total else ""
         sys.stderr.write(
-            f"\rsolved {done:,}/{self.total:,} scenarios ({done / elapsed:,.0f} scenarios/s)"
-            + end
+            f"\rsolved {done:,}/{total:,} scenarios ({done / elapsed:,.0f} scenarios/s)" + end
         )
         sys.stderr.flush()
 
@@ -51,57 +50,41 @@ def cmd_solve(args) -> int:
     _enable_x64(args.float32)
     import numpy as np
 
-    from ._table import (
-        STATUS_NAMES,
-        TableError,
-        check_columns,
-        format_float,
-        make_solver,
-        parse_columns,
-        read_table,
-        solve_rows,
-        write_table,
-    )
-    from ._solve import STATUS_MESSAGES, Status
+    from ._compose import Pipeline, Pretraining
+    from ._solve import has_score
+    from ._sweep import PLAN_COLUMNS, run_sweep
+    from ._table import TableError, make_solver
 
     try:
         law = _law(args)
-        columns = read_table(args.scenarios)
+        stages = _stages(args, law)
+        model = Pipeline(Pretraining(law), *stages)
+        extra = {"score": has_score(model), "density": "density" in model.variables,
+                 "n_samples": "n_samples" in model.variables}
+        plan_columns = [c for c in PLAN_COLUMNS if extra.get(c, True)]
         if args.objective == "loss":
             required = ("train_budget",)
-        elif args.sampling and "target_loss" not in columns:
-            required = ("target_score",)
+        elif args.sampling:
+            required = ()
         else:
             required = ("target_loss",)
-        check_columns(columns, required)
-        values, status, messages = parse_columns(columns, law)
+        progress = _Progress(args.progress or sys.stderr.isatty())
+        counts = run_sweep(
+            args.scenarios, args.output, law=law,
+            make_fn=lambda: make_solver(law, stages, args.objective),
+            plan_columns=plan_columns, required=required, chunk=args.chunk_size,
+            dtype=np.float32 if args.float32 else np.float64, resume=args.resume,
+            options={"law": args.law, "law_file": args.law_file, "objective": args.objective,
+                     "pruning": args.pruning, "sampling": args.sampling,
+                     "float32": args.float32},
+            on_progress=progress.update,
+        )
     except (TableError, ValueError, OSError) as error:
         print(f"planner solve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    n = len(status)
-    fn = make_solver(law, _stages(args, law), args.objective)
-    dtype = np.float32 if args.float32 else np.float64
-    progress = _Progress(n, args.progress or sys.stderr.isatty())
-    results: dict[str, np.ndarray] = {}
-    for start, out in solve_rows(values, status, fn, chunk=args.chunk_size, dtype=dtype):
-        for k, v in out.items():
-            results.setdefault(k, np.empty(n, v.dtype))[start:start + len(v)] = v
-        progress.update(start + len(v))
-    table = dict(columns)
-    for name in ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
-                 "score", "density", "n_samples"):
-        if name in results:
-            table[name] = [format_float(x) for x in results.get(name, np.empty(0))]
-    codes = results.get("status", np.empty(0, int))
-    table["status"] = [STATUS_NAMES[Status(c)] for c in codes]
-    table["message"] = [
-        messages[i] or ("" if c == Status.OPTIMAL else STATUS_MESSAGES[Status(c)])
-        for i, c in enumerate(codes)
-    ]
-    write_table(args.output, table)
-    counts = {STATUS_NAMES[s]: int(np.sum(codes == s)) for s in Status if np.any(codes == s)}
-    print(f"planner solve: {n:,} scenarios -> {args.output} "
-          + ", ".join(f"{v:,} {k}" for k, v in counts.items()), file=sys.stderr)
+    total = sum(counts.values())
+    print(f"planner solve: {total:,} scenarios -> {args.output}: "
+          + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
     return EXIT_OK
 
 
@@ -162,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also choose samples per query (repeated sampling)")
     solve.add_argument("--chunk-size", type=int, default=65536,
                        help="rows solved per batch (bounds memory)")
+    solve.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from the finished chunks it left")
     solve.add_argument("--float32", action="store_true",
                        help="solve in float32 (default float64)")
     solve.add_argument("--progress", action="store_true",

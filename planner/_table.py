@@ -1,4 +1,4 @@
-"""Scenario tables: reading, validating, solving in padded batches, and writing atomically."""
+"""Scenario tables: streaming reads, row checks, padded batch solves, atomic writes."""
 
 from __future__ import annotations
 
@@ -42,46 +42,90 @@ class TableError(ValueError):
 
 
 # --------------------------------------------------------------------------------------- reading
-def read_table(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Columns of a CSV or Parquet file, every cell as text (input columns pass through as is)."""
-    path = Path(path)
-    if not path.exists():
-        raise TableError(f"{path}: no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
+class TableReader:
+    """A CSV or Parquet table read in chunks of rows, every cell as text.
+
+    Only the header (and, for CSV, a count of lines) is read up front; `chunks` then streams
+    the rows, so a table larger than memory is never held whole.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TableError(f"{self.path}: no such file")
+        self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        if self.parquet:
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:  # pragma: no cover - depends on the extra
+                raise TableError("reading Parquet needs the 'parquet' extra (pyarrow)") from None
+            meta = pq.ParquetFile(self.path)
+            self.columns = list(meta.schema_arrow.names)
+            self.n_rows = meta.metadata.num_rows
+        else:
+            with open(self.path, newline="") as handle:
+                try:
+                    header = next(csv.reader(handle))
+                except StopIteration:
+                    raise TableError(f"{self.path}: empty file, expected a header row") from None
+            self.columns = [h.strip() for h in header]
+            self.n_rows = self._count_csv_rows()
+        if len(set(self.columns)) != len(self.columns):
+            raise TableError(f"{self.path}: duplicate column names in the header")
+
+    def _count_csv_rows(self) -> int:
+        count, last = 0, b"\n"
+        with open(self.path, "rb") as handle:
+            while block := handle.read(1 << 22):
+                count += block.count(b"\n")
+                last = block[-1:]
+        return count - 1 + (last != b"\n")  # the header; a last line without newline
+
+    def chunks(self, size: int) -> Iterator[dict[str, list[str]]]:
+        """Consecutive chunks of at most `size` rows, as text columns."""
+        if self.parquet:
             import pyarrow.parquet as pq
-        except ImportError:  # pragma: no cover - depends on the extra
-            raise TableError("reading Parquet needs the 'parquet' extra (pyarrow)") from None
-        table = pq.read_table(path)
-        return {name: [_cell(v) for v in table.column(name).to_pylist()]
-                for name in table.column_names}
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TableError(f"{path}: empty file, expected a header row") from None
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            raise TableError(f"{path}: duplicate column names in the header")
-        columns: dict[str, list[str]] = {h: [] for h in header}
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise TableError(
-                    f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
-                )
-            for h, v in zip(header, row, strict=True):
-                columns[h].append(v)
-    return columns
+
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=size):
+                yield {name: [_cell(v) for v in batch.column(name).to_pylist()]
+                       for name in self.columns}
+            return
+        with open(self.path, newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader)
+            columns: dict[str, list[str]] = {h: [] for h in self.columns}
+            rows = 0
+            for row in reader:
+                if len(row) != len(self.columns):
+                    raise TableError(
+                        f"{self.path}: line {reader.line_num} has {len(row)} fields, "
+                        f"the header has {len(self.columns)}"
+                    )
+                for h, v in zip(self.columns, row, strict=True):
+                    columns[h].append(v)
+                rows += 1
+                if rows == size:
+                    yield columns
+                    columns, rows = {h: [] for h in self.columns}, 0
+            if rows:
+                yield columns
+
+
+def read_table(path: str | os.PathLike) -> dict[str, list[str]]:
+    """A whole (small) table as text columns."""
+    reader = TableReader(path)
+    out: dict[str, list[str]] = {h: [] for h in reader.columns}
+    for chunk in reader.chunks(1 << 16):
+        for h in reader.columns:
+            out[h].extend(chunk[h])
+    return out
 
 
 def _cell(value) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
-def check_columns(columns: dict[str, list[str]], required: tuple[str, ...]) -> None:
+def check_columns(columns, required: tuple[str, ...]) -> None:
     """Raise `TableError` for a missing required column or a misspelt known one."""
     names = set(columns)
     for name in names - set(KNOWN_COLUMNS):
@@ -95,14 +139,14 @@ def check_columns(columns: dict[str, list[str]], required: tuple[str, ...]) -> N
 
 # ------------------------------------------------------------------------------------ validation
 def parse_columns(
-    columns: dict[str, list[str]], law: Chinchilla
+    columns: dict[str, list[str]], law: Chinchilla, first_row: int = 1
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     """Parse and check the known columns.
 
     **Returns:** `(values, status, messages)`: numeric arrays per column; per row, the status
     the checks already decide (`Status.INVALID_INPUT`, `Status.INFEASIBLE`, or -1 for a row to
     solve); and one message per row ('' for a good row) naming every problem with its column
-    and its 1-based data row number.
+    and its data row number (the first data row is `first_row`; the header is not counted).
     """
     n = len(next(iter(columns.values()))) if columns else 0
     messages: list[list[str]] = [[] for _ in range(n)]
@@ -113,18 +157,21 @@ def parse_columns(
             continue
         out = np.full(n, np.nan)
         for i, text in enumerate(columns[name]):
+            where = f"row {i + first_row}: column {name!r}"
             try:
                 out[i] = float(text)
             except ValueError:
-                messages[i].append(f"row {i + 1}: column {name!r} is not a number ({text!r})")
+                messages[i].append(f"{where} is not a number ({text!r})")
                 continue
             if not math.isfinite(out[i]):
-                messages[i].append(f"row {i + 1}: column {name!r} must be finite ({text!r})")
+                messages[i].append(f"{where} must be finite ({text!r})")
         values[name] = out
 
     def bad(name, mask, what):
         for i in np.flatnonzero(mask & np.isfinite(values[name])):
-            messages[i].append(f"row {i + 1}: column {name!r} {what} ({values[name][i]:g})")
+            messages[i].append(
+                f"row {i + first_row}: column {name!r} {what} ({values[name][i]:g})"
+            )
 
     for name in ("target_loss", "train_budget", "inference_budget", "max_inference_flops",
                  "max_params", "max_tokens", "A", "B", "alpha", "beta"):
@@ -145,7 +192,8 @@ def parse_columns(
         for i in np.flatnonzero(mask & np.isfinite(values["target_loss"])):
             infeasible[i] = True
             messages[i].append(
-                f"row {i + 1}: column 'target_loss' ({values['target_loss'][i]:g}) is at or below "
+                f"row {i + first_row}: column 'target_loss' ({values['target_loss'][i]:g}) is at "
+                "or below "
                 f"the irreducible loss E = {floor[i]:g}: no allocation reaches it"
             )
     status = np.full(n, -1)
@@ -205,37 +253,33 @@ _PAD = {"target_loss": 3.0, "target_score": 0.5, "inference_tokens": 0.0, "min_d
         "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
-def solve_rows(
+def solve_chunk(
     values: dict[str, np.ndarray],
     status: np.ndarray,
     fn: Callable,
     *,
-    chunk: int,
+    size: int,
     dtype=np.float64,
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Solve parsed rows chunk by chunk, padding each to a bucket size so that no new batch
-    size recompiles. Yields (first row, plan columns) per chunk. Rows whose `status` is
-    already decided (>= 0) are solved as a harmless stand-in and keep that status, with NaN
-    plan values."""
+) -> dict[str, np.ndarray]:
+    """Solve one chunk of parsed rows, padded to `size` rows so that batch sizes come from a
+    few buckets and never recompile. Rows whose `status` is already decided (>= 0) are solved
+    as a harmless stand-in and keep that status, with NaN plan values."""
     n = len(status)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        size = bucket(stop - start, chunk)
-        decided = status[start:stop] >= 0
-        law_cols, fields = {}, {"inference_demand": jnp.zeros(size, dtype)}
-        for name, column in values.items():
-            part = np.full(size, _PAD.get(name, 1.0))
-            part[: stop - start] = np.where(decided, part[: stop - start], column[start:stop])
-            if name in LAW_COLUMNS:
-                law_cols[name] = jnp.asarray(part, dtype)
-            else:
-                fields[SCENARIO_COLUMNS[name]] = jnp.asarray(part, dtype)
-        out = {k: np.array(v)[: stop - start] for k, v in fn(law_cols, fields).items()}
-        out["status"] = np.where(decided, status[start:stop], out["status"]).astype(int)
-        for k, v in out.items():
-            if k != "status":
-                v[decided] = np.nan
-        yield start, out
+    decided = status >= 0
+    law_cols, fields = {}, {"inference_demand": jnp.zeros(size, dtype)}
+    for name, column in values.items():
+        part = np.full(size, _PAD.get(name, 1.0))
+        part[:n] = np.where(decided, part[:n], column)
+        if name in LAW_COLUMNS:
+            law_cols[name] = jnp.asarray(part, dtype)
+        else:
+            fields[SCENARIO_COLUMNS[name]] = jnp.asarray(part, dtype)
+    out = {k: np.array(v)[:n] for k, v in fn(law_cols, fields).items()}
+    out["status"] = np.where(decided, status, out["status"]).astype(int)
+    for k, v in out.items():
+        if k != "status":
+            v[decided] = np.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -259,32 +303,3 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def write_table(path: str | os.PathLike, columns: dict[str, list[str]]) -> None:
-    """Write text columns as CSV or Parquet (by suffix), atomically."""
-    path = Path(path)
-    names = list(columns)
-    n = len(columns[names[0]]) if names else 0
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(names)
-            for i in range(n):
-                writer.writerow([columns[c][i] for c in names])
-
-    def write_parquet(tmp):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table({c: columns[c] for c in names}), tmp)
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the extra
-            raise TableError("writing Parquet needs the 'parquet' extra (pyarrow)") from None
-        atomic_write(path, write_parquet)
-    else:
-        atomic_write(path, write_csv)

@@ -1,0 +1,181 @@
+"""Durable sweeps: a scenario table solved chunk by chunk, resumable after any interruption.
+
+Each solved chunk is written atomically as its own part file in `OUTPUT.parts/`, beside a
+manifest that fingerprints the input and the options. A run killed at any moment (SIGKILL
+included) leaves only whole parts; `--resume` solves the missing ones and the assembled
+output is byte for byte the one an uninterrupted run writes. The output itself appears only
+once complete (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ._solve import STATUS_MESSAGES, Status
+from ._table import (
+    STATUS_NAMES,
+    TableError,
+    TableReader,
+    atomic_write,
+    bucket,
+    check_columns,
+    format_float,
+    parse_columns,
+    solve_chunk,
+)
+
+PLAN_COLUMNS = ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
+                "score", "density", "n_samples")
+MANIFEST_VERSION = 1
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _format_chunk(columns: dict[str, list[str]], out: dict[str, np.ndarray],
+                  plan_columns: list[str], messages: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(columns)
+    codes = out["status"]
+    formatted = {c: [format_float(x) for x in out[c]] for c in plan_columns}
+    for i in range(len(codes)):
+        code = Status(int(codes[i]))
+        message = messages[i] or ("" if code == Status.OPTIMAL else STATUS_MESSAGES[code])
+        writer.writerow([columns[c][i] for c in names] + [formatted[c][i] for c in plan_columns]
+                        + [STATUS_NAMES[code], message])
+    return buffer.getvalue()
+
+
+def run_sweep(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    law,
+    make_fn: Callable[[], Callable],
+    plan_columns: list[str],
+    required: tuple[str, ...],
+    chunk: int,
+    dtype,
+    resume: bool,
+    options: dict,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, int]:
+    """Solve `input_path` into `output_path`; returns the count of each status.
+
+    `make_fn()` builds the jitted batch solver (called only if some chunk needs solving).
+    `options` are recorded in the manifest: resuming with other options or another input is
+    refused.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    reader = TableReader(input_path)
+    check_columns(reader.columns, required)
+    parts = output_path.with_name(output_path.name + ".parts")
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "input_sha256": _fingerprint(input_path),
+        "columns": reader.columns,
+        "rows": reader.n_rows,
+        "chunk": chunk,
+        "plan_columns": plan_columns,
+        "options": options,
+    }
+    manifest_path = parts / "manifest.json"
+    if parts.exists():
+        previous = None
+        if manifest_path.exists():
+            previous = json.loads(manifest_path.read_text())
+        if resume and previous is not None and previous != manifest:
+            raise TableError(
+                f"{parts} belongs to a run with another input or other options; "
+                "remove it or rerun with the same input and options"
+            )
+        if not resume or previous is None:
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not manifest_path.exists():
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text))
+
+    fn = None
+    done = 0
+    for index, columns in enumerate(reader.chunks(chunk)):
+        part = parts / f"part-{index:06d}.csv"
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if not part.exists():
+            if fn is None:
+                fn = make_fn()
+            values, status, messages = parse_columns(columns, law, first_row=done + 1)
+            out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
+            text = _format_chunk(columns, out, plan_columns, messages)
+            atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text))
+        done += rows
+        on_progress(done, reader.n_rows)
+    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
+    shutil.rmtree(parts)
+    return counts
+
+
+def _part_files(parts: Path) -> list[Path]:
+    return sorted(parts.glob("part-*.csv"))
+
+
+def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
+    """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses."""
+    counts: dict[str, int] = {}
+    status_at = header.index("status")
+
+    def count(rows):
+        for row in rows:
+            counts[row[status_at]] = counts.get(row[status_at], 0) + 1
+
+    if output.suffix.lower() in (".parquet", ".pq"):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise TableError("writing Parquet needs the 'parquet' extra (pyarrow)") from None
+        numeric = set(PLAN_COLUMNS)
+        schema = pa.schema([(h, pa.float64() if h in numeric else pa.string()) for h in header])
+
+        def write(tmp):
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for part in _part_files(parts):
+                    with open(part, newline="") as handle:
+                        rows = list(csv.reader(handle))
+                    count(rows)
+                    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in header]
+                    arrays = [
+                        pa.array([float(v) if v else None for v in col], pa.float64())
+                        if h in numeric else pa.array(list(col), pa.string())
+                        for h, col in zip(header, cols, strict=True)
+                    ]
+                    writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+        atomic_write(output, write)
+        return counts
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as out:
+            csv.writer(out, lineterminator="\n").writerow(header)
+            for part in _part_files(parts):
+                with open(part, newline="") as handle:
+                    text = handle.read()
+                count(csv.reader(io.StringIO(text)))
+                out.write(text)
+
+    atomic_write(output, write)
+    return counts
