@@ -77,26 +77,37 @@ def test_variant_relations():
     np.testing.assert_array_equal(imp_inference_factor(d), d)
 
 
-@pytest.mark.parametrize("variant", IMP_VARIANTS)
-def test_training_factor_gradients(variant):
-    # Raw maths, at once at d = 0.05, 0.5, 1 - 1e-9 and exactly 1 (finite differences step past
-    # 1, where the formulas continue smoothly) and at d = 1e-6, 1e-12 through log d (so that the
-    # steps stay inside (0, 1]). Derivatives in the rounds fraction are checked too.
+def test_training_factor_gradients():
+    # Raw maths of every variant, at once, at d = 0.05, 0.5, 1 - 1e-9 and exactly 1 (finite
+    # differences step past 1, where the formulas continue smoothly) and at d = 1e-6, 1e-12
+    # through log d (so that the steps stay positive); derivatives in x are checked too.
     def f(d, log_d, x):
-        near_one = _training_factor(d, x, variant)
-        tiny = _training_factor(jnp.exp(log_d), x, variant)
-        return jnp.concatenate([near_one, tiny])
+        dd = jnp.concatenate([d, jnp.exp(log_d)])
+        return jnp.concatenate([_training_factor(dd, x, v) for v in IMP_VARIANTS])
 
     d = jnp.array([0.05, 0.5, 1 - 1e-9, 1.0])
     log_d = jnp.log(jnp.array([1e-6, 1e-12]))
-    check_grads(f, (d, log_d, 0.2), order=2, modes=["fwd", "rev"], eps=1e-5)
+    check_grads(jax.jit(f), (d, log_d, 0.2), order=2, modes=["fwd", "rev"], eps=1e-5)
 
 
-def test_checked_training_factor_gradients():
-    def f(d, x):
-        return imp_training_factor(d, x, "dense_rounds")
+def test_checked_functions_differentiate_like_raw_maths():
+    # the checks are identities: the public functions have the raw maths' derivatives in d
+    def both(d):
+        x, rosenfeld = 0.25, (0.08, 0.01, 1.2, 0.9)
+        pairs = [(imp_training_factor(d, x, v), _training_factor(d, x, v)) for v in IMP_VARIANTS]
+        pairs.append((rosenfeld_error(d, *rosenfeld), _rosenfeld_error(d, *rosenfeld)))
+        checked, raw = zip(*pairs)
+        return jnp.stack(checked), jnp.stack(raw)
 
-    check_grads(f, (0.3, 0.25), order=2, modes=["fwd", "rev"], eps=1e-5)
+    def derivatives(d):
+        first = jax.vmap(jax.jacfwd(both))(d)
+        second = jax.vmap(jax.jacfwd(jax.jacrev(both)))(d)
+        return first, second
+
+    first, second = jax.jit(derivatives)(jnp.array([0.05, 0.3, 0.9]))
+    for checked, raw in (first, second):
+        np.testing.assert_array_equal(checked, raw)
+        assert np.all(np.isfinite(checked))
 
 
 EDGE_DENSITIES = [0.0, 1e-300, 1e-20, 2.3e-16, 1e-9, 0.5, 1 - 1e-9, 1.0]
@@ -156,11 +167,16 @@ def test_rosenfeld_limits():
 
 
 def test_rosenfeld_gradients_and_edges():
-    for fn, d in ((_rosenfeld_error, 0.3), (rosenfeld_error, 0.02)):
-        check_grads(fn, (d, 0.08, 0.01, 1.2, 0.9), order=2, modes=["fwd", "rev"], eps=1e-5)
-    d = jnp.asarray(EDGE_DENSITIES)
-    for fn in (_rosenfeld_error, jax.grad(_rosenfeld_error), jax.hessian(_rosenfeld_error)):
-        out = jax.jit(jax.vmap(fn, in_axes=(0, None, None, None, None)))(d, 0.08, 0.01, 1.2, 0.9)
+    d = jnp.array([0.02, 0.3, 1.0])
+    args = (d, 0.08, 0.01, 1.2, 0.9)
+    check_grads(jax.jit(_rosenfeld_error), args, order=2, modes=["fwd", "rev"], eps=1e-5)
+
+    def at_edge(d):
+        f = _rosenfeld_error
+        args = (d, 0.08, 0.01, 1.2, 0.9)
+        return f(*args), jax.grad(f)(*args), jax.hessian(f)(*args)
+
+    for out in jax.jit(jax.vmap(at_edge))(jnp.asarray(EDGE_DENSITIES)):
         assert np.all(np.isfinite(out))
 
 
@@ -246,6 +262,25 @@ def test_stage_against_closed_forms(variant):
     assert float(out.loss) > float(LAW.loss(n, t))
 
 
+def test_pruning_interferes_with_overtraining():
+    # both act on the parameter term: on one iso-loss curve, the same density costs an
+    # overtrained (smaller) model more loss than the training-optimal one
+    n_opt, d_opt = LAW.loss_optimal(2.0)
+    n_small = n_opt / 4
+    d_small = LAW.iso_loss_tokens(n_small, 2.0)
+    penalty = []
+    for n, t in ((n_opt, d_opt), (n_small, d_small)):
+        dense = Pretraining(LAW)(Allocation(n_params=n, n_tokens=t))
+        pruned = _pipeline()(Allocation(n_params=n, n_tokens=t, density=0.25))
+        np.testing.assert_allclose(dense.loss, 2.0, rtol=1e-12)
+        penalty.append(float(pruned.loss - dense.loss))
+    fraction = float(SparsityLaw.frantar2023_t5().dense_equivalent_fraction(0.25))
+    expected = [406.4 * n**-0.336 * (fraction**-0.336 - 1) for n in (n_opt, n_small)]
+    np.testing.assert_allclose(penalty, expected, rtol=1e-9)
+    # a 4x smaller model pays 4^alpha times the loss for the same density
+    assert np.isclose(penalty[1] / penalty[0], 4**0.336, rtol=1e-9)
+
+
 def test_stage_jit_vmap_loop_agree():
     rng = np.random.default_rng(1)
     batch = Allocation(
@@ -318,21 +353,24 @@ CHECKED = [
 
 
 @pytest.mark.parametrize("fn", CHECKED)
-@pytest.mark.parametrize("bad", [0.0, -0.5, 1.0 + 1e-9, float("nan")])
-def test_density_checked_under_jit_and_vmap(fn, bad):
-    with pytest.raises(Exception, match="density must"):
-        eqx.filter_jit(fn)(bad)
-    with pytest.raises(Exception, match="density must"):
-        jax.vmap(fn)(jnp.array([0.5, bad]))
-    assert np.all(np.isfinite(jax.vmap(fn)(jnp.array([0.5, 1.0]))))
+def test_density_checked_under_jit_and_vmap(fn):
+    jitted, vmapped = eqx.filter_jit(fn), jax.vmap(fn)
+    for bad in (0.0, -0.5, 1.0 + 1e-9, float("nan")):
+        with pytest.raises(RuntimeError, match="density must"):
+            jitted(jnp.asarray(bad))
+        with pytest.raises(RuntimeError, match="density must"):
+            vmapped(jnp.array([0.5, bad]))
+    assert np.all(np.isfinite(vmapped(jnp.array([0.5, 1.0]))))
 
 
-@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
-def test_rounds_fraction_checked(bad):
-    with pytest.raises(Exception, match="rounds_fraction must lie in"):
-        eqx.filter_jit(imp_training_factor)(0.5, bad)
-    with pytest.raises(Exception, match="rounds_fraction must lie in"):
-        jax.vmap(imp_training_factor, in_axes=(None, 0))(0.5, jnp.array([0.2, bad]))
+def test_rounds_fraction_checked():
+    jitted = eqx.filter_jit(imp_training_factor)
+    vmapped = jax.vmap(imp_training_factor, in_axes=(None, 0))
+    for bad in (0.0, 1.0, -0.1, 1.5, float("inf")):
+        with pytest.raises(RuntimeError, match="rounds_fraction must"):
+            jitted(0.5, jnp.asarray(bad))
+        with pytest.raises(RuntimeError, match="rounds_fraction must"):
+            vmapped(0.5, jnp.array([0.2, bad]))
 
 
 def test_structural_errors():
