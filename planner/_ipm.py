@@ -32,8 +32,11 @@ def _dot(a: Vector, b: Vector) -> Array:
 def cholesky_solve(matrix: Matrix, rhs: Vector) -> Vector:
     """Solve `matrix @ x = rhs` for a small symmetric matrix given as nested tuples.
 
-    Pivots are floored (a modified Cholesky factorisation, Gill & Murray 1974), so an indefinite
-    or singular matrix still yields a descent direction instead of NaN.
+    A negative pivot is replaced by its absolute value and a vanishing one by a small floor (a
+    modified Cholesky factorisation in the spirit of Gill & Murray 1974): for an indefinite
+    matrix the result is a descent direction scaled by the magnitude of the curvature it meets,
+    not a huge step along a direction of negative curvature; for a positive definite matrix it
+    is the exact solve, so Newton's local quadratic convergence is kept.
     """
     n = len(rhs)
     zero = jnp.zeros_like(rhs[0])
@@ -42,7 +45,7 @@ def cholesky_solve(matrix: Matrix, rhs: Vector) -> Vector:
     low: list[list[Array]] = [[zero] * n for _ in range(n)]
     for j in range(n):
         d = matrix[j][j] - sum((low[j][k] ** 2 for k in range(j)), zero)
-        low[j][j] = jnp.sqrt(jnp.maximum(d, eps * scale))
+        low[j][j] = jnp.sqrt(jnp.maximum(jnp.abs(d), eps * scale))
         for i in range(j + 1, n):
             off = matrix[i][j] - sum((low[i][k] * low[j][k] for k in range(j)), zero)
             low[i][j] = off / low[j][j]

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from ._compose import VARIABLES, Allocation, Outcome, Pipeline
 from ._alm import augmented_lagrangian
+from ._compose import VARIABLES, Allocation, Outcome, Pipeline
 from ._ipm import Vector, certify, interior_point
 from ._laws import Chinchilla
 
