@@ -38,7 +38,7 @@ def _stages(args, law):
     if args.pruning:
         from ._techniques.pruning import Pruning
 
-        stages.append(Pruning.frantar2023(law) if hasattr(Pruning, "frantar2023") else Pruning(law))
+        stages.append(Pruning(law))
     if args.sampling:
         from ._techniques.sampling import RepeatedSampling
 
