@@ -39,12 +39,14 @@ def imp_training_factor(
     Pruning a fraction $x$ of the remaining weights per round takes
     $n = \log d / \log(1 - x)$ rounds to reach density $d$. Three ways to count the cost:
 
-    - `"epoch"`: Epoch's model, $F = (1 - d)/x$. Round $i$ retrains a network of density
-      $(1-x)^i$ at a cost proportional to that density, and the geometric series sums to
+    - `"epoch"`: Epoch's model, $F = (1 - d)/x$. Training at density $(1-x)^i$ for
+      $i = 0, \dots, n-1$ (the dense training, then each retrain before the next pruning
+      step) costs in proportion to that density, and the geometric series sums to
       $(1 - d)/x$: bounded by $1/x$ (5×, 0.70 OOM, for $x = 0.2$) however far one prunes. The
-      final retrain is not counted, so $F < 1$ for $d > 1 - x$ and $F = 0$ at $d = 1$: a dense
-      model for free. That is harmless for reading off spans at a given density, but an
-      optimiser would take the free lunch, so the `Pruning` stage defaults to the next variant.
+      final retrain at density $d$ is not counted, so $F < 1$ for $d > 1 - x$ and $F = 0$ at
+      $d = 1$ (no rounds, nothing counted): a dense model for free. That is harmless for
+      reading off spans at a given density, but an optimiser would take the free lunch, so the
+      `Pruning` stage defaults to the next variant.
     - `"final_retrain"`: the same series with the final retrain at density $d$ counted,
       $F = (1 - d(1 - x))/x = 1 + (1 - d)(1 - x)/x$. It equals 1 at $d = 1$ (no pruning costs
       exactly the dense training), is smooth across it, and is bounded by $1/x$.
@@ -155,8 +157,8 @@ def rosenfeld_error(
     **Returns:** the error $\hat\epsilon(d)$.
 
     **References:** Rosenfeld, Frankle, Carbin & Shavit 2021, *On the Predictability of
-    Pruning Across Scales*, ICML 2021, eq. (1) (error of IMP-pruned networks as a function of
-    density) and the scale invariant $l^\phi w^\psi d$.
+    Pruning Across Scales*, ICML 2021: the functional form $\hat\epsilon$ of the error of
+    IMP-pruned networks against density, and the scale invariant $l^\phi w^\psi d$.
     """
     d = check_interval(density, "density", 0.0, 1.0, open_low=True)
     dense_error = check_positive(dense_error, "dense_error")
@@ -233,7 +235,7 @@ class SparsityLaw(eqx.Module):
         a_D 6.90e8, b_D 0.203, c 0.651.
 
         Frantar et al. 2023 (arXiv 2309.08520), table of fitted coefficients, row T5/C4, as
-        transcribed by a secondary summary of the paper (the table itself was not read here).
+        transcribed by a secondary summary of the paper (the primary table could not be consulted).
         Checked against the 48 T5/C4 runs the authors released with their fitting code
         (google-research/jaxpruner, `projects/bigsparse/t5-data.csv`): with $D$ = steps ×
         65,536 tokens (batch 128 × 512, assumed) and the non-zero count at the file's scale 1
@@ -345,8 +347,8 @@ class Pruning(AbstractTechnique):
     $m(d) \le 1$ says a sparse model beats a dense one *with as many non-zero weights*. Here
     $N$ is the dense size the plan trains; multiplying its parameter term by $m(d)$ would make
     pruning lower the loss while cutting inference, for free. Converting through the
-    dense-equivalent size keeps Frantar's transferable finding (sparsity is worth $g(d)$ times
-    its non-zero count; "weight sparsity acts as a multiplier on model size") and prices it with
+    dense-equivalent size keeps Frantar's transferable finding (a sparse model is worth $g(d)$
+    times its non-zero count: sparsity acts as a multiplier on model size) and prices it with
     the pipeline's own exponent $\alpha$. $M(1) = 1$ exactly, $M$ is smooth, and it grows as
     $d$ falls: with the T5/C4 constants a 10%-density model is worth a dense one of 27.6% of the
     size, not 10%.
