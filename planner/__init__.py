@@ -19,3 +19,10 @@ from ._solve import constraint_names as constraint_names
 from ._solve import has_score as has_score
 from ._solve import solve as solve
 from ._solve import frontier as frontier
+from ._techniques.pruning import IMP_VARIANTS as IMP_VARIANTS
+from ._techniques.pruning import IMPVariant as IMPVariant
+from ._techniques.pruning import Pruning as Pruning
+from ._techniques.pruning import SparsityLaw as SparsityLaw
+from ._techniques.pruning import imp_inference_factor as imp_inference_factor
+from ._techniques.pruning import imp_training_factor as imp_training_factor
+from ._techniques.pruning import rosenfeld_error as rosenfeld_error
