@@ -29,8 +29,8 @@ separately), best of `--repeats` runs, with `block_until_ready`. Wall-clock and 
 are both reported (each the best over the runs): on a shared machine CPU time moves far less with
 the load, and every method here runs on one thread, so it estimates the unloaded wall-clock time.
 Accuracy is the relative error in $N^*$, $D^*$ and total FLOP against the reference, over every
-scenario a method was given
-(converged or not; the "not converged" column counts those without a success status).
+scenario a method was given (converged or not; the "not converged" column counts those without a
+success status).
 
 Run: `python benchmarks/bench_solve.py [--n 100000] [--smoke] [--breakdown]`. A full run rewrites
 the section "Lifetime problem: planner vs peers" of `benchmarks/RESULTS.md` (not with `--smoke`
