@@ -226,6 +226,16 @@ def test_calibrated_preset_node_cost_only_moves_the_frontier():
         tc = JONES.train_flops(64.0 * model.flops_per_node, -1000.0)
         assert float(model(tc, 64.0)) == pytest.approx(reference)
     assert float(big.train_knee) == pytest.approx(CALIBRATED["train_knee"] + 8.0 / -1.2)
+    # distance from Jones's line (OOM of test compute): largest at Elo -250 with one node,
+    # within 0.2 OOM at every other fitted point
+    gaps = {
+        (elo, nodes): 0.004 * (float(unit(JONES.train_flops(nodes, elo), nodes)) - elo)
+        for elo in (-1500.0, -1250.0, -1000.0, -750.0, -500.0, -250.0)
+        for nodes in (1.0, 64.0)
+    }
+    worst = max(gaps, key=lambda key: abs(gaps[key]))
+    assert worst == (-250.0, 1.0) and abs(gaps[worst]) == pytest.approx(0.56, abs=0.01)
+    assert max(abs(g) for key, g in gaps.items() if key != worst) < 0.2
     spans = jnp.stack(unit.span(jnp.array([-1500.0, -250.0, -50.0, -1.0])))
     assert np.all(np.diff(np.asarray(spans.sum(0))) < 0)
 
@@ -237,7 +247,10 @@ def test_check_grads_closed_forms():
     check_grads(
         lambda e: jnp.log10(JONES.test_flops(1e15, e)), (-600.0,), order=2, modes=["fwd", "rev"]
     )
-    check_grads(lambda e: jnp.log10(m.nodes_for(1e16, e)), (-700.0,), order=2, modes=["fwd", "rev"])
+    # the iso-Elo inverse: second order on its formula, first order through the checks
+    raw_inverse = lambda e: m._search_inverse(-e - m.deficits(16.0, 0.0)[0])  # noqa: E731
+    check_grads(raw_inverse, (-700.0,), order=2, modes=["fwd", "rev"])
+    check_grads(lambda e: jnp.log10(m.nodes_for(1e16, e)), (-700.0,), order=1, modes=["fwd", "rev"])
     # with respect to every coefficient of the law at once
     check_grads(lambda mm: mm.elo_raw(16.5, 2.0), (m,), order=1, modes=["fwd", "rev"])
 

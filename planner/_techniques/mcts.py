@@ -235,9 +235,9 @@ class MCTS(eqx.Module):
     $$\mathrm{Elo} = -s_T\,f_T \log_{10}\!\left(1 + 10^{(D_T - \log_{10} TC)/f_T}\right)
                      -s_M\,f_M \log_{10}\!\left(1 + 10^{(D_M - \log_{10} M)/f_M}\right),$$
 
-    two Elo deficits that vanish as training and search saturate. Search is free below
-    $M = 1$ (one network evaluation per move, the "single-node tree search" floor), and
-    costs $IC = M\,c$ FLOP per move (`flops_per_node`). Because the terms add, the
+    two Elo deficits that vanish as training and search saturate. A search has at least
+    $M = 1$ node (one network evaluation per move: Jones's floor of a single-node tree
+    search) and costs $IC = M\,c$ FLOP per move (`flops_per_node`). Because the terms add, the
     iso-Elo frontier in (log TC, log IC) has closed forms; near its two ends one compute
     stops substituting for the other, and as Elo approaches 0 the efficient part of the
     frontier shrinks, as Villalobos & Atkinson (2023) describe. Jones's straight line is the
@@ -281,8 +281,9 @@ class MCTS(eqx.Module):
         (Elo −250): 1.6 OOM of training ↔ 1.1 OOM of inference, and (iii) spans collapsing
         at perfect play (Elo −50, Jones's threshold for it). The targets conflict; what the
         fit reaches: spans 1.26 / 1.58 OOM at Elo −1500, 1.38 / 1.00 at −250,
-        0.47 / 0.20 at −50; at most 0.56 OOM of test compute off Jones's line (at 64 nodes,
-        past the fitted search knee of ~36 nodes); low-Elo exchange rate
+        0.47 / 0.20 at −50; at most 0.56 OOM of test compute off Jones's line (at Elo −250
+        with a single node, where the fitted training term saturates; elsewhere within
+        0.2 OOM); search knee at ~36 nodes; low-Elo exchange rate
         $s_M/s_T = 0.815$ against Jones's $1/1.2 = 0.833$; search sharpness at its 0.05 OOM
         bound.
 
