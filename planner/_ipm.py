@@ -22,7 +22,7 @@ Matrix = tuple[tuple[Array, ...], ...]
 
 _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
-_BACKTRACKS = 40
+_BACKTRACKS = 30
 
 
 def _dot(a: Vector, b: Vector) -> Array:
@@ -169,8 +169,13 @@ def interior_point(
 
         def ls_cond(carry):
             alpha, tries = carry
-            ok = trial(alpha) <= phi0 + _ARMIJO * alpha * slope
-            return (~ok) & (tries < _BACKTRACKS)
+            # Near the solution the merit's decrease is below its rounding error; a step that
+            # changes it by no more than that is accepted rather than halved to nothing.
+            noise = 16.0 * jnp.finfo(dtype).eps * (1.0 + jnp.abs(phi0))
+            ok = trial(alpha) <= phi0 + _ARMIJO * alpha * slope + noise
+            # Members that have converged (or stopped) take no step: they must not backtrack
+            # either, or under vmap the whole batch waits for their halvings.
+            return (~ok) & (tries < _BACKTRACKS) & ~converged & ~state.done
 
         alpha, _ = jax.lax.while_loop(
             ls_cond, lambda c: (c[0] * 0.5, c[1] + 1), (alpha_s, jnp.asarray(0))
@@ -179,7 +184,9 @@ def interior_point(
         s_new = tuple(jnp.maximum(si + alpha * d, tiny) for si, d in zip(s, ds))
         lam_new = tuple(jnp.maximum(li + alpha_l * d, tiny) for li, d in zip(lam, dlam))
         mean_comp = sum((si * li for si, li in zip(s_new, lam_new)), jnp.zeros((), dtype)) / m
-        mu_new = jnp.minimum(jnp.maximum(0.1 * mean_comp, 0.1 * tol), mu)
+        # Superlinear decrease of the barrier parameter (IPOPT's rule, Wächter & Biegler 2006).
+        mu_new = jnp.minimum(jnp.maximum(jnp.minimum(0.1 * mean_comp, mean_comp**1.5),
+                                         0.1 * tol), mu)
         stepped = _State(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1, state.done)
         stuck = ~jnp.all(jnp.isfinite(jnp.stack(x_new)))
         frozen = eqx.tree_at(lambda st: st.done, state, jnp.asarray(True))
