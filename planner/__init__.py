@@ -26,3 +26,12 @@ from ._techniques.pruning import SparsityLaw as SparsityLaw
 from ._techniques.pruning import imp_inference_factor as imp_inference_factor
 from ._techniques.pruning import imp_training_factor as imp_training_factor
 from ._techniques.pruning import rosenfeld_error as rosenfeld_error
+from ._compute import CostModel as CostModel
+from ._compute import Hardware as Hardware
+from ._compute import inference_flops as inference_flops
+from ._compute import train_flops as train_flops
+from ._techniques.mcts import MCTS as MCTS
+from ._techniques.mcts import JonesFrontier as JonesFrontier
+from ._techniques.mcts import bnsl as bnsl
+from ._techniques.mcts import calibrate_mcts as calibrate_mcts
+from ._techniques.mcts import log10_bnsl as log10_bnsl
