@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, Int
 
 from ._alm import augmented_lagrangian
 from ._compose import VARIABLES, Allocation, Outcome, Pipeline
+from ._compute import Hardware
 from ._ipm import Vector, certify, interior_point
 from ._laws import Chinchilla
 
@@ -62,6 +63,10 @@ class Scenario(eqx.Module):
       frontier's control).
     - `max_params`, `max_tokens`: caps on $N$ (memory, latency) and $D$ (data available).
     - `min_density`: lower bound on the pruning density.
+    - `max_latency`: bound on the per-token decode latency (seconds) of the served model on
+      the `hardware` given to `solve`, at batch size `serving_batch` (default 1): the
+      roofline $\max(N d B / W,\ 2 N d b / (P U)) \le \tau$ of `Hardware`, as two smooth
+      constraints.
     """
 
     target_loss: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
@@ -75,6 +80,8 @@ class Scenario(eqx.Module):
     max_params: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     max_tokens: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     min_density: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    max_latency: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    serving_batch: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
 
     def broadcast(self) -> Scenario:
         """Every field given broadcast to one common shape and dtype, ready for `vmap`."""
@@ -156,6 +163,8 @@ def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
     sampling.
     """
     names = [name for name in _BOUND_FIELDS if getattr(scenario, name) is not None]
+    if scenario.max_latency is not None:
+        names += ["max_latency_memory", "max_latency_compute"]
     if "density" in model.variables:
         names.append("max_density")
         if scenario.min_density is not None:
@@ -192,6 +201,9 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
         bounds["inference_budget"] = jnp.where(scenario.inference_demand > 0, per_unit, _FAR)
     if scenario.min_density is not None:
         bounds["min_density"] = safe_log(scenario.min_density)
+    if scenario.max_latency is not None:
+        bounds["max_latency_memory"] = safe_log(scenario.max_latency)
+        bounds["max_latency_compute"] = safe_log(scenario.max_latency)
     return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
 
 
@@ -211,10 +223,15 @@ def _objective(model: Pipeline, scenario: Scenario, objective: Objective, x: Vec
 
 
 def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Array],
-                 x: Vector) -> Vector:
+                 x: Vector, hardware: Hardware | None = None,
+                 serving_batch: Array | None = None) -> Vector:
     """g(x) <= 0, one entry per name in `names`."""
-    out = model(_allocation(model, x))
+    allocation = _allocation(model, x)
+    out = model(allocation)
     var = dict(zip(model.variables, x, strict=True))
+    if hardware is not None:
+        batch = 1.0 if serving_batch is None else serving_batch
+        memory, compute = hardware.roofline(allocation.n_params, batch, allocation.density)
     lhs = {
         "target_loss": lambda: jnp.log(out.loss - out.irreducible_loss),
         "target_score": lambda: jnp.log1p(-out.score),
@@ -226,6 +243,8 @@ def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Arra
         "max_density": lambda: var["density"],
         "min_density": lambda: -var["density"],
         "min_samples": lambda: -var["n_samples"],
+        "max_latency_memory": lambda: jnp.log(memory),
+        "max_latency_compute": lambda: jnp.log(compute),
     }
     sign = {"min_density": -1.0}
     return tuple(
@@ -280,6 +299,10 @@ def _validate(
     if scenario.min_density is not None:
         invalid |= ~jnp.isfinite(scenario.min_density) | (scenario.min_density <= 0)
         invalid |= scenario.min_density > 1
+    for name in ("max_latency", "serving_batch"):
+        value = getattr(scenario, name)
+        if value is not None:
+            invalid |= ~jnp.isfinite(value) | (value <= 0)
     for leaf in jax.tree.leaves(model):
         if eqx.is_inexact_array(leaf):
             invalid |= ~jnp.all(jnp.isfinite(leaf))
@@ -294,7 +317,12 @@ def _validate(
     return invalid, infeasible & ~invalid
 
 
-def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective) -> None:
+def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective,
+                     hardware: Hardware | None) -> None:
+    if scenario.max_latency is not None and not isinstance(hardware, Hardware):
+        raise ValueError("max_latency needs the serving hardware: solve(..., hardware=Hardware)")
+    if scenario.serving_batch is not None and scenario.max_latency is None:
+        raise ValueError("serving_batch only matters with max_latency")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if not isinstance(model, Pipeline):
@@ -318,6 +346,7 @@ def solve(
     *,
     objective: Objective = "compute",
     solver: Solver = Solver(),
+    hardware: Hardware | None = None,
     throw: bool = True,
 ) -> Plan:
     r"""The optimal allocation for one scenario.
@@ -344,6 +373,7 @@ def solve(
     - `scenario`: a `Scenario`.
     - `objective`: one of `OBJECTIVES`.
     - `solver`: a `Solver` configuration.
+    - `hardware`: the serving `Hardware`, needed when the scenario has `max_latency`.
     - `throw`: raise unless the status is `OPTIMAL` (under `vmap`, for any member).
 
     **Returns:** a `Plan`.
@@ -351,7 +381,7 @@ def solve(
     **References:** Sardana et al. 2024, *Beyond Chinchilla-Optimal*, ICML (the lifetime
     problem); Nocedal & Wright 2006, *Numerical Optimization*, ch. 19 (the method).
     """
-    _check_structure(model, scenario, objective)
+    _check_structure(model, scenario, objective, hardware)
     names = constraint_names(model, scenario)
     dtype = jnp.result_type(*jax.tree.leaves(scenario))
     tol = solver.tolerance(dtype)
@@ -363,7 +393,8 @@ def solve(
         return _objective(params[0], params[1], objective, x)
 
     def g(x, params):
-        return _constraints(params[0], names, _log_bounds(*params), x)
+        return _constraints(params[0], names, _log_bounds(*params), x, hardware,
+                            params[1].serving_batch)
 
     params = (model, safe)
     frozen_model, frozen_scenario = jax.lax.stop_gradient(params)
@@ -373,7 +404,8 @@ def solve(
         return _objective(frozen_model, frozen_scenario, objective, x)
 
     def g_fixed(x):
-        return _constraints(frozen_model, names, bounds, x)
+        return _constraints(frozen_model, names, bounds, x, hardware,
+                            frozen_scenario.serving_batch)
 
     x0 = _start(frozen_model, frozen_scenario, objective, dtype)
     multipliers = tuple(jnp.zeros((), dtype) for _ in names)
@@ -424,6 +456,7 @@ def _fallback(model: Pipeline, scenario: Scenario) -> Scenario:
         "target_score": 0.5,
         "inference_demand": 0.0,
         "min_density": 0.5,
+        "serving_batch": 1.0,
     }
     return Scenario(**{
         name: None if getattr(scenario, name) is None
