@@ -11,6 +11,7 @@ resamples share one shape and one compiled solve.
 from __future__ import annotations
 
 import abc
+import functools
 import itertools
 import json
 import math
@@ -328,14 +329,6 @@ class HuberFitSolution(eqx.Module):
     polish_objective: Float[Array, " polish"]
 
 
-def _as_data(name: str, x: ArrayLike) -> Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
-
-
-@eqx.filter_jit
 def huber_fit(
     form: AbstractLawForm,
     starts: Float[Array, "start p"],
@@ -363,13 +356,29 @@ def huber_fit(
 
     **References:** Hoffmann et al. 2022, App. D.2.
     """
+    # Weights and δ always enter as arrays of the data's dtype, so that plain fits, bootstrap
+    # refits and new values of δ share one compiled solve per shape.
+    loss = jnp.asarray(loss)
+    dtype = loss.dtype
+    weights = jnp.ones_like(loss) if weights is None else jnp.asarray(weights, dtype=dtype)
+    return _huber_fit(
+        form,
+        jnp.asarray(starts, dtype=dtype),
+        jnp.asarray(n_params, dtype=dtype),
+        jnp.asarray(n_tokens, dtype=dtype),
+        loss,
+        weights,
+        jnp.asarray(huber_delta, dtype=dtype),
+        solver,
+    )
+
+
+@eqx.filter_jit
+def _huber_fit(form, starts, n_params, n_tokens, loss, weights, delta, solver):
     n_params = check_positive(n_params, "n_params")
     n_tokens = check_positive(n_tokens, "n_tokens")
     loss = check_positive(loss, "loss")
     dtype = loss.dtype
-    starts = jnp.asarray(starts, dtype=dtype)
-    weights = jnp.ones_like(loss) if weights is None else jnp.asarray(weights, dtype=dtype)
-    delta = jnp.asarray(huber_delta, dtype=dtype)
     log_n, log_d, log_l = jnp.log(n_params), jnp.log(n_tokens), jnp.log(loss)
 
     def objective(theta):
@@ -410,6 +419,7 @@ def huber_fit(
     )
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def bootstrap_weights(key: PRNGKeyArray, n_runs: int, n_bootstrap: int) -> Float[Array, "boot run"]:
     """Multinomial counts of `n_bootstrap` resamples of `n_runs` runs drawn with replacement.
 
@@ -586,9 +596,13 @@ def fit(
     Besiroglu et al. 2024, *Chinchilla Scaling: A replication attempt*, arXiv 2404.10102.
     """
     form = ChinchillaForm() if form is None else form
+    given = {"n_params": n_params, "n_tokens": n_tokens, "loss": loss}
+    dtype = jax.dtypes.canonicalize_dtype(
+        np.result_type(np.float32, *(np.asarray(v).dtype for v in given.values()))
+    )
     arrays = {}
-    for name, value in (("n_params", n_params), ("n_tokens", n_tokens), ("loss", loss)):
-        value = _as_data(name, value)
+    for name, value in given.items():
+        value = jnp.asarray(np.asarray(value), dtype=dtype)
         if value.ndim != 1:
             raise ValueError(f"{name} must be one-dimensional (one entry per run), got shape {value.shape}")
         arrays[name] = check_positive(value, name)
@@ -845,10 +859,16 @@ def loss_optimal_quantiles(
     """
     laws = _as_batch(laws)
     q = _check_quantiles(quantiles)
-    dtype = laws.E.dtype
-    target = check_finite(jnp.asarray(target_loss, dtype=dtype), "target_loss")
+    target = jnp.asarray(target_loss, dtype=laws.E.dtype)
     if target.ndim != 0:
         raise ValueError("target_loss must be a scalar; vmap for several targets")
+    return _loss_optimal_quantiles(laws, target, q)
+
+
+@eqx.filter_jit
+def _loss_optimal_quantiles(laws, target, q):
+    dtype = laws.E.dtype
+    target = check_finite(target, "target_loss")
     feasible = laws.E < target
     safe = jnp.where(feasible, target, laws.E + 1.0)
     n, d = jax.vmap(lambda law, t: law.loss_optimal(t))(laws, safe)
@@ -883,9 +903,15 @@ def compute_optimal_quantiles(
     """
     laws = _as_batch(laws)
     q = _check_quantiles(quantiles)
-    budget = check_positive(jnp.asarray(train_flops, dtype=laws.E.dtype), "train_flops")
+    budget = jnp.asarray(train_flops, dtype=laws.E.dtype)
     if budget.ndim != 0:
         raise ValueError("train_flops must be a scalar; vmap for several budgets")
+    return _compute_optimal_quantiles(laws, budget, q)
+
+
+@eqx.filter_jit
+def _compute_optimal_quantiles(laws, budget, q):
+    budget = check_positive(budget, "train_flops")
     n, d = jax.vmap(lambda law: law.compute_optimal(budget))(laws)
     loss = jax.vmap(lambda law, n_, d_: law.loss(n_, d_))(laws, n, d)
     return {"n_params": _quantiles(n, q), "n_tokens": _quantiles(d, q), "loss": _quantiles(loss, q)}
@@ -912,9 +938,20 @@ def probability_meets_target(
     """
     laws = _as_batch(laws)
     dtype = laws.E.dtype
-    n = check_positive(jnp.asarray(n_params, dtype=dtype), "n_params")
-    d = check_positive(jnp.asarray(n_tokens, dtype=dtype), "n_tokens")
-    target = check_finite(jnp.asarray(target_loss, dtype=dtype), "target_loss")
+    return _probability_meets_target(
+        laws,
+        jnp.asarray(n_params, dtype=dtype),
+        jnp.asarray(n_tokens, dtype=dtype),
+        jnp.asarray(target_loss, dtype=dtype),
+    )
+
+
+@eqx.filter_jit
+def _probability_meets_target(laws, n, d, target):
+    dtype = laws.E.dtype
+    n = check_positive(n, "n_params")
+    d = check_positive(d, "n_tokens")
+    target = check_finite(target, "target_loss")
     n, d, target = jnp.broadcast_arrays(n, d, target)
     met = jax.vmap(lambda law: law.loss(n, d) <= target)(laws)
     return jnp.mean(met.astype(dtype), axis=0)
