@@ -1,0 +1,259 @@
+"""Independent oracles for the allocation solver, written without `planner`.
+
+- `lifetime_reduction` / `lifetime_reduction_mp`: Sardana et al. (2024)'s one-equation reduction
+  of the lifetime problem $\\min 6ND + 2NT$ s.t. $L(N, D) = \\ell$ (LAWS.md §2): stationarity
+  gives $(B + \\beta B/\\alpha)D^{-\\beta} + (\\beta B T/(3\\alpha))D^{-\\beta-1} + E - \\ell = 0$,
+  solved for $D$ by SciPy's `brentq` (float64) or mpmath's `findroot` (40 digits), then $N$
+  from the loss constraint.
+- `LifetimeGP`, `LossGP`: the same problems as cvxpy geometric programs
+  (`Problem.solve(gp=True)`), solved by Clarabel with tolerances tightened to 1e-14.
+
+Notes on the GP oracles, measured (cvxpy 1.9, Clarabel 0.11):
+
+- Clarabel's defaults stop near 1e-4 relative in $N$ and $D$. At 1e-14 it reaches a duality gap
+  of about 1e-11 in the logarithm of the objective, where it often stops as "almost solved"
+  (cvxpy: `optimal_inaccurate`). The objective is flat at its optimum, so a gap of 1e-11 still
+  leaves up to ~1e-5 relative in $N$ and $D$ (the total FLOP stays within ~1e-9). A solve that
+  ends `optimal` agreed with the root-finding oracle to 2e-10 in $N$ and $D$ on every one of
+  thousands of scenarios tried, so only those are *certified*. An uncertified chunk is
+  re-solved in other scalings of its variables (`_SCALINGS`), then each of its scenarios alone
+  in every scaling until one is certified; a scenario none certifies is flagged (certified 0).
+- A cvxpy solve costs milliseconds of Python per call, so scenarios go `chunk` at a time into
+  one program whose objective is the *product* of theirs: in the log variables a GP is solved
+  in, that is the sum of their logarithms, so each keeps its own optimum. The problems are
+  built once (cvxpy `Parameter`s, DPP) and re-solved.
+- Each scenario is solved in scaled variables $n = N/N_r$, $d = D/D_r$ (from a closed-form
+  training optimum), so that its numbers are of order one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import cvxpy as cp
+import mpmath
+import numpy as np
+from scipy import optimize
+
+CLARABEL = dict(
+    solver="CLARABEL",
+    tol_gap_abs=1e-14,
+    tol_gap_rel=1e-14,
+    tol_feas=1e-14,
+    tol_ktratio=1e-8,
+    static_regularization_constant=1e-12,
+    max_iter=500,
+)
+"""Clarabel settings for the GP oracles (see the module notes for what they reach)."""
+
+BIG = 1e30
+"""A cap that never binds."""
+
+_SCALINGS = tuple(
+    (kn, kd) for kn in (1.0, 1.7, 0.6, 3.0, 0.35, 6.0, 0.15) for kd in (1.0, 0.6, 1.7, 0.3, 3.0)
+)
+"""Rescalings $(N_r, D_r) \\to (\\kappa_N N_r, \\kappa_D D_r)$ tried, in order, on an
+uncertified scenario."""
+
+
+def lifetime_reduction(coefs, target_loss: float, demand: float) -> tuple[float, float]:
+    """`(N*, D*)` of the lifetime problem by `brentq` on the reduction in $\\log D$ (float64)."""
+    E, A, B, a, b = (float(c) for c in coefs)
+    gap = target_loss - E
+    c0, c1 = B + b * B / a, b * B * demand / (3.0 * a)
+
+    def h(y):
+        return c0 * math.exp(-b * y) + c1 * math.exp(-(b + 1.0) * y) - gap
+
+    # h decreases in y; at y = log D_c (the T = 0 root) it is >= 0, so just below it > 0.
+    lo = math.log(c0 / gap) / b - 1e-9
+    hi = lo + 1.0
+    while h(hi) > 0:
+        hi += 10.0
+    y = optimize.brentq(h, lo, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
+    d = math.exp(y)
+    n = (A / (gap - B * d ** (-b))) ** (1.0 / a)
+    return n, d
+
+
+def lifetime_reduction_mp(coefs, target_loss, demand, dps: int = 40):
+    """`(N*, D*, total FLOP)` of the lifetime problem to `dps` digits (mpmath).
+
+    Every argument may be an mpmath number, so `mpmath.diff` of this function gives
+    derivatives to about `dps / 2` digits.
+    """
+    with mpmath.workdps(dps):
+        E, A, B, a, b = (mpmath.mpf(c) for c in coefs)
+        ell, t = mpmath.mpf(target_loss), mpmath.mpf(demand)
+        gap = ell - E
+        c0, c1 = B + b * B / a, b * B * t / (3 * a)
+        y0 = mpmath.log(c0 / gap) / b
+
+        def h(y):
+            return c0 * mpmath.exp(-b * y) + c1 * mpmath.exp(-(b + 1) * y) - gap
+
+        hi = y0 + 1
+        while h(hi) > 0:
+            hi += 10
+        y = mpmath.findroot(h, (y0, hi), solver="anderson") if t > 0 else y0
+        y = mpmath.findroot(h, y)  # polish by Newton
+        d = mpmath.exp(y)
+        n = (A / (gap - B * d ** (-b))) ** (1 / a)
+        return n, d, 6 * n * d + 2 * n * t
+
+
+class _BatchedGP:
+    """A GP in scaled variables $n, d$ (one pair per scenario), solved `chunk` scenarios at a
+    time with certification and retries (see the module notes).
+
+    Subclasses define `_build(size) -> (problem, n, d, params, dual_constraint)` and
+    `_values(kappa, rows) -> (param values, N_r, D_r)`.
+    """
+
+    def __init__(self, chunk: int):
+        self.chunk = chunk
+        self._problems = {chunk: self._build(chunk), 1: self._build(1)}
+
+    def _run(self, size: int, rows: np.ndarray, scaling: tuple[float, float]):
+        problem, n, d, params, dual = self._problems[size]
+        values, n_r, d_r = self._values(scaling, rows)
+        for param, value in zip(params, values, strict=True):
+            # padding repeats the first scenario
+            param.value = np.concatenate([value, np.full(size - rows.size, value[0])])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                problem.solve(gp=True, **CLARABEL)
+            except cp.SolverError:
+                return None
+        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+            return None
+        k = rows.size
+        lam = -np.atleast_1d(dual.dual_value)[:k] if dual is not None else np.zeros(k)
+        return (n.value[:k] * n_r, d.value[:k] * d_r, lam, problem.status == cp.OPTIMAL)
+
+    def _solve_all(self, size: int) -> np.ndarray:
+        """Rows `N, D, dual, certified` (as 0/1), one column per scenario."""
+        out = np.full((4, size), np.nan)
+        out[3] = 0.0
+        for start in range(0, size, self.chunk):
+            rows = np.arange(start, min(start + self.chunk, size))
+            for scaling in _SCALINGS[:4]:
+                res = self._run(self.chunk, rows, scaling)
+                if res is not None and (res[3] or np.isnan(out[0, rows[0]])):
+                    out[:3, rows] = res[:3]
+                    out[3, rows] = res[3]
+                if out[3, rows[0]]:
+                    break
+        for i in np.flatnonzero(out[3] == 0):
+            for scaling in _SCALINGS:
+                res = self._run(1, np.array([i]), scaling)
+                if res is not None and (res[3] or np.isnan(out[0, i])):
+                    out[:3, i] = [r[0] for r in res[:3]]
+                    out[3, i] = res[3]
+                if out[3, i]:
+                    break
+        if np.any(np.isnan(out[0])):
+            raise RuntimeError("cvxpy oracle: a scenario failed in every scaling")
+        return out
+
+
+class LifetimeGP(_BatchedGP):
+    """$\\min 6ND + 2NT$ s.t. $AN^{-\\alpha} + BD^{-\\beta} \\le \\ell - E$ (and, with `caps`,
+    $N \\le N_{cap}$, $D \\le D_{cap}$, $2N \\le IC_{cap}$): a cvxpy GP for one law, batched
+    over scenarios with $T > 0$.
+
+    Scaled by the training optimum $N_r, D_r$ of the target (times $\\kappa_N$, $\\kappa_D$):
+    $\\min nd + \\tau n$, $\\tau = T/(3D_r)$, s.t. $k_N n^{-\\alpha} + k_D d^{-\\beta} \\le 1$,
+    $k_N = AN_r^{-\\alpha}/(\\ell - E)$, $k_D = BD_r^{-\\beta}/(\\ell - E)$, caps divided by the
+    scales.
+    """
+
+    def __init__(self, coefs, *, caps: bool = False, chunk: int = 10):
+        _, self.A, self.B, self.a, self.b = (float(c) for c in coefs)
+        self.caps = caps
+        super().__init__(chunk)
+
+    def _build(self, size):
+        n, d = cp.Variable(size, pos=True), cp.Variable(size, pos=True)
+        tau, k_n, k_d, max_n, max_d = (cp.Parameter(size, pos=True) for _ in range(5))
+        total = cp.multiply(n, d) + cp.multiply(tau, n)
+        loss = cp.multiply(k_n, n ** (-self.a)) + cp.multiply(k_d, d ** (-self.b)) <= 1.0
+        constraints = [loss] + ([n <= max_n, d <= max_d] if self.caps else [])
+        params = (tau, k_n, k_d, max_n, max_d) if self.caps else (tau, k_n, k_d)
+        return cp.Problem(cp.Minimize(cp.prod(total)), constraints), n, d, params, loss
+
+    def _values(self, scaling, rows):
+        A, B, a, b = self.A, self.B, self.a, self.b
+        gap = self._gap[rows]
+        n_r = scaling[0] * (A * (1.0 + a / b) / gap) ** (1.0 / a)
+        d_r = scaling[1] * (B * (1.0 + b / a) / gap) ** (1.0 / b)
+        values = [self._demand[rows] / (3.0 * d_r), A * n_r ** (-a) / gap, B * d_r ** (-b) / gap]
+        if self.caps:
+            values += [self._max_n[rows] / n_r, self._max_d[rows] / d_r]
+        return values, n_r, d_r
+
+    def solve(self, gap, demand, max_params=None, max_tokens=None, max_inference=None):
+        """Rows `N*, D*, total, d log total / d log gap, certified` (one column per scenario).
+
+        The fourth row is the dual of the loss constraint, negated (envelope theorem); the
+        last is 1 where Clarabel certified the solve `optimal`, else 0. Caps need `caps=True`.
+        """
+        if not self.caps and any(c is not None for c in (max_params, max_tokens, max_inference)):
+            raise ValueError("build LifetimeGP(caps=True) to impose caps")
+        self._gap, self._demand = np.asarray(gap, float), np.asarray(demand, float)
+        size = self._gap.size
+        self._max_n = np.full(size, BIG)
+        if max_params is not None:
+            self._max_n = np.minimum(self._max_n, np.asarray(max_params, float))
+        if max_inference is not None:
+            self._max_n = np.minimum(self._max_n, np.asarray(max_inference, float) / 2.0)
+        self._max_d = np.full(size, BIG) if max_tokens is None else np.asarray(max_tokens, float)
+        n, d, lam, certified = self._solve_all(size)
+        total = 6.0 * n * d + 2.0 * n * self._demand
+        return np.stack([n, d, total, lam, certified])
+
+
+class LossGP(_BatchedGP):
+    """$\\min AN^{-\\alpha} + BD^{-\\beta}$ s.t. $6ND \\le C$, $2NT \\le I$: the best loss
+    within a training and a lifetime inference budget, as a cvxpy GP batched over scenarios.
+
+    Scaled like `LifetimeGP`, by the training optimum $N_r, D_r$ of the budget $C$:
+    $\\min k_N n^{-\\alpha} + k_D d^{-\\beta}$ s.t. $nd \\le 6N_rD_r/C$,
+    $n \\le I/(2TN_r)$.
+    """
+
+    def __init__(self, coefs, chunk: int = 10):
+        _, self.A, self.B, self.a, self.b = (float(c) for c in coefs)
+        super().__init__(chunk)
+
+    def _build(self, size):
+        n, d = cp.Variable(size, pos=True), cp.Variable(size, pos=True)
+        k_n, k_d, max_nd, max_n = (cp.Parameter(size, pos=True) for _ in range(4))
+        reducible = cp.multiply(k_n, n ** (-self.a)) + cp.multiply(k_d, d ** (-self.b))
+        problem = cp.Problem(
+            cp.Minimize(cp.prod(reducible)), [cp.multiply(n, d) <= max_nd, n <= max_n]
+        )
+        return problem, n, d, (k_n, k_d, max_nd, max_n), None
+
+    def _values(self, scaling, rows):
+        A, B, a, b = self.A, self.B, self.a, self.b
+        c = self._budget[rows]
+        g = (a * A / (b * B)) ** (1.0 / (a + b))
+        n_r = scaling[0] * g * (c / 6.0) ** (b / (a + b))
+        d_r = scaling[1] * (c / 6.0) ** (a / (a + b)) / g
+        values = [
+            A * n_r ** (-a),
+            B * d_r ** (-b),
+            c / (6.0 * n_r * d_r),
+            self._per_token[rows] / (2.0 * n_r),
+        ]
+        return values, n_r, d_r
+
+    def solve(self, train_budget, inference_budget, demand):
+        """Rows `N*, D*, certified` (one column per scenario)."""
+        self._budget = np.asarray(train_budget, float)
+        self._per_token = np.asarray(inference_budget, float) / np.asarray(demand, float)
+        n, d, _, certified = self._solve_all(self._budget.size)
+        return np.stack([n, d, certified])
