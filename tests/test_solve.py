@@ -222,7 +222,7 @@ def test_sardana_table():
     ratios = (
         plan.allocation.n_params[0] / n_c[0],
         plan.allocation.n_tokens[0] / d_c[0],
-        plan.total_flops[0] / SARDANA_TABLE[0][7],
+        plan.total_flops[0] / (6.0 * n_c[0] * d_c[0] + 2.0 * n_c[0] * SARDANA_TABLE[0][1]),
     )
     assert [round(100 * r, 2) for r in ratios] == [70.96, 146.77, 95.22]
 
@@ -800,6 +800,16 @@ def test_frontier_reproduces_inference_cut_cost(name):
         assert round(float(dtc[1 + k]), decimals) == table
     if CUT_TABLE[name][-1] is None:
         assert k_max < 0.9 and round(k_max, 3) == 0.834
+    # no effect of scale: another target, and another A and B, give the same ΔTC(k)
+    other = Chinchilla(E=law.E, A=2.0 * law.A, B=0.5 * law.B, alpha=law.alpha, beta=law.beta)
+    ell2 = float(law.E) + 0.05
+    n2, d2 = (float(v) for v in other.loss_optimal(ell2))
+    caps2 = np.full(SMALL_ROWS // 4, 2.0 * n2)
+    caps2[:nf] = 2.0 * n2 * 10.0**-feasible_k
+    plan2 = _numpy(_frontier_jit(_model(other), Scenario(target_loss=ell2), caps2), nf)
+    assert np.all(plan2.status == Status.OPTIMAL)
+    dtc2 = np.log10(plan2.outcome.train_flops / (6.0 * n2 * d2))
+    assert np.max(np.abs(dtc2 - dtc)) <= 1e-8
 
 
 # ------------------------------------------------ 7. batching, compiling, errors
@@ -868,6 +878,10 @@ def test_bad_rows_are_isolated():
         assert np.array_equal(got[~bad], ref[~bad])
     for got in (plan.allocation.n_params, plan.allocation.n_tokens, plan.total_flops):
         assert np.all(np.isfinite(got[~bad]))
+    for i in np.flatnonzero(~bad)[:5]:  # and to solo solves (every row set to row i)
+        solo = plain(_law_rows([laws[i]] * 3), [targets[i]] * 3, [demands[i]] * 3)
+        for got, alone in zip(jax.tree.leaves(plan), jax.tree.leaves(solo), strict=True):
+            assert np.array_equal(got[i], alone[0])
     # caps
     names, targets, demands, max_params, max_tokens, max_inference, _, _ = _capped_case(7)
     laws = _law_rows([_law(n) for n in names])
