@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,13 +28,14 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from ._checks import check_finite, check_positive
 from ._laws import AbstractLossLaw, Chinchilla
+from ._table import atomic_write
 
 COEFFICIENTS: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 """Names of the `Chinchilla` coefficients, in the order FIT.json and the tables use."""
 
 HUBER_DELTA: float = 1e-3
 r"""Huber threshold $\delta$ on log-loss residuals: Hoffmann et al. 2022, App. D.2 ("We use
-$\delta = 10^{-3}$"), kept by Besiroglu et al. 2024, Sec. 2."""
+$\delta = 10^{-3}$"), kept by Besiroglu et al. 2024."""
 
 
 # ======================================================================================= forms
@@ -59,7 +59,10 @@ class AbstractLawForm(eqx.Module):
 
     @abc.abstractmethod
     def log_loss(
-        self, theta: Float[Array, " p"], log_n_params: Float[Array, " run"], log_n_tokens: Float[Array, " run"]
+        self,
+        theta: Float[Array, " p"],
+        log_n_params: Float[Array, " run"],
+        log_n_tokens: Float[Array, " run"],
     ) -> Float[Array, " run"]:
         """Log of the predicted loss of every run."""
 
@@ -136,10 +139,11 @@ class ChinchillaForm(AbstractLawForm):
 
 
 # =================================================================================== objective
-def huber(residual: ArrayLike, delta: ArrayLike = HUBER_DELTA) -> Float[Array, "..."]:
+def huber(residual: ArrayLike, delta: ArrayLike = HUBER_DELTA) -> Float[Array, ...]:
     r"""The Huber loss of a residual.
 
-    $$h_\delta(r) = \begin{cases} r^2/2 & |r| \le \delta \\ \delta(|r| - \delta/2) & |r| > \delta \end{cases}$$
+    $$h_\delta(r) = \begin{cases} r^2/2 & |r| \le \delta \\
+        \delta(|r| - \delta/2) & |r| > \delta \end{cases}$$
 
     **References:** Huber 1964, *Robust Estimation of a Location Parameter*.
     """
@@ -255,7 +259,9 @@ def _bfgs(fn, x0, gtol, max_steps: int):
         # Backtrack by safeguarded quadratic interpolation.
         denom = ft - f - slope * t
         t_quad = -slope * t * t / (2.0 * jnp.where(denom > 0, denom, 1.0))
-        t_quad = jnp.where((denom > 0) & jnp.isfinite(ft), jnp.clip(t_quad, 0.1 * t, 0.5 * t), 0.1 * t)
+        t_quad = jnp.where(
+            (denom > 0) & jnp.isfinite(ft), jnp.clip(t_quad, 0.1 * t, 0.5 * t), 0.1 * t
+        )
 
         return _BFGSState(
             x=jnp.where(accept, trial, x),
@@ -263,9 +269,7 @@ def _bfgs(fn, x0, gtol, max_steps: int):
             grad=jnp.where(accept, gt, g),
             inv_hessian=jnp.where(accept, h_new, jnp.where(reset, eye, h)),
             direction=jnp.where(accept, d_new, jnp.where(reset, -g, d)),
-            step_size=jnp.where(
-                accept, jnp.ones_like(t), jnp.where(reset, _first_step(g), t_quad)
-            ),
+            step_size=jnp.where(accept, jnp.ones_like(t), jnp.where(reset, _first_step(g), t_quad)),
             fresh=jnp.where(accept, s.fresh & ~curved, reset | s.fresh),
             stalled=reset & s.fresh,
             n_steps=s.n_steps + 1,
@@ -604,7 +608,9 @@ def fit(
     for name, value in given.items():
         value = jnp.asarray(np.asarray(value), dtype=dtype)
         if value.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional (one entry per run), got shape {value.shape}")
+            raise ValueError(
+                f"{name} must be one-dimensional (one entry per run), got shape {value.shape}"
+            )
         arrays[name] = check_positive(value, name)
     sizes = {v.shape[0] for v in arrays.values()}
     if len(sizes) != 1:
@@ -626,7 +632,9 @@ def fit(
     starts = starts.astype(dtype)
     n_theta = starts.shape[1]
     if keep.size < n_theta:
-        raise ValueError(f"need at least {n_theta} runs to fit {n_theta} coefficients, got {keep.size}")
+        raise ValueError(
+            f"need at least {n_theta} runs to fit {n_theta} coefficients, got {keep.size}"
+        )
     delta = jnp.asarray(huber_delta, dtype=dtype)
 
     point = huber_fit(form, starts, n, d, ell, None, delta, solver)
@@ -742,9 +750,10 @@ def read_runs(path: str | os.PathLike) -> Runs:
     if d is None:
         c = column("train_flops", required=False)
         if c is None:
+            names = RUN_COLUMNS["n_tokens"] + RUN_COLUMNS["train_flops"]
             raise ValueError(
                 f"{path}: no n_tokens column and no train_flops column to derive it from "
-                f"(looked for {', '.join(map(repr, RUN_COLUMNS['n_tokens'] + RUN_COLUMNS['train_flops']))})"
+                f"(looked for {', '.join(map(repr, names))})"
             )
         d = c / (6.0 * n)
     if n.size == 0:
@@ -752,10 +761,12 @@ def read_runs(path: str | os.PathLike) -> Runs:
     return Runs(n_params=n, n_tokens=d, loss=ell)
 
 
-# ============================================================================ planning under uncertainty
+# ================================================================= planning under uncertainty
 def _as_batch(laws: Chinchilla) -> Chinchilla:
     if not isinstance(laws, Chinchilla):
-        raise ValueError(f"laws must be a Chinchilla law or a batch of them, got {type(laws).__name__}")
+        raise ValueError(
+            f"laws must be a Chinchilla law or a batch of them, got {type(laws).__name__}"
+        )
     shapes = {jnp.shape(getattr(laws, name)) for name in COEFFICIENTS}
     if len(shapes) != 1:
         raise ValueError(f"laws: every coefficient needs the same shape, got {sorted(shapes)}")
@@ -808,7 +819,9 @@ def laws_from_coefficients(
         except (TypeError, ValueError):
             raise ValueError(f"coefficients[{name!r}] must be numbers") from None
         if v.ndim != 1 or v.size == 0:
-            raise ValueError(f"coefficients[{name!r}] must be a non-empty list, got shape {v.shape}")
+            raise ValueError(
+                f"coefficients[{name!r}] must be a non-empty list, got shape {v.shape}"
+            )
         if not np.all(np.isfinite(v) & (v > 0)):
             raise ValueError(f"coefficients[{name!r}] must be finite and > 0")
         values[name] = v
@@ -832,7 +845,9 @@ def _quantiles(x: Float[Array, " n"], quantiles: Sequence[float]) -> Float[Array
 def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     q = tuple(float(v) for v in quantiles)
     if not q or not all(0.0 <= v <= 1.0 for v in q):
-        raise ValueError(f"quantiles must be a non-empty sequence of numbers in [0, 1], got {quantiles!r}")
+        raise ValueError(
+            f"quantiles must be a non-empty sequence of numbers in [0, 1], got {quantiles!r}"
+        )
     return q
 
 
@@ -922,7 +937,7 @@ def probability_meets_target(
     n_params: ArrayLike,
     n_tokens: ArrayLike,
     target_loss: ArrayLike,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     r"""Probability that the plan $(N, D)$ reaches `target_loss`, over a batch of laws.
 
     $$P = \frac{1}{n}\sum_{k=1}^{n} \mathbf{1}\big[L_k(N, D) \le \ell\big]$$
@@ -958,7 +973,9 @@ def _probability_meets_target(laws, n, d, target):
 
 
 # ======================================================================================= JSON
-def write_fit_json(fit_result: LawFit, path: str | os.PathLike, *, include_bootstrap: bool = True) -> None:
+def write_fit_json(
+    fit_result: LawFit, path: str | os.PathLike, *, include_bootstrap: bool = True
+) -> None:
     """Write a fit to FIT.json, atomically (a temporary file in the same folder, then rename).
 
     Keys: the point estimates `E`, `A`, `B`, `alpha`, `beta`; `standard_errors` and `ci95`
@@ -970,21 +987,13 @@ def write_fit_json(fit_result: LawFit, path: str | os.PathLike, *, include_boots
     """
     record = fit_result.to_record(include_bootstrap=include_bootstrap)
     _validate_fit_record(record, "fit")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
             json.dump(record, f, indent=2)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 def _is_number(x: Any) -> bool:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +50,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHINCHILLA_CSV = SHARED / "data" / "chinchilla_fig4_extracted.csv"
 needs_shared = pytest.mark.skipif(
     not CHINCHILLA_CSV.exists(),
-    reason="../shared/data/chinchilla_fig4_extracted.csv is absent (a fresh clone has no ../shared)",
+    reason="../shared/data/chinchilla_fig4_extracted.csv is absent (fresh clones lack ../shared)",
 )
 
 # Besiroglu et al. 2024 on the 240 runs kept: point estimates and bootstrap 95% intervals
@@ -306,7 +304,9 @@ def test_objective_gradients_match_finite_differences():
     residual = ChinchillaForm().log_loss(theta, log_n, log_d) - log_l
     assert np.min(np.abs(np.abs(residual) - 1e-3)) > 1e-3
     check_grads(f, (theta,), order=2, modes=["fwd", "rev"], eps=1e-6)
-    value, grad = numpy_objective(np.asarray(theta), np.asarray(log_n), np.asarray(log_d), np.asarray(log_l))
+    value, grad = numpy_objective(
+        np.asarray(theta), np.asarray(log_n), np.asarray(log_d), np.asarray(log_l)
+    )
     unweighted = huber_objective(theta, ChinchillaForm(), log_n, log_d, log_l, jnp.ones(30), 1e-3)
     assert float(unweighted) == pytest.approx(value, rel=1e-13)
 
@@ -430,8 +430,12 @@ def test_loss_optimal_quantiles_match_numpy_closed_forms():
     feasible = gap > 0
     assert 0 < (~feasible).sum() < 0.05 * gap.size
     with np.errstate(invalid="ignore", divide="ignore"):
-        n = np.where(feasible, (c["A"] * (1 + c["alpha"] / c["beta"]) / gap) ** (1 / c["alpha"]), np.inf)
-        d = np.where(feasible, (c["B"] * (1 + c["beta"] / c["alpha"]) / gap) ** (1 / c["beta"]), np.inf)
+        n = np.where(
+            feasible, (c["A"] * (1 + c["alpha"] / c["beta"]) / gap) ** (1 / c["alpha"]), np.inf
+        )
+        d = np.where(
+            feasible, (c["B"] * (1 + c["beta"] / c["alpha"]) / gap) ** (1 / c["beta"]), np.inf
+        )
     # Infeasible samples are +inf, the top of the order: below the top few percent NumPy's
     # quantiles of the finite samples, padded with +inf, are the oracle.
     for key, values in (("n_params", n), ("n_tokens", d), ("train_flops", 6 * n * d)):
@@ -442,7 +446,9 @@ def test_loss_optimal_quantiles_match_numpy_closed_forms():
     # Vmapped over targets: one compiled function for every target.
     targets = jnp.array([1.9, 2.0, 2.2])
     batch = jax.vmap(lambda t: loss_optimal_quantiles(laws, t, q)["n_params"])(targets)
-    np.testing.assert_allclose(batch[1], loss_optimal_quantiles(laws, 2.0, q)["n_params"], rtol=1e-14)
+    np.testing.assert_allclose(
+        batch[1], loss_optimal_quantiles(laws, 2.0, q)["n_params"], rtol=1e-14
+    )
     assert np.all(np.diff(np.asarray(batch)[:, 2]) < 0)  # an easier target needs a smaller model
 
 
@@ -470,7 +476,11 @@ def test_probability_meets_target_counts_laws():
     d = np.array([6e11, 1.4e12, 3e12])
     target = 1.95
     got = probability_meets_target(laws, n, d, target)
-    loss = c["E"][:, None] + c["A"][:, None] * n ** -c["alpha"][:, None] + c["B"][:, None] * d ** -c["beta"][:, None]
+    loss = (
+        c["E"][:, None]
+        + c["A"][:, None] * n ** -c["alpha"][:, None]
+        + c["B"][:, None] * d ** -c["beta"][:, None]
+    )
     np.testing.assert_allclose(got, np.mean(loss <= target, axis=0), rtol=0, atol=1e-15)
     assert 0 < float(got[0]) < float(got[1]) < float(got[2]) <= 1
     # The median law's own optimal plan meets the target for about half the laws.
@@ -581,8 +591,14 @@ def test_read_fit_json_names_the_bad_field(small_fit, tmp_path, edit, field):
 def test_read_fit_json_without_bootstrap(tmp_path):
     record = {k: float(getattr(TRUE_LAW, k)) for k in COEFFICIENTS}
     record.update(
-        standard_errors=None, ci95=None, n_runs=10, dropped=[], huber_delta=1e-3, n_starts=1,
-        n_bootstrap=0, objective=0.0,
+        standard_errors=None,
+        ci95=None,
+        n_runs=10,
+        dropped=[],
+        huber_delta=1e-3,
+        n_starts=1,
+        n_bootstrap=0,
+        objective=0.0,
     )
     path = tmp_path / "FIT.json"
     path.write_text(json.dumps(record))
