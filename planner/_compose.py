@@ -89,9 +89,10 @@ class Pretraining(eqx.Module):
 
     def __call__(self, allocation: Allocation) -> Outcome:
         n, d = allocation.n_params, allocation.n_tokens
+        tokens = jnp.asarray(self.tokens_per_query, jnp.result_type(n))
         return Outcome(
             train_flops=6.0 * n * d,
-            inference_flops=2.0 * n * self.tokens_per_query,
+            inference_flops=2.0 * n * tokens,
             loss=self.law.loss(n, d),
             irreducible_loss=self.law.irreducible,
         )

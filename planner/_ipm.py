@@ -81,8 +81,11 @@ class _State(eqx.Module):
 def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Vector, Array, Array,
                                                                              Array]:
     n = len(grad_f)
-    r_d = tuple(grad_f[i] + _dot(tuple(row[i] for row in jac), lam) for i in range(n))
-    stat = jnp.max(jnp.stack([jnp.abs(r) for r in r_d]))
+    jt_lam = tuple(_dot(tuple(row[i] for row in jac), lam) for i in range(n))
+    r_d = tuple(gf + jl for gf, jl in zip(grad_f, jt_lam, strict=True))
+    # Relative to the size of the two terms that cancel, as rounding errors are.
+    scale = jnp.maximum(1.0, jnp.max(jnp.stack([jnp.abs(v) for v in grad_f + jt_lam])))
+    stat = jnp.max(jnp.stack([jnp.abs(r) for r in r_d])) / scale
     feas = jnp.maximum(jnp.max(jnp.stack(gx)), 0.0)
     comp = jnp.max(jnp.stack([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)]))
     return r_d, stat, feas, comp
