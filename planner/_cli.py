@@ -106,10 +106,26 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    _enable_x64(False)
-    from ._fit import fit_command
+    _enable_x64(True)
+    import jax
 
-    return fit_command(args)
+    from ._fit import fit, read_runs, write_fit_json
+
+    try:
+        runs = read_runs(args.runs)
+        result = fit(runs.n_params, runs.n_tokens, runs.loss,
+                     drop_highest_loss=args.drop_highest_loss, n_bootstrap=args.bootstrap,
+                     key=jax.random.key(args.seed))
+        write_fit_json(result, args.output)
+    except (ValueError, OSError) as error:
+        print(f"planner fit: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    record = result.to_record(include_bootstrap=False)
+    for name in ("E", "A", "B", "alpha", "beta"):
+        low, high = record["ci95"][name] if record["ci95"] else (float("nan"),) * 2
+        print(f"{name:>5} = {record[name]:.6g}  (95% interval {low:.4g} to {high:.4g})")
+    print(f"planner fit: {record['n_runs']} runs -> {args.output}", file=sys.stderr)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=cmd_reproduce)
 
     fit = sub.add_parser("fit", help="fit a loss law to training runs")
-    fit.add_argument("runs", help="table with columns n_params, n_tokens, loss")
+    fit.add_argument("runs", help="table with columns n_params, n_tokens (or train_flops), loss")
     fit.add_argument("--output", "-o", required=True, help="FIT.json to write")
+    fit.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
+                     help="leave out the K runs with the highest loss (outliers; Besiroglu et "
+                     "al. drop 5 of Hoffmann et al.'s 245)")
+    fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                     help="bootstrap resamples for standard errors and 95%% intervals")
+    fit.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
     fit.set_defaults(func=cmd_fit)
     return parser
 
