@@ -76,13 +76,19 @@ def run_sweep(
 ) -> dict[str, int]:
     """Solve `input_path` into `output_path`; returns the count of each status.
 
+    The whole input is checked (header, columns, the shape of every row) before anything is
+    written: a malformed table raises `TableError` and leaves no output and no parts folder.
     `make_fn()` builds the jitted batch solver (called only if some chunk needs solving).
     `options` are recorded in the manifest: resuming with other options or another input is
-    refused.
+    refused. `options["objective"]` ("compute" needs a target on every row) and
+    `options["pruning"]` (inference may then fall below $2N$ FLOP per token) also tune the row
+    checks of `parse_columns`.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     reader = TableReader(input_path)
     check_columns(reader.columns, required)
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise TableError(f"{output_path}: the output would overwrite the input")
     parts = output_path.with_name(output_path.name + ".parts")
     manifest = {
         "version": MANIFEST_VERSION,
@@ -95,9 +101,7 @@ def run_sweep(
     }
     manifest_path = parts / "manifest.json"
     if parts.exists():
-        previous = None
-        if manifest_path.exists():
-            previous = json.loads(manifest_path.read_text())
+        previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
             raise TableError(
                 f"{parts} belongs to a run with another input or other options; "
@@ -105,28 +109,64 @@ def run_sweep(
             )
         if not resume or previous is None:
             shutil.rmtree(parts)
+    created = not parts.exists()
     parts.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text), tmp_dir=parts)
 
+    checks = {
+        "required": required,
+        "needs_target": options.get("objective", "compute") != "loss",
+        "dense_inference": not options.get("pruning", False),
+    }
     fn = None
-    done = 0
-    for index, columns in enumerate(reader.chunks(chunk)):
-        part = parts / f"part-{index:06d}.csv"
-        rows = len(next(iter(columns.values()))) if columns else 0
-        if not part.exists():
-            if fn is None:
-                fn = make_fn()
-            values, status, messages = parse_columns(columns, law, first_row=done + 1)
-            out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
-            text = _format_chunk(columns, out, plan_columns, messages)
-            atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text))
-        done += rows
-        on_progress(done, reader.n_rows)
+    done = written = 0
+    try:
+        for index, columns in enumerate(reader.chunks(chunk)):
+            part = parts / f"part-{index:06d}.csv"
+            rows = len(next(iter(columns.values()))) if columns else 0
+            if not part.exists():
+                if fn is None:
+                    fn = make_fn()
+                values, status, messages = parse_columns(columns, law, first_row=done + 1,
+                                                         **checks)
+                out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
+                text = _format_chunk(columns, out, plan_columns, messages)
+                atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text),
+                             tmp_dir=parts)
+                written += 1
+            done += rows
+            on_progress(done, reader.n_rows)
+    except Exception:
+        # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
+        # behind; finished chunks are kept for --resume
+        if created and written == 0:
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
-    shutil.rmtree(parts)
+    _remove_parts(parts)
     return counts
+
+
+def _remove_parts(parts: Path) -> None:
+    """Remove the parts folder, the manifest last: a run killed half-way through this leaves a
+    manifest with some parts, which `--resume` completes, rather than parts without a manifest,
+    which it would have to solve again."""
+    manifest = parts / "manifest.json"
+    for path in parts.iterdir():
+        if path != manifest:
+            path.unlink()
+    manifest.unlink(missing_ok=True)
+    parts.rmdir()
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """The manifest of an earlier run, or None if there is none (or it cannot be read)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _part_files(parts: Path) -> list[Path]:
@@ -165,7 +205,7 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
                     ]
                     writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
-        atomic_write(output, write)
+        atomic_write(output, write, tmp_dir=parts)
         return counts
 
     def write(tmp):
@@ -177,5 +217,5 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
                 count(csv.reader(io.StringIO(text)))
                 out.write(text)
 
-    atomic_write(output, write)
+    atomic_write(output, write, tmp_dir=parts)
     return counts

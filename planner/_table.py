@@ -35,6 +35,24 @@ SCENARIO_COLUMNS = {
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
+CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
+               "max_tokens")
+# An empty cell in an optional column means the constraint is absent for that row. Within a
+# batch every row has the same constraints, so an absent one is given a value that never binds
+# (in float32 as in float64): no cap, no demand, a density or score floor of float32's
+# smallest normal number, a loss target of float32's largest. Law columns fall back to the
+# law given on the command line.
+_F32 = np.finfo(np.float32)
+ABSENT = {
+    "target_loss": float(_F32.max),
+    "target_score": float(_F32.tiny),
+    "inference_tokens": 0.0,
+    "min_density": float(_F32.tiny),
+    **{name: math.inf for name in CAP_COLUMNS},
+}
+# Margin below which a closed-form bound is not trusted to decide infeasibility: rows this
+# close to the boundary are left to the solver, so that no feasible row is ever refused.
+_MARGIN = 1e-9
 
 
 class TableError(ValueError):
@@ -59,27 +77,64 @@ class TableReader:
                 import pyarrow.parquet as pq
             except ImportError:  # pragma: no cover - depends on the extra
                 raise TableError("reading Parquet needs the 'parquet' extra (pyarrow)") from None
-            meta = pq.ParquetFile(self.path)
+            try:
+                meta = pq.ParquetFile(self.path)
+            except Exception as error:  # pyarrow raises its own exception types
+                raise TableError(f"{self.path}: not a readable Parquet file ({error})") from None
             self.columns = list(meta.schema_arrow.names)
             self.n_rows = meta.metadata.num_rows
         else:
-            with open(self.path, newline="") as handle:
-                try:
-                    header = next(csv.reader(handle))
-                except StopIteration:
-                    raise TableError(f"{self.path}: empty file, expected a header row") from None
-            self.columns = [h.strip() for h in header]
-            self.n_rows = self._count_csv_rows()
+            self.columns, self.n_rows = self._scan_csv()
         if len(set(self.columns)) != len(self.columns):
             raise TableError(f"{self.path}: duplicate column names in the header")
 
-    def _count_csv_rows(self) -> int:
-        count, last = 0, b"\n"
-        with open(self.path, "rb") as handle:
-            while block := handle.read(1 << 22):
-                count += block.count(b"\n")
-                last = block[-1:]
-        return count - 1 + (last != b"\n")  # the header; a last line without newline
+    def _rows(self, handle) -> Iterator[tuple[int, list[str]]]:
+        """(line number, fields) of every non-blank data row; `TableError` on a malformed one.
+
+        Blank lines carry no data and are skipped (they are not counted as rows).
+        """
+        reader = csv.reader(handle, strict=True)
+        try:
+            next(reader)
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(self.columns):
+                    raise TableError(
+                        f"{self.path}: line {reader.line_num} has {len(row)} fields, "
+                        f"the header has {len(self.columns)}"
+                    )
+                yield reader.line_num, row
+        except csv.Error as error:
+            raise TableError(f"{self.path}: line {reader.line_num}: {error}") from None
+        except UnicodeDecodeError as error:
+            raise TableError(f"{self.path}: not UTF-8 text ({error})") from None
+
+    def _open(self):
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of a name
+        return open(self.path, newline="", encoding="utf-8-sig")
+
+    def _scan_csv(self) -> tuple[list[str], int]:
+        """The header, and the number of rows after checking every row's shape.
+
+        The whole file is checked here, before any row is solved, so a malformed line at the end
+        of a long table stops the run before it starts rather than after hours of work.
+        """
+        with self._open() as handle:
+            try:
+                header = next(csv.reader(handle, strict=True))
+            except StopIteration:
+                raise TableError(f"{self.path}: empty file, expected a header row") from None
+            except csv.Error as error:
+                raise TableError(f"{self.path}: unreadable header ({error})") from None
+            except UnicodeDecodeError as error:
+                raise TableError(f"{self.path}: not UTF-8 text ({error})") from None
+        self.columns = [h.strip() for h in header]
+        if not any(self.columns):
+            raise TableError(f"{self.path}: the header row names no column")
+        with self._open() as handle:
+            n_rows = sum(1 for _ in self._rows(handle))
+        return self.columns, n_rows
 
     def chunks(self, size: int) -> Iterator[dict[str, list[str]]]:
         """Consecutive chunks of at most `size` rows, as text columns."""
@@ -90,17 +145,10 @@ class TableReader:
                 yield {name: [_cell(v) for v in batch.column(name).to_pylist()]
                        for name in self.columns}
             return
-        with open(self.path, newline="") as handle:
-            reader = csv.reader(handle)
-            next(reader)
+        with self._open() as handle:
             columns: dict[str, list[str]] = {h: [] for h in self.columns}
             rows = 0
-            for row in reader:
-                if len(row) != len(self.columns):
-                    raise TableError(
-                        f"{self.path}: line {reader.line_num} has {len(row)} fields, "
-                        f"the header has {len(self.columns)}"
-                    )
+            for _, row in self._rows(handle):
                 for h, v in zip(self.columns, row, strict=True):
                     columns[h].append(v)
                 rows += 1
@@ -139,68 +187,177 @@ def check_columns(columns, required: tuple[str, ...]) -> None:
 
 # ------------------------------------------------------------------------------------ validation
 def parse_columns(
-    columns: dict[str, list[str]], law: Chinchilla, first_row: int = 1
+    columns: dict[str, list[str]],
+    law: Chinchilla,
+    first_row: int = 1,
+    *,
+    required: tuple[str, ...] = (),
+    needs_target: bool = False,
+    dense_inference: bool = True,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Parse and check the known columns.
+    r"""Parse and check the known columns of one chunk of rows.
 
-    **Returns:** `(values, status, messages)`: numeric arrays per column; per row, the status
-    the checks already decide (`Status.INVALID_INPUT`, `Status.INFEASIBLE`, or -1 for a row to
-    solve); and one message per row ('' for a good row) naming every problem with its column
-    and its data row number (the first data row is `first_row`; the header is not counted).
+    Every cell must be a finite number in its column's domain: sizes, budgets and caps > 0,
+    `inference_tokens` >= 0, `min_density` in (0, 1], `target_score` in (0, 1), law exponents
+    and scales > 0, `E` >= 0. An empty cell leaves the constraint out for that row (`ABSENT`)
+    or, in a law column, takes the value of `law`; it is an error in a `required` column, and
+    with `needs_target` a row needs a `target_loss` or a `target_score`.
+
+    Rows that pass are then tested against closed forms of the row's Chinchilla law, which no
+    stage can beat (stages may raise the loss or the training compute, never lower them): a
+    `target_loss` at or below `E`, caps on parameters and tokens under which even the largest
+    model allowed cannot reach the target, a `train_budget` below the least training compute
+    that reaches it, and (with `dense_inference`, i.e. no pruning) inference caps below
+    $2 N_{\min}$ FLOP per token. Such rows are `Status.INFEASIBLE` with a message saying why;
+    rows within a relative `1e-9` of a bound are left to the solver.
+
+    **Arguments:**
+
+    - `columns`: text cells by column name.
+    - `law`: the default law.
+    - `first_row`: the data-row number of the first row (the header is not counted).
+    - `required`: columns whose cells may not be empty.
+    - `needs_target`: each row needs a target (the compute objective).
+    - `dense_inference`: inference costs at least $2N$ FLOP per token (no pruning stage).
+
+    **Returns:** `(values, status, messages)`: numeric arrays per column, absent cells filled
+    in; per row, the status the checks already decide (`Status.INVALID_INPUT`,
+    `Status.INFEASIBLE`, or -1 for a row to solve); and one message per row ('' for a good row)
+    naming every problem with its column and its data row number.
     """
     n = len(next(iter(columns.values()))) if columns else 0
-    messages: list[list[str]] = [[] for _ in range(n)]
-    infeasible = np.zeros(n, dtype=bool)
+    problems: list[list[str]] = [[] for _ in range(n)]
     values: dict[str, np.ndarray] = {}
+    empty: dict[str, np.ndarray] = {}
     for name in KNOWN_COLUMNS:
         if name not in columns:
             continue
         out = np.full(n, np.nan)
+        blank = np.zeros(n, dtype=bool)
         for i, text in enumerate(columns[name]):
             where = f"row {i + first_row}: column {name!r}"
+            if not text.strip():
+                blank[i] = True
+                if name in required:
+                    problems[i].append(f"{where} is empty")
+                continue
             try:
                 out[i] = float(text)
             except ValueError:
-                messages[i].append(f"{where} is not a number ({text!r})")
+                problems[i].append(f"{where} is not a number ({text!r})")
                 continue
             if not math.isfinite(out[i]):
-                messages[i].append(f"{where} must be finite ({text!r})")
-        values[name] = out
+                problems[i].append(f"{where} must be finite ({text!r})")
+        default = float(getattr(law, name)) if name in LAW_COLUMNS else ABSENT[name]
+        out[blank] = default
+        values[name], empty[name] = out, blank
 
     def bad(name, mask, what):
-        for i in np.flatnonzero(mask & np.isfinite(values[name])):
-            messages[i].append(
+        if name not in values:
+            return
+        for i in np.flatnonzero(mask(values[name]) & np.isfinite(values[name]) & ~empty[name]):
+            problems[i].append(
                 f"row {i + first_row}: column {name!r} {what} ({values[name][i]:g})"
             )
 
-    for name in ("target_loss", "train_budget", "inference_budget", "max_inference_flops",
-                 "max_params", "max_tokens", "A", "B", "alpha", "beta"):
-        if name in values:
-            bad(name, values[name] <= 0, "must be > 0")
+    for name in ("target_loss", *CAP_COLUMNS, "A", "B", "alpha", "beta"):
+        bad(name, lambda v: v <= 0, "must be > 0")
     for name in ("inference_tokens", "E"):
-        if name in values:
-            bad(name, values[name] < 0, "must be >= 0")
-    if "target_score" in values:
-        bad("target_score", (values["target_score"] <= 0) | (values["target_score"] >= 1),
-            "must lie in (0, 1)")
-    if "min_density" in values:
-        bad("min_density", (values["min_density"] <= 0) | (values["min_density"] > 1),
-            "must lie in (0, 1]")
-    if "target_loss" in values:
-        floor = values["E"] if "E" in values else np.full(n, float(law.E))
-        mask = (values["target_loss"] <= floor) & np.isfinite(floor)
-        for i in np.flatnonzero(mask & np.isfinite(values["target_loss"])):
-            infeasible[i] = True
-            messages[i].append(
-                f"row {i + first_row}: column 'target_loss' ({values['target_loss'][i]:g}) is at "
-                "or below "
-                f"the irreducible loss E = {floor[i]:g}: no allocation reaches it"
-            )
+        bad(name, lambda v: v < 0, "must be >= 0")
+    bad("target_score", lambda v: (v <= 0) | (v >= 1), "must lie in (0, 1)")
+    bad("min_density", lambda v: (v <= 0) | (v > 1), "must lie in (0, 1]")
+    if needs_target:
+        has = np.zeros(n, dtype=bool)
+        for name in ("target_loss", "target_score"):
+            if name in values:
+                has |= ~empty[name]
+        for i in np.flatnonzero(~has):
+            problems[i].append(f"row {i + first_row}: needs a target_loss or a target_score")
+
+    invalid = np.array([bool(m) for m in problems], dtype=bool)
+    reasons = _infeasible(values, empty, law, ~invalid, first_row, dense_inference)
     status = np.full(n, -1)
-    status[infeasible] = Status.INFEASIBLE
-    invalid = np.array([len(m) > int(infeasible[i]) for i, m in enumerate(messages)], dtype=bool)
+    status[[bool(r) for r in reasons]] = Status.INFEASIBLE
     status[invalid] = Status.INVALID_INPUT
-    return values, status, ["; ".join(m) for m in messages]
+    messages = ["; ".join(p) if p else "; ".join(r) for p, r in zip(problems, reasons,
+                                                                   strict=True)]
+    return values, status, messages
+
+
+def _infeasible(values, empty, law, valid, first_row, dense_inference) -> list[list[str]]:
+    """Per row, why no allocation can reach its `target_loss` (empty list: maybe one can)."""
+    n = len(valid)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    if "target_loss" not in values:
+        return reasons
+    coef = {k: values.get(k, np.full(n, float(getattr(law, k)))) for k in LAW_COLUMNS}
+    target = values["target_loss"]
+    rows = valid & ~empty["target_loss"]
+    gap = target - coef["E"]
+    with np.errstate(all="ignore"):
+        below = rows & (gap <= 0)
+        for i in np.flatnonzero(below):
+            reasons[i].append(
+                f"row {i + first_row}: column 'target_loss' ({target[i]:g}) is at or below the "
+                f"irreducible loss E = {coef['E'][i]:g}: no allocation reaches it (infeasible)"
+            )
+        rows &= ~below
+        a, b, alpha, beta = coef["A"], coef["B"], coef["alpha"], coef["beta"]
+        # Hoffmann et al. 2022 eq. (2): L(N, D) = E + A N^-alpha + B D^-beta falls in N and D,
+        # so within caps the lowest loss is at the caps, and N_min = (A / gap)^(1/alpha) is the
+        # least N reaching the target with unlimited data; the least 6ND is at loss_optimal.
+        n_min = (a / gap) ** (1.0 / alpha)
+        d_min = (b / gap) ** (1.0 / beta)
+        cap_n = values.get("max_params", np.full(n, math.inf))
+        cap_d = values.get("max_tokens", np.full(n, math.inf))
+        param_term = a * cap_n ** -alpha
+        data_term = b * cap_d ** -beta
+        short = rows & (param_term + data_term > gap * (1.0 + _MARGIN))
+        for i in np.flatnonzero(short):
+            r = f"row {i + first_row}: "
+            if data_term[i] == 0:
+                reasons[i].append(
+                    r + f"column 'max_params' ({cap_n[i]:g}) is at or below N_min = "
+                    f"{n_min[i]:.6g}, the smallest model that reaches target_loss "
+                    f"{target[i]:g} with unlimited data (infeasible)")
+            elif param_term[i] == 0:
+                reasons[i].append(
+                    r + f"column 'max_tokens' ({cap_d[i]:g}) is at or below D_min = "
+                    f"{d_min[i]:.6g}, the fewest tokens that reach target_loss {target[i]:g} "
+                    "at any model size (infeasible)")
+            else:
+                lowest = coef["E"][i] + param_term[i] + data_term[i]
+                reasons[i].append(
+                    r + f"columns 'max_params' ({cap_n[i]:g}) and 'max_tokens' ({cap_d[i]:g}) "
+                    f"allow no loss below {lowest:.6g}, above target_loss {target[i]:g} "
+                    "(infeasible)")
+        if "train_budget" in values:
+            n_c = (a * (1.0 + alpha / beta) / gap) ** (1.0 / alpha)
+            d_c = (b * (1.0 + beta / alpha) / gap) ** (1.0 / beta)
+            c_min = 6.0 * n_c * d_c
+            budget = values["train_budget"]
+            for i in np.flatnonzero(rows & (budget < c_min * (1.0 - _MARGIN))):
+                reasons[i].append(
+                    f"row {i + first_row}: column 'train_budget' ({budget[i]:g}) is below "
+                    f"{c_min[i]:.6g} FLOP, the least training compute that reaches target_loss "
+                    f"{target[i]:g} (infeasible)")
+        if dense_inference:
+            per_token = {}
+            if "max_inference_flops" in values:
+                per_token["max_inference_flops"] = values["max_inference_flops"]
+            if "inference_budget" in values and "inference_tokens" in values:
+                demand = values["inference_tokens"]
+                per_token["inference_budget"] = np.where(
+                    demand > 0, values["inference_budget"] / np.where(demand > 0, demand, 1.0),
+                    math.inf)
+            for name, cap in per_token.items():
+                for i in np.flatnonzero(rows & (cap < 2.0 * n_min * (1.0 - _MARGIN))):
+                    reasons[i].append(
+                        f"row {i + first_row}: column {name!r} ({values[name][i]:g}) allows "
+                        f"{cap[i]:.6g} FLOP per token, below 2 N_min = {2.0 * n_min[i]:.6g} "
+                        f"for the smallest model that reaches target_loss {target[i]:g} "
+                        "(infeasible)")
+    return reasons
 
 
 # --------------------------------------------------------------------------------------- solving
@@ -213,18 +370,26 @@ def bucket(n: int, chunk: int) -> int:
 
 
 def _build(law_values: dict[str, jax.Array], base_law: Chinchilla, stages: tuple) -> Pipeline:
-    coefficients = {k: law_values.get(k, getattr(base_law, k)) for k in LAW_COLUMNS}
-    return Pipeline(Pretraining(Chinchilla(**coefficients)), *stages)
+    """The pipeline of one row: its own law where the table gives coefficients.
+
+    A stage that holds a Chinchilla `law` of its own (pruning penalises the law's parameter
+    term) is given the row's law too, so every stage of a row speaks of the same law.
+    """
+    if not law_values:
+        return Pipeline(Pretraining(base_law), *stages)
+    law = Chinchilla(**{k: law_values.get(k, getattr(base_law, k)) for k in LAW_COLUMNS})
+    stages = tuple(
+        eqx.tree_at(lambda s: s.law, stage, law)
+        if isinstance(getattr(stage, "law", None), Chinchilla) else stage
+        for stage in stages
+    )
+    return Pipeline(Pretraining(law), *stages)
 
 
-def make_solver(
-    base_law: Chinchilla,
-    stages: tuple,
-    objective: Objective,
-    solver: Solver = Solver(),
-) -> Callable:
-    """A jitted function: (law columns, scenario columns) batched -> plan columns."""
-
+@eqx.filter_jit
+def _solve_batch(law_values, fields, base_law, stages, objective, solver):
+    # Module level, with the law and the stages as arguments: every table solved in a process
+    # with the same columns, stage types and batch size reuses one compilation.
     def one(law_values, fields):
         model = _build(law_values, base_law, stages)
         plan = solve(model, Scenario(**fields), objective=objective, solver=solver, throw=False)
@@ -245,12 +410,30 @@ def make_solver(
             out["n_samples"] = plan.allocation.n_samples
         return out
 
-    return eqx.filter_jit(jax.vmap(one))
+    return jax.vmap(one)(law_values, fields)
 
 
-# Values solved in place of a flagged or padding row; the result is discarded.
+def make_solver(
+    base_law: Chinchilla,
+    stages: tuple,
+    objective: Objective,
+    solver: Solver = Solver(),
+) -> Callable:
+    """A jitted function: (law columns, scenario columns) batched -> plan columns."""
+
+    def fn(law_values, fields):
+        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver)
+
+    return fn
+
+
+# Values solved in place of a flagged or padding row; the result is discarded. Under `vmap`
+# the solver's loop runs until its slowest member stops, so the stand-in is an easy, feasible
+# problem (no caps; a budget well above the 9e18 FLOP that loss 3.0 needs under Hoffmann et
+# al. 2022's law), not one that would run to the step limit.
 _PAD = {"target_loss": 3.0, "target_score": 0.5, "inference_tokens": 0.0, "min_density": 0.5,
-        "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+        "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28,
+        **{name: math.inf for name in CAP_COLUMNS}, "train_budget": 1e22}
 
 
 def solve_chunk(
@@ -263,7 +446,13 @@ def solve_chunk(
 ) -> dict[str, np.ndarray]:
     """Solve one chunk of parsed rows, padded to `size` rows so that batch sizes come from a
     few buckets and never recompile. Rows whose `status` is already decided (>= 0) are solved
-    as a harmless stand-in and keep that status, with NaN plan values."""
+    as a harmless stand-in and keep that status.
+
+    Plan values are kept for `Status.OPTIMAL` rows only, NaN (an empty cell) elsewhere, so a
+    row that is not certified never shows numbers that look like a plan; an optimal row with a
+    non-finite value (which the solver should never report) is downgraded to
+    `Status.NOT_CONVERGED`.
+    """
     n = len(status)
     decided = status >= 0
     law_cols, fields = {}, {"inference_demand": jnp.zeros(size, dtype)}
@@ -275,10 +464,13 @@ def solve_chunk(
         else:
             fields[SCENARIO_COLUMNS[name]] = jnp.asarray(part, dtype)
     out = {k: np.array(v)[:n] for k, v in fn(law_cols, fields).items()}
-    out["status"] = np.where(decided, status, out["status"]).astype(int)
-    for k, v in out.items():
-        if k != "status":
-            v[decided] = np.nan
+    code = np.where(decided, status, out["status"]).astype(int)
+    plan = [k for k in out if k != "status"]
+    finite = np.all([np.isfinite(out[k]) for k in plan], axis=0) if plan else np.ones(n, bool)
+    code = np.where((code == Status.OPTIMAL) & ~finite, int(Status.NOT_CONVERGED), code)
+    for k in plan:
+        out[k] = np.where(code == Status.OPTIMAL, out[k], np.nan)
+    out["status"] = code
     return out
 
 
@@ -288,11 +480,22 @@ def format_float(x: float) -> str:
     return "" if not math.isfinite(x) else repr(float(x))
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file."""
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[str], None],
+    *,
+    tmp_dir: str | os.PathLike | None = None,
+) -> None:
+    """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file.
+
+    The temporary file is flushed to disk before the rename, and the rename is flushed after
+    it. It lives in `tmp_dir` (default: beside `path`; it must be on the same file system), so
+    that what a killed writer leaves behind can be swept with that folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                               dir=path.parent if tmp_dir is None else tmp_dir)
     os.close(fd)
     try:
         write(tmp)
@@ -303,3 +506,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
