@@ -467,6 +467,15 @@ def test_compute_optimal_quantiles_match_numpy_closed_forms():
     np.testing.assert_allclose(got["n_tokens"], np.quantile(d, q), rtol=1e-12)
     np.testing.assert_allclose(got["loss"], np.quantile(loss, q), rtol=1e-12)
     np.testing.assert_allclose(6 * n * d, budget, rtol=1e-12)
+    # float32 laws give float32 plans, to float32 accuracy.
+    laws32 = Chinchilla(**{k: jnp.asarray(v, dtype=jnp.float32) for k, v in c.items()})
+    got32 = compute_optimal_quantiles(laws32, budget, q)
+    assert got32["n_params"].dtype == jnp.float32
+    np.testing.assert_allclose(got32["n_params"], got["n_params"], rtol=1e-4)
+    plan32 = loss_optimal_quantiles(laws32, 2.0, q)
+    np.testing.assert_allclose(
+        plan32["train_flops"], loss_optimal_quantiles(laws, 2.0, q)["train_flops"], rtol=1e-4
+    )
 
 
 def test_probability_meets_target_counts_laws():
