@@ -10,7 +10,8 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _enable_x64(float32: bool) -> None:
+def _set_precision(float32: bool) -> None:
+    """float64 unless `float32`: set before any array is made."""
     import jax
 
     jax.config.update("jax_enable_x64", not float32)
@@ -47,7 +48,7 @@ def _stages(args, law):
 
 
 def cmd_solve(args) -> int:
-    _enable_x64(args.float32)
+    _set_precision(args.float32)
     import numpy as np
 
     from ._compose import Pipeline, Pretraining
@@ -99,14 +100,14 @@ def _law(args):
 
 
 def cmd_reproduce(args) -> int:
-    _enable_x64(False)
+    _set_precision(float32=False)
     from .experiments import run
 
     return run(args.name, Path(args.output))
 
 
 def cmd_fit(args) -> int:
-    _enable_x64(True)
+    _set_precision(float32=False)
     import jax
 
     from ._fit import fit, read_runs, write_fit_json
@@ -115,9 +116,9 @@ def cmd_fit(args) -> int:
         runs = read_runs(args.runs)
         result = fit(runs.n_params, runs.n_tokens, runs.loss,
                      drop_highest_loss=args.drop_highest_loss, n_bootstrap=args.bootstrap,
-                     key=jax.random.key(args.seed))
-        write_fit_json(result, args.output)
-    except (ValueError, OSError) as error:
+                     huber_delta=args.huber_delta, key=jax.random.key(args.seed))
+        write_fit_json(result, args.output, include_bootstrap=not args.no_samples)
+    except (ValueError, RuntimeError, OSError) as error:
         print(f"planner fit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     record = result.to_record(include_bootstrap=False)
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                      help="bootstrap resamples for standard errors and 95%% intervals")
     fit.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    fit.add_argument("--huber-delta", type=float, default=1e-3,
+                     help="Huber loss threshold on log-loss residuals (default 1e-3)")
+    fit.add_argument("--no-samples", action="store_true",
+                     help="leave the bootstrap samples out of FIT.json")
     fit.set_defaults(func=cmd_fit)
     return parser
 
