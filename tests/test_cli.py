@@ -1,0 +1,359 @@
+"""`planner solve` at its boundaries: malformed tables, bad rows among good ones, statuses.
+
+Most tests call `planner._cli.main` in the test process: the batch solver is compiled once per
+set of columns and reused by every table with the same columns, so each run costs milliseconds.
+"""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner._cli import EXIT_OK, EXIT_USAGE, main
+
+# the command line's default law, Chinchilla.sardana2024() (Sardana et al. 2024)
+E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.336, 0.283
+COLUMNS = ["id", "target_loss", "inference_tokens", "train_budget", "inference_budget",
+           "max_inference_flops", "max_params", "max_tokens", "min_density",
+           "E", "A", "B", "alpha", "beta"]
+PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss"]
+
+
+def n_min(loss, a=A, alpha=ALPHA, e=E):
+    """The smallest model that reaches `loss` with unlimited data: (A / (L - E))^(1/alpha)."""
+    return (a / (loss - e)) ** (1 / alpha)
+
+
+def d_min(loss, b=B, beta=BETA, e=E):
+    return (b / (loss - e)) ** (1 / beta)
+
+
+def loss_optimal(loss, e=E, a=A, b=B, alpha=ALPHA, beta=BETA):
+    """Hoffmann et al. 2022: the least 6ND reaching `loss` is at N_c, D_c."""
+    gap = loss - e
+    return ((a * (1 + alpha / beta) / gap) ** (1 / alpha),
+            (b * (1 + beta / alpha) / gap) ** (1 / beta))
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def row(**cells) -> list[str]:
+    return [str(cells.get(c, "")) for c in COLUMNS]
+
+
+# ------------------------------------------------------------------------- bad rows in a good file
+# Good rows: (id, cells). Every kind of good row the table allows: a bare target, demand, caps
+# that bind and caps that do not, a density floor, a row with its own law, empty optional cells.
+GOOD = [
+    ("plain", dict(target_loss=2.2, inference_tokens=0)),
+    ("demand", dict(target_loss=2.1, inference_tokens=1e13)),
+    ("capped", dict(target_loss=2.3, inference_tokens=0, max_params=1e9)),
+    ("loose", dict(target_loss=2.2, inference_tokens=1e11, train_budget=1e30,
+                   inference_budget=1e40, max_inference_flops=1e20, max_params=1e15,
+                   max_tokens=1e18, min_density=0.5)),
+    ("own_law", dict(target_loss=2.3, inference_tokens=0, E=1.8172, A=482.01, B=2085.43,
+                     alpha=0.3478, beta=0.3658)),
+]
+# Bad rows: (id, cells, status, words the message must contain besides "row <n>").
+BAD = [
+    ("text", dict(target_loss="abc"), "invalid_input", ["'target_loss'", "not a number"]),
+    ("empty_target", dict(inference_tokens=0), "invalid_input", ["'target_loss'", "empty"]),
+    ("nan", dict(target_loss=2.2, inference_tokens="nan"), "invalid_input",
+     ["'inference_tokens'", "finite"]),
+    ("inf", dict(target_loss=2.2, max_params="inf"), "invalid_input", ["'max_params'", "finite"]),
+    ("negative_demand", dict(target_loss=2.2, inference_tokens=-5), "invalid_input",
+     ["'inference_tokens'", ">= 0"]),
+    ("negative_size", dict(target_loss=2.2, max_params=-1e9), "invalid_input",
+     ["'max_params'", "> 0"]),
+    ("zero_tokens", dict(target_loss=2.2, max_tokens=0), "invalid_input", ["'max_tokens'", "> 0"]),
+    ("zero_budget", dict(target_loss=2.2, train_budget=0), "invalid_input",
+     ["'train_budget'", "> 0"]),
+    ("negative_inference_budget", dict(target_loss=2.2, inference_budget=-1), "invalid_input",
+     ["'inference_budget'", "> 0"]),
+    ("zero_density", dict(target_loss=2.2, min_density=0), "invalid_input",
+     ["'min_density'", "(0, 1]"]),
+    ("dense_above_one", dict(target_loss=2.2, min_density=1.5), "invalid_input",
+     ["'min_density'", "(0, 1]"]),
+    ("alpha_zero", dict(target_loss=2.2, alpha=0), "invalid_input", ["'alpha'", "> 0"]),
+    ("beta_negative", dict(target_loss=2.2, beta=-0.3), "invalid_input", ["'beta'", "> 0"]),
+    ("A_inf", dict(target_loss=2.2, A="inf"), "invalid_input", ["'A'", "finite"]),
+    ("E_negative", dict(target_loss=2.2, E=-1), "invalid_input", ["'E'", ">= 0"]),
+    ("target_below_E", dict(target_loss=1.5), "infeasible",
+     ["'target_loss'", "irreducible", "infeasible"]),
+    ("target_at_E", dict(target_loss=E), "infeasible", ["'target_loss'", "irreducible"]),
+    ("target_at_own_E", dict(target_loss=2.0, E=2.0), "infeasible", ["'target_loss'", "E = 2"]),
+    ("params_below_n_min", dict(target_loss=2.0, max_params=0.5 * n_min(2.0)), "infeasible",
+     ["'max_params'", "N_min", "infeasible"]),
+    ("tokens_below_d_min", dict(target_loss=2.0, max_tokens=0.9 * d_min(2.0)), "infeasible",
+     ["'max_tokens'", "D_min", "infeasible"]),
+    ("caps_together", dict(target_loss=2.0, max_params=1.5 * n_min(2.0),
+                           max_tokens=1.5 * d_min(2.0)),
+     "infeasible", ["'max_params'", "'max_tokens'", "infeasible"]),
+    ("budget_too_small", dict(target_loss=2.0, train_budget=1e20), "infeasible",
+     ["'train_budget'", "infeasible"]),
+    ("inference_cap_too_small", dict(target_loss=2.0, max_inference_flops=n_min(2.0)),
+     "infeasible", ["'max_inference_flops'", "N_min", "infeasible"]),
+    ("inference_budget_too_small", dict(target_loss=2.0, inference_tokens=1e12,
+                                        inference_budget=1e12 * n_min(2.0)),
+     "infeasible", ["'inference_budget'", "infeasible"]),
+    ("two_problems", dict(target_loss="x", max_tokens=-1), "invalid_input",
+     ["'target_loss'", "'max_tokens'"]),
+]
+# Infeasible only in combination, which no closed form here detects: the token cap forces
+# N >= N1 > 1.01 N_min, the inference cap N <= 1.01 N_min. The solver must call it infeasible.
+N1 = (A / (2.0 - E - B * (2 * d_min(2.0)) ** -BETA)) ** (1 / ALPHA)
+SOLVER_INFEASIBLE = ("solver_infeasible", dict(target_loss=2.0, max_tokens=2 * d_min(2.0),
+                                               max_inference_flops=2.02 * n_min(2.0)))
+
+
+def test_solver_infeasible_case_is_infeasible():
+    assert N1 > 1.2 * n_min(2.0)
+
+
+def solve_file(tmp_path, name, rows, *extra) -> list[dict[str, str]]:
+    """Solve a table with every column, in chunks of 8 rows (one compilation for all)."""
+    src = write_csv(tmp_path / f"{name}.csv", COLUMNS, rows)
+    out = tmp_path / f"{name}.out.csv"
+    assert main(["solve", str(src), "-o", str(out), "--chunk-size", "8", *extra]) == EXIT_OK
+    assert not out.with_name(out.name + ".parts").exists()
+    return read_csv(out)
+
+
+def test_bad_rows_get_their_own_status_and_good_rows_are_solved_as_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    items = ([(i, c, "optimal", []) for i, c in GOOD] + BAD
+             + [(*SOLVER_INFEASIBLE, "infeasible", ["infeasible"])])
+    order = rng.permutation(len(items))
+    rows = [row(id=items[k][0], **items[k][1]) for k in order]
+    out = solve_file(tmp_path, "mixed", rows)  # 4 chunks: row numbers count across chunks
+    assert [r["id"] for r in out] == [items[k][0] for k in order]  # order kept, none lost
+    by_id = {r["id"]: (n, r) for n, r in enumerate(out, start=1)}
+
+    for ident, _, status, words in items:
+        number, result = by_id[ident]
+        assert result["status"] == status, (ident, result["message"])
+        if status == "optimal":
+            assert result["message"] == ""
+            assert all(math.isfinite(float(result[c])) and float(result[c]) > 0 for c in PLAN)
+            continue
+        assert all(result[c] == "" for c in PLAN), ident  # no plan shown for a failed row
+        message = result["message"]
+        if ident != "solver_infeasible":
+            assert f"row {number}:" in message, (ident, message)
+        for word in words:
+            assert word in message, (ident, word, message)
+        if "'max_params'" in words and "N_min" in words:
+            assert f"{n_min(2.0):.6g}" in message  # the bound itself, for the user to act on
+
+    # every input cell comes back verbatim
+    for result, cells in zip(out, rows, strict=True):
+        assert [result[c] for c in COLUMNS] == cells
+
+    # each good row, solved alone (a one-row table) gives the same bytes
+    for ident, cells, _, _ in items[: len(GOOD)]:
+        alone = solve_file(tmp_path, f"alone_{ident}", [row(id=ident, **cells)])
+        assert alone == [by_id[ident][1]], ident
+
+
+def test_good_rows_match_closed_forms(tmp_path):
+    out = {r["id"]: r for r in solve_file(tmp_path, "good", [row(id=i, **c) for i, c in GOOD])}
+    # no demand, no binding cap: the training optimum of Hoffmann et al. 2022
+    n_c, d_c = loss_optimal(2.2)
+    np.testing.assert_allclose(float(out["plain"]["n_params"]), n_c, rtol=1e-7)
+    np.testing.assert_allclose(float(out["plain"]["n_tokens"]), d_c, rtol=1e-7)
+    np.testing.assert_allclose(float(out["loose"]["loss"]), 2.2, rtol=1e-10)
+    # a binding parameter cap: N at the cap, D on the iso-loss curve
+    capped = out["capped"]
+    np.testing.assert_allclose(float(capped["n_params"]), 1e9, rtol=1e-9)
+    d_iso = (B / (2.3 - E - A * 1e9**-ALPHA)) ** (1 / BETA)
+    np.testing.assert_allclose(float(capped["n_tokens"]), d_iso, rtol=1e-7)
+    # a row with its own law (Besiroglu et al. 2024, Table 1)
+    n_c, d_c = loss_optimal(2.3, 1.8172, 482.01, 2085.43, 0.3478, 0.3658)
+    np.testing.assert_allclose(float(out["own_law"]["n_params"]), n_c, rtol=1e-7)
+    np.testing.assert_allclose(float(out["own_law"]["n_tokens"]), d_c, rtol=1e-7)
+    # with demand: the lifetime optimum of Sardana et al. 2024, N* minimising
+    # 6 N D(N) + 2 T N along the iso-loss curve D(N), found here on a fine grid
+    n = np.geomspace(n_min(2.1) * 1.0001, loss_optimal(2.1)[0], 200_001)
+    cost = 6 * n * (B / (2.1 - E - A * n**-ALPHA)) ** (1 / BETA)
+    cost += 2 * 1e13 * n
+    demand = out["demand"]
+    np.testing.assert_allclose(float(demand["n_params"]), n[np.argmin(cost)], rtol=1e-3)
+    assert float(demand["total_flops"]) <= cost.min() * (1 + 1e-9)
+    assert float(demand["n_params"]) < loss_optimal(2.1)[0]  # demand shrinks the model
+    for r in out.values():
+        total = float(r["train_flops"]) + float(r["inference_flops"]) * float(
+            r["inference_tokens"])
+        np.testing.assert_allclose(float(r["total_flops"]), total, rtol=1e-12)
+        np.testing.assert_allclose(float(r["train_flops"]),
+                                   6 * float(r["n_params"]) * float(r["n_tokens"]), rtol=1e-12)
+
+
+def test_empty_optional_cells_mean_no_constraint(tmp_path):
+    # the same scenario with empty cap cells and without the cap columns at all
+    a = solve_file(tmp_path, "with_columns", [row(id="x", target_loss=2.2,
+                                                  inference_tokens=1e12)])
+    src = write_csv(tmp_path / "bare.csv", ["target_loss", "inference_tokens"], [[2.2, 1e12]])
+    out = tmp_path / "bare.out.csv"
+    assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
+    b = read_csv(out)
+    assert a[0]["status"] == b[0]["status"] == "optimal"
+    for c in PLAN:
+        np.testing.assert_allclose(float(a[0][c]), float(b[0][c]), rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------- malformed files
+def _malformed(tmp_path):
+    good = [["2.2", "0"]] * 40
+    return {
+        "missing_target_column": ("inference_tokens\n0\n", "target_loss"),
+        "misspelt_column": ("target_los,inference_tokens\n2.2,0\n", "target_los"),
+        "ragged_row_late": ("target_loss,inference_tokens\n"
+                            + "".join(",".join(r) + "\n" for r in good) + "2.2,0,7\n",
+                            "line 42"),
+        "ragged_short_row": ("target_loss,inference_tokens\n2.2\n", "line 2"),
+        "empty_file": ("", "empty"),
+        "blank_header": ("\n2.2,0\n", "header"),
+        "duplicate_column": ("target_loss,target_loss\n2.2,2.3\n", "duplicate"),
+        "bad_quoting": ('target_loss,inference_tokens\n"2.2"x,0\n', "line 2"),
+        "not_text": (b"target_loss\n\xff\xfe2.2\n", "UTF-8"),
+        "score_without_sampling": ("target_loss,target_score\n2.2,0.5\n", "target_score"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_malformed(Path("."))))
+def test_malformed_file_stops_before_any_work(tmp_path, capsys, case):
+    text, words = _malformed(tmp_path)[case]
+    src = tmp_path / "in.csv"
+    (src.write_bytes if isinstance(text, bytes) else src.write_text)(text)
+    out = tmp_path / "out.csv"
+    # a chunk of 4 rows: a table that were read lazily would have solved chunks before line 42
+    code = main(["solve", str(src), "-o", str(out), "--chunk-size", "4"])
+    assert code == EXIT_USAGE
+    assert os.listdir(tmp_path) == ["in.csv"]  # no output, no parts, no temporary file
+    err = capsys.readouterr().err
+    assert "error" in err and words in err, err
+
+
+def test_missing_file(tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(tmp_path / "nope.csv"), "-o", str(out)]) == EXIT_USAGE
+    assert "no such file" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_misspelt_column_suggests_the_known_one(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "max_parmas"], [[2.2, 1e9]])
+    assert main(["solve", str(src), "-o", str(tmp_path / "o.csv")]) == EXIT_USAGE
+    assert "did you mean 'max_params'" in capsys.readouterr().err
+
+
+def test_output_may_not_overwrite_input(tmp_path):
+    src = write_csv(tmp_path / "in.csv", ["target_loss"], [[2.2]])
+    before = src.read_bytes()
+    assert main(["solve", str(src), "-o", str(src)]) == EXIT_USAGE
+    assert src.read_bytes() == before
+
+
+def test_subprocess_exit_code_and_no_output(tmp_path):
+    # the installed entry point: a malformed table exits 2 before JAX is even used
+    src = write_csv(tmp_path / "in.csv", ["target_los"], [[2.2]])
+    out = tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "-m", "planner._cli", "solve", str(src), "-o",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "target_los" in done.stderr
+    assert not out.exists()
+
+
+def test_header_only_table_gives_header_only_output(tmp_path):
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], [])
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
+    header = out.read_text().splitlines()
+    assert header == ["target_loss,inference_tokens,n_params,n_tokens,train_flops,"
+                      "inference_flops,total_flops,loss,status,message"]
+
+
+def test_blank_lines_and_byte_order_mark_are_tolerated(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes("\ufefftarget_loss,inference_tokens\n2.2,0\n\n2.3,0\n\n".encode())
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
+    rows = read_csv(out)
+    assert [r["target_loss"] for r in rows] == ["2.2", "2.3"]
+    assert [r["status"] for r in rows] == ["optimal", "optimal"]
+
+
+# ----------------------------------------------------------------------- objectives and techniques
+def test_loss_objective_rows(tmp_path):
+    header = ["train_budget", "inference_tokens"]
+    src = write_csv(tmp_path / "in.csv", header,
+                    [["5.76e23", "0"], ["", "0"], ["-1", "0"], ["1e-30", "0"], ["1e30", "0"]])
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(src), "-o", str(out), "--objective", "loss"]) == EXIT_OK
+    rows = read_csv(out)
+    assert [r["status"] for r in rows] == ["optimal", "invalid_input", "invalid_input",
+                                           "optimal", "optimal"]
+    assert "row 2: column 'train_budget' is empty" in rows[1]["message"]
+    assert "row 3: column 'train_budget' must be > 0" in rows[2]["message"]
+    for r in (rows[0], rows[3], rows[4]):
+        # Hoffmann et al. 2022 eq. (4): N* = G (C/6)^(b/(a+b)), D* = (C/6)^(a/(a+b)) / G
+        c = float(r["train_budget"]) / 6
+        g = (ALPHA * A / (BETA * B)) ** (1 / (ALPHA + BETA))
+        np.testing.assert_allclose(float(r["n_params"]), g * c ** (BETA / (ALPHA + BETA)),
+                                   rtol=1e-7)
+        np.testing.assert_allclose(float(r["n_tokens"]), c ** (ALPHA / (ALPHA + BETA)) / g,
+                                   rtol=1e-7)
+
+
+def test_pruning_rows_use_their_own_law_in_every_stage(tmp_path):
+    """With pruning, a row's law columns reach the pruning stage too (its penalty is priced in
+    the row's A N^-alpha): a row giving Besiroglu et al.'s constants solves exactly as the
+    same row, with empty law cells, under `--law besiroglu2024`."""
+    header = ["target_loss", "inference_tokens", "E", "A", "B", "alpha", "beta"]
+    besiroglu = [1.8172, 482.01, 2085.43, 0.3478, 0.3658]  # Besiroglu et al. 2024, Table 1
+
+    def run(name, cells, *extra):
+        src = write_csv(tmp_path / f"{name}.csv", header, [[2.3, 1e13, *cells]])
+        out = tmp_path / f"{name}.out.csv"
+        assert main(["solve", str(src), "-o", str(out), "--pruning", *extra]) == EXIT_OK
+        return read_csv(out)[0]
+
+    own = run("own", besiroglu)
+    preset = run("preset", [""] * 5, "--law", "besiroglu2024")
+    default = run("default", [""] * 5)
+    assert own["status"] == preset["status"] == default["status"] == "optimal", own["message"]
+    plan = ["n_params", "n_tokens", "density", "total_flops", "loss"]
+    assert [own[c] for c in plan] == [preset[c] for c in plan]
+    assert float(own["density"]) < 1  # pruning is worth something with this much demand
+    assert own["n_params"] != default["n_params"]  # and the law matters
+
+
+def test_sampling_solves_score_targets(tmp_path):
+    """`--sampling` builds the repeated-sampling stage and meets each row's target score."""
+    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_tokens"],
+                    [[0.5, 1e9], [1.5, 1e9]])
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(src), "-o", str(out), "--sampling"]) == EXIT_OK
+    rows = read_csv(out)
+    assert rows[0]["status"] == "optimal", rows[0]["message"]
+    assert float(rows[0]["score"]) >= 0.5 * (1 - 1e-9)
+    assert float(rows[0]["n_samples"]) >= 1
+    assert rows[1]["status"] == "invalid_input"
+    assert "row 2: column 'target_score' must lie in (0, 1)" in rows[1]["message"]

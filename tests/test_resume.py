@@ -1,0 +1,315 @@
+"""Durable sweeps: a `planner solve` killed at any moment resumes to the same bytes.
+
+The kill test runs the command line in subprocesses and SIGKILLs them at random points (chosen
+by a seeded generator, so a failure can be replayed); the others recreate, in the test process,
+each state a killed run can leave behind.
+"""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import planner._sweep as sweep
+import planner._table as table_module
+from planner._cli import EXIT_OK, EXIT_USAGE, main
+
+HEADER = ["target_loss", "inference_tokens", "max_params"]
+
+
+def make_table(path: Path, n: int, seed: int) -> Path:
+    """`n` scenarios, some of them bad (text, negative, infeasible), deterministically."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        for i in range(n):
+            loss = f"{rng.uniform(1.95, 3.0):.6f}"
+            demand = f"{10 ** rng.uniform(6, 14):.6g}"
+            cap = f"{10 ** rng.uniform(8, 12):.6g}" if rng.random() < 0.5 else ""
+            kind = i % 97
+            if kind == 13:
+                loss = "n/a"
+            elif kind == 41:
+                demand = "-1"
+            elif kind == 71:
+                loss = "1.2"
+            writer.writerow([loss, demand, cap])
+    return path
+
+
+def solve_args(src: Path, out: Path, chunk: int, *extra: str) -> list[str]:
+    return ["solve", str(src), "-o", str(out), "--chunk-size", str(chunk), *extra]
+
+
+def leftovers(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name not in keep)
+
+
+# --------------------------------------------------------------------------------- SIGKILL test
+def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
+    rows, chunk = 3000, 256
+    n_parts = -(-rows // chunk)
+    src = make_table(tmp_path / "big.csv", rows, seed=1)
+    env = dict(os.environ)
+    # Every process loads the first one's compiled solver from a cache on disk, so a run costs
+    # its start-up and its solving, not a compilation; the cache is keyed by the program, so
+    # results are those of a fresh compilation.
+    env.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+    def start(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "planner._cli", *solve_args(src, out, chunk, *extra)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+
+    reference = tmp_path / "reference.csv"
+    began = time.monotonic()
+    proc = start(reference)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    expected = reference.read_bytes()
+    expected_lines = expected.decode().splitlines(keepends=True)
+    assert len(expected_lines) == rows + 1
+    duration = time.monotonic() - began
+
+    out = tmp_path / "out.csv"
+    parts = tmp_path / "out.csv.parts"
+    rng = random.Random(20240611)
+    kills, seen = 0, {}
+    for attempt in range(10):
+        if kills == 4:
+            break
+        proc = start(out, *(["--resume"] if attempt else []))
+        if attempt % 3 == 0:
+            # anywhere in the run, start-up and compilation included
+            time.sleep(rng.uniform(0.0, 0.8 * duration))
+        else:
+            # once a random number of parts is written (all of them: while the output is
+            # assembled or the parts removed), plus a random fraction of a chunk
+            target = rng.randint(len(seen) + 1, n_parts)
+            deadline = time.monotonic() + 300
+            while proc.poll() is None and time.monotonic() < deadline:
+                if parts.exists() and len(list(parts.glob("part-*.csv"))) >= target:
+                    break
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:  # it finished first: start again from nothing
+            assert proc.returncode == 0, proc.stderr.read()
+            proc.stderr.close()
+            assert out.read_bytes() == expected and not parts.exists()
+            out.unlink()
+            seen = {}
+            continue
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        kills += 1
+        # a killed run never leaves an output that looks complete but is not
+        assert not out.exists() or out.read_bytes() == expected
+        if not parts.exists():
+            seen = {}
+            continue
+        # every part on disk is whole: exactly its chunk of the reference
+        now = {}
+        for part in parts.glob("part-*.csv"):
+            index = int(part.stem.split("-")[1])
+            lines = expected_lines[1 + index * chunk: 1 + (index + 1) * chunk]
+            assert part.read_text() == "".join(lines), part.name
+            now[part.name] = part.stat().st_ino
+        # a resumed run keeps the parts it found (same files, not solved again), unless it
+        # had finished and was removing them
+        if not out.exists():
+            changed = [name for name, inode in seen.items() if now.get(name) != inode]
+            assert not changed, (changed, sorted(now))
+        seen = now
+    assert kills >= 3, "the runs finished before they could be killed"
+
+    proc = start(out, "--resume")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.read_bytes() == expected
+    assert leftovers(tmp_path, {"big.csv", "reference.csv", "out.csv", "jax-cache"}) == []
+
+
+# ------------------------------------------------------------------------ states a kill can leave
+@pytest.fixture
+def table(tmp_path):
+    src = make_table(tmp_path / "in.csv", 40, seed=2)
+    reference = tmp_path / "reference.csv"
+    assert main(solve_args(src, reference, 8)) == EXIT_OK
+    return src, reference.read_bytes()
+
+
+class Interrupt(BaseException):
+    """Stands for a kill: not an `Exception`, so no handler of the program catches it."""
+
+
+def interrupt_after(monkeypatch, n_chunks: int) -> list[int]:
+    """Make the sweep stop dead after solving `n_chunks` chunks; returns a call counter."""
+    calls = []
+    original = table_module.solve_chunk
+
+    def solve_chunk(*args, **kwargs):
+        if len(calls) == n_chunks:
+            raise Interrupt
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "solve_chunk", solve_chunk)
+    return calls
+
+
+def test_interrupted_run_resumes_without_solving_finished_chunks(tmp_path, table, monkeypatch):
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    assert not out.exists()
+    parts = out.with_name("out.csv.parts")
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-000000.csv",
+                                                       "part-000001.csv"]
+    calls = interrupt_after(monkeypatch, 10)
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert len(calls) == 3  # 5 chunks, 2 already done
+    assert out.read_bytes() == expected
+    assert not parts.exists()
+
+
+def test_leftover_temporary_files_are_swept(tmp_path, table, monkeypatch):
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    monkeypatch.undo()
+    parts = out.with_name("out.csv.parts")
+    # what SIGKILL leaves mid-write: half a part and half an output, under temporary names
+    (parts / ".part-000003.csv.x1y2.tmp").write_text("2.5,1e9,\n2.6")
+    (parts / ".out.csv.a7b8.tmp").write_text("target_loss,inference_tokens\n2.5")
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert out.read_bytes() == expected
+    assert leftovers(tmp_path, {"in.csv", "reference.csv", "out.csv"}) == []
+
+
+def test_killed_while_cleaning_up(tmp_path, table, monkeypatch):
+    """The output is written, then the parts folder is removed: a kill in between leaves a
+    complete output beside some parts, with or without the manifest."""
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 4)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    monkeypatch.undo()
+    parts = out.with_name("out.csv.parts")
+    out.write_bytes(expected)
+    (parts / "part-000000.csv").unlink()
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert out.read_bytes() == expected and not parts.exists()
+
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    monkeypatch.undo()
+    (parts / "manifest.json").unlink()  # parts without a manifest are not trusted
+    (parts / "part-000001.csv").write_text("garbage\n")
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert out.read_bytes() == expected and not parts.exists()
+
+
+def test_without_resume_old_parts_are_discarded(tmp_path, table, monkeypatch):
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    monkeypatch.undo()
+    (out.with_name("out.csv.parts") / "part-000000.csv").write_text("stale\n")
+    assert main(solve_args(src, out, 8)) == EXIT_OK
+    assert out.read_bytes() == expected
+
+
+@pytest.mark.parametrize("change", ["input", "chunk", "pruning", "law"])
+def test_resume_refuses_parts_of_another_run(tmp_path, table, monkeypatch, capsys, change):
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    monkeypatch.undo()
+    parts = out.with_name("out.csv.parts")
+    before = {p.name: p.read_bytes() for p in parts.iterdir()}
+    args = solve_args(src, out, 8, "--resume")
+    if change == "input":
+        src.write_text(src.read_text() + "2.5,0,\n")
+    elif change == "chunk":
+        args = solve_args(src, out, 16, "--resume")
+    elif change == "pruning":
+        args += ["--pruning"]
+    else:
+        args += ["--law", "hoffmann2022"]
+    assert main(args) == EXIT_USAGE
+    assert "another input or other options" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in parts.iterdir()} == before  # nothing touched
+    assert not out.exists()
+
+
+def test_a_failed_assembly_leaves_no_output(tmp_path, table, monkeypatch):
+    src, expected = table
+    out = tmp_path / "out.csv"
+    original = sweep.atomic_write
+
+    def failing(path, write, **kwargs):
+        if Path(path) == out:
+            def half(tmp):
+                write(tmp)
+                raise OSError("disk full")
+            return original(path, half, **kwargs)
+        return original(path, write, **kwargs)
+
+    monkeypatch.setattr(sweep, "atomic_write", failing)
+    assert main(solve_args(src, out, 8)) == EXIT_USAGE
+    assert not out.exists()
+    monkeypatch.undo()
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert out.read_bytes() == expected
+
+
+def test_parquet_in_and_out(tmp_path, table):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    src, expected = table
+    with open(src, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    inputs = pa.table({
+        "target_loss": [float(r["target_loss"]) if r["target_loss"] != "n/a" else None
+                        for r in rows],
+        "inference_tokens": [float(r["inference_tokens"]) for r in rows],
+        "max_params": [float(r["max_params"]) if r["max_params"] else None for r in rows],
+    })
+    pq.write_table(inputs, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    assert main(solve_args(tmp_path / "in.parquet", out, 8)) == EXIT_OK
+    got = pq.read_table(out).to_pylist()
+    want = list(csv.DictReader(expected.decode().splitlines()))
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        if w["target_loss"] == "n/a":  # a null cell: the required target is missing
+            assert g["status"] == "invalid_input" and "is empty" in g["message"]
+            continue
+        assert g["status"] == w["status"]
+        for column in ("n_params", "n_tokens", "total_flops", "loss"):
+            if w[column]:
+                assert g[column] == float(w[column])
+            else:
+                assert g[column] is None
