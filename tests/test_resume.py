@@ -85,7 +85,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
     out = tmp_path / "out.csv"
     parts = tmp_path / "out.csv.parts"
     rng = random.Random(20240611)
-    kills, seen = 0, {}
+    kills, seen, events = 0, {}, []
     for attempt in range(10):
         if kills == 4:
             break
@@ -114,6 +114,8 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
         proc.wait()
         proc.stderr.close()
         kills += 1
+        events.append((len(list(parts.glob("part-*.csv"))) if parts.exists() else None,
+                       out.exists()))
         # a killed run never leaves an output that looks complete but is not
         assert not out.exists() or out.read_bytes() == expected
         if not parts.exists():
@@ -133,6 +135,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
             assert not changed, (changed, sorted(now))
         seen = now
     assert kills >= 3, "the runs finished before they could be killed"
+    print("SIGKILLs: (parts on disk, output written) after each:", events)
 
     proc = start(out, "--resume")
     _, err = proc.communicate(timeout=300)
