@@ -1,37 +1,75 @@
 """Domain checks at the API boundary.
 
 Each check returns its (possibly traced) argument, so that it runs under `jit` and `vmap`
-(where equinox names the offending batch index) and is never optimised away.
+(where equinox names the offending batch index) and is never optimised away. A check that
+tests several conditions compiles to a single conditional (`check_all`): every check is
+compiled again for each derivative a solver or a gradient test takes, so the count matters.
 """
 
-from __future__ import annotations
+import os
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array, ArrayLike, Bool
+
+
+def check_all(x: ArrayLike, *conditions: tuple[Bool[ArrayLike, "..."], str]) -> Array:
+    """`x` as an array, raising the message of the first `(failed, message)` pair that fails.
+
+    `failed` may have any shape; the pair fails if any of its elements is true.
+    """
+    x = jnp.asarray(x)
+    failed = [jnp.any(f) for f, _ in conditions]
+    # Outside `jit` the predicates are concrete, even while differentiating (they carry no
+    # tangent), so they are decided here: a runtime conditional would be compiled again for
+    # every derivative taken eagerly, and for every failing call.
+    if not any(isinstance(f, jax.core.Tracer) for f in failed):
+        for f, (_, msg) in zip(failed, conditions):
+            if bool(f) and os.environ.get("EQX_ON_ERROR", "raise") == "raise":
+                raise eqx.EquinoxRuntimeError(msg)
+        if not any(map(bool, failed)):
+            return x
+    if len(conditions) == 1:
+        return eqx.error_if(x, failed[0], conditions[0][1])
+    failed = jnp.stack(failed)
+    return eqx.branched_error_if(
+        x, jnp.any(failed), jnp.argmax(failed), [msg for _, msg in conditions]
+    )
+
+
+def domain_conditions(
+    x: Array, name: str, violated: Bool[Array, "..."], requirement: str
+) -> tuple[tuple[Bool[Array, "..."], str], tuple[Bool[Array, "..."], str]]:
+    """The pairs "`name` must be finite" and "`name` <requirement>" (failing where `violated`),
+    for `check_all`."""
+    return (~jnp.isfinite(x), f"{name} must be finite"), (violated, f"{name} {requirement}")
 
 
 def check_finite(x: ArrayLike, name: str) -> Array:
     """`x` as an array, raising if any element is NaN or infinite."""
     x = jnp.asarray(x)
-    return eqx.error_if(x, ~jnp.isfinite(x), f"{name} must be finite")
+    return check_all(x, (~jnp.isfinite(x), f"{name} must be finite"))
 
 
 def check_positive(x: ArrayLike, name: str) -> Array:
     """`x` as an array, raising unless every element is finite and > 0."""
-    x = check_finite(x, name)
-    return eqx.error_if(x, x <= 0, f"{name} must be > 0")
+    x = jnp.asarray(x)
+    return check_all(x, *domain_conditions(x, name, x <= 0, "must be > 0"))
 
 
 def check_interval(x: ArrayLike, name: str, low: float, high: float, *, open_low: bool) -> Array:
     """`x` as an array, raising unless every element lies in (low, high] or [low, high]."""
-    x = check_finite(x, name)
+    x = jnp.asarray(x)
     below = x <= low if open_low else x < low
     bracket = "(" if open_low else "["
-    return eqx.error_if(x, below | (x > high), f"{name} must lie in {bracket}{low}, {high}]")
+    outside = below | (x > high)
+    return check_all(
+        x, *domain_conditions(x, name, outside, f"must lie in {bracket}{low}, {high}]")
+    )
 
 
 def check_at_least(x: ArrayLike, name: str, low: float) -> Array:
     """`x` as an array, raising unless every element is finite and >= low."""
-    x = check_finite(x, name)
-    return eqx.error_if(x, x < low, f"{name} must be >= {low}")
+    x = jnp.asarray(x)
+    return check_all(x, *domain_conditions(x, name, x < low, f"must be >= {low}"))

@@ -1,16 +1,17 @@
 """Loss laws: pretraining loss as a function of parameters and training tokens."""
 
-from __future__ import annotations
-
 import abc
+import math
 
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_finite, check_positive
+from ._checks import check_all, check_at_least, check_positive, domain_conditions
 
-_LOG10 = jnp.log(10.0)
+# A Python float, so that it takes the dtype of the law (float32 or float64) and does not
+# depend on whether x64 was enabled when this module was imported.
+_LOG10 = math.log(10.0)
 
 
 class AbstractLossLaw(eqx.Module):
@@ -71,7 +72,7 @@ class Chinchilla(AbstractLossLaw):
 
     # ----------------------------------------------------------------------------------- presets
     @classmethod
-    def hoffmann2022(cls) -> Chinchilla:
+    def hoffmann2022(cls) -> "Chinchilla":
         """Rounded constants of the paper body: E 1.69, A 406.4, B 410.7, α 0.34, β 0.28.
 
         Hoffmann et al. 2022, Appendix D.2 (Approach 3).
@@ -79,22 +80,22 @@ class Chinchilla(AbstractLossLaw):
         return cls(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
     @classmethod
-    def hoffmann2022_unrounded(cls) -> Chinchilla:
+    def hoffmann2022_unrounded(cls) -> "Chinchilla":
         """Unrounded Approach-3 constants, as used by Epoch AI's replication code.
 
         E = e^0.5267228, A = e^6.0073404, B = e^6.0179186, α 0.33917084, β 0.2849083.
         Besiroglu et al. 2024 (arXiv 2404.10102), repository epoch-research/analyzing-chinchilla.
         """
         return cls(
-            E=float(jnp.exp(0.5267228)),
-            A=float(jnp.exp(6.0073404)),
-            B=float(jnp.exp(6.0179186)),
+            E=math.exp(0.5267228),
+            A=math.exp(6.0073404),
+            B=math.exp(6.0179186),
             alpha=0.33917084,
             beta=0.2849083,
         )
 
     @classmethod
-    def besiroglu2024(cls) -> Chinchilla:
+    def besiroglu2024(cls) -> "Chinchilla":
         """Epoch AI's replication: E 1.8172, A 482.01, B 2085.43, α 0.3478, β 0.3658.
 
         Besiroglu et al. 2024, *Chinchilla Scaling: A replication attempt* (arXiv 2404.10102),
@@ -103,7 +104,7 @@ class Chinchilla(AbstractLossLaw):
         return cls(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 
     @classmethod
-    def sardana2024(cls) -> Chinchilla:
+    def sardana2024(cls) -> "Chinchilla":
         """Defaults of Sardana et al. 2024: E 1.69, A 406.4, B 410.7, α 0.336, β 0.283.
 
         Sardana et al. 2024, *Beyond Chinchilla-Optimal* (ICML 2024), repository
@@ -112,7 +113,7 @@ class Chinchilla(AbstractLossLaw):
         return cls(E=1.69, A=406.4, B=410.7, alpha=0.336, beta=0.283)
 
     @classmethod
-    def from_preset(cls, name: str) -> Chinchilla:
+    def from_preset(cls, name: str) -> "Chinchilla":
         """A preset by the name the command line uses (see `PRESETS`)."""
         try:
             return getattr(cls, PRESETS[name])()
@@ -130,9 +131,12 @@ class Chinchilla(AbstractLossLaw):
         return self.E + self.A * n_params ** (-self.alpha) + self.B * n_tokens ** (-self.beta)
 
     def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> Float[Array, "..."]:
-        n_params = check_positive(n_params, "n_params")
-        n_tokens = check_positive(n_tokens, "n_tokens")
-        return self.loss(n_params, n_tokens)
+        n_params, n_tokens = jnp.asarray(n_params), jnp.asarray(n_tokens)
+        return check_all(
+            self.loss(n_params, n_tokens),
+            *domain_conditions(n_params, "n_params", n_params <= 0, "must be > 0"),
+            *domain_conditions(n_tokens, "n_tokens", n_tokens <= 0, "must be > 0"),
+        )
 
     # ------------------------------------------------------------------------------ closed forms
     def compute_optimal(
@@ -142,6 +146,12 @@ class Chinchilla(AbstractLossLaw):
 
         $N^* = G (C/6)^{\beta/(\alpha+\beta)}$, $D^* = (C/6)^{\alpha/(\alpha+\beta)}/G$ with
         $G = (\alpha A / (\beta B))^{1/(\alpha+\beta)}$ (Hoffmann et al. 2022, eq. 4).
+
+        **Arguments:**
+
+        - `train_flops`: the training budget $C$ in FLOP, > 0.
+
+        **Returns:** `(n_params, n_tokens)` minimising $L(N, D)$ on $6ND = C$.
         """
         c = check_positive(train_flops, "train_flops") / 6.0
         s = self.alpha + self.beta
@@ -155,6 +165,12 @@ class Chinchilla(AbstractLossLaw):
 
         $N_c = [A(1 + \alpha/\beta)/(\ell - E)]^{1/\alpha}$,
         $D_c = [B(1 + \beta/\alpha)/(\ell - E)]^{1/\beta}$.
+
+        **Arguments:**
+
+        - `target_loss`: the loss $\ell$ to reach, > `E`.
+
+        **Returns:** `(n_params, n_tokens)` minimising $6ND$ on $L(N, D) = \ell$.
         """
         gap = self._gap(target_loss)
         n = (self.A * (1.0 + self.alpha / self.beta) / gap) ** (1.0 / self.alpha)
@@ -169,11 +185,22 @@ class Chinchilla(AbstractLossLaw):
         r"""Tokens that bring `n_params` parameters to `target_loss`.
 
         $D(N) = [B / (\ell - E - A N^{-\alpha})]^{1/\beta}$, defined for $N > N_{\min}$.
+
+        **Arguments:**
+
+        - `n_params`: model size $N$, > `min_params(target_loss)`.
+        - `target_loss`: the loss $\ell$ to reach, > `E`.
+
+        **Returns:** the tokens $D$ with $L(N, D) = \ell$.
         """
-        n_params = check_positive(n_params, "n_params")
-        rest = self._gap(target_loss) - self.A * n_params ** (-self.alpha)
-        rest = eqx.error_if(
-            rest, rest <= 0, "n_params must exceed min_params(target_loss) on the iso-loss curve"
+        n_params = jnp.asarray(n_params)
+        gap, target_conditions = self._gap_conditions(target_loss)
+        rest = gap - self.A * n_params ** (-self.alpha)
+        rest = check_all(
+            rest,
+            *domain_conditions(n_params, "n_params", n_params <= 0, "must be > 0"),
+            *target_conditions,
+            (rest <= 0, "n_params must exceed min_params(target_loss) on the iso-loss curve"),
         )
         return (self.B / rest) ** (1.0 / self.beta)
 
@@ -186,13 +213,28 @@ class Chinchilla(AbstractLossLaw):
         - \frac{\beta}{\alpha}10^{\alpha k}\right] - k$.
         Independent of $A$, $B$, $E$ and the target, which is why the trade-off has no scale
         effect (Villalobos & Atkinson 2023). Defined for $0 \le k < k_{\max}$.
+
+        **Arguments:**
+
+        - `cut_oom`: the inference cut $k$ in OOM, $0 \le k <$ `max_inference_cut()`.
+
+        **Returns:** $\Delta TC(k)$ in OOM.
+
+        **References:**
+
+        Villalobos & Atkinson 2023, *Trading Off Compute in Training and Inference*, Epoch AI.
         """
-        k = check_finite(cut_oom, "cut_oom")
-        k = eqx.error_if(k, k < 0, "cut_oom must be >= 0")
-        k = eqx.error_if(k, k >= self.max_inference_cut(), "cut_oom must be < max_inference_cut()")
+        k = jnp.asarray(cut_oom)
+        k = check_all(
+            k,
+            *domain_conditions(k, "cut_oom", k < 0, "must be >= 0"),
+            (k >= self.max_inference_cut(), "cut_oom must be < max_inference_cut()"),
+        )
         a, b = self.alpha, self.beta
-        inner = (a + b) / a - (b / a) * 10.0 ** (a * k)
-        return -jnp.log(inner) / (b * _LOG10) - k
+        # log1p/expm1: for small k the result (~k^2) is a difference of two terms ~k, which the
+        # plain form computes with an absolute error ~1e-16 (relative 1e-4 at k = 1e-6)
+        log_inner = jnp.log1p(-(b / a) * jnp.expm1(a * k * _LOG10))
+        return -log_inner / (b * _LOG10) - k
 
     def max_inference_cut(self) -> Float[Array, ""]:
         r"""$k_{\max} = \frac{1}{\alpha}\log_{10}\frac{\alpha+\beta}{\beta}$: the smallest model
@@ -200,25 +242,47 @@ class Chinchilla(AbstractLossLaw):
         training-optimal one."""
         return jnp.log((self.alpha + self.beta) / self.beta) / (self.alpha * _LOG10)
 
-    def marginal_rate_point(self, rate: ArrayLike = 6.0) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    def marginal_rate_point(
+        self, rate: ArrayLike = 6.0
+    ) -> tuple[Float[Array, ""], Float[Array, ""]]:
         r"""Where the iso-loss curve's exchange rate $|d\log TC/d\log IC|$ reaches `rate`.
 
         Along the curve $d\log TC/d\log IC = 1 - r$ with
         $r = \alpha A N^{-\alpha} / (\beta B D^{-\beta})$; the rate $R$ is reached at
-        $r = R + 1$, an inference cut of $k = \frac{1}{\alpha}\log_{10}\frac{r(\alpha+\beta)}{\alpha + r\beta}$
-        and extra training $\Delta TC = \frac{1}{\beta}\log_{10}\frac{\alpha + r\beta}{\alpha+\beta} - k$.
+        $r = R + 1$, an inference cut of
+        $k = \frac{1}{\alpha}\log_{10}\frac{r(\alpha+\beta)}{\alpha + r\beta}$
+        and extra training
+        $\Delta TC = \frac{1}{\beta}\log_{10}\frac{\alpha + r\beta}{\alpha+\beta} - k$.
+
+        **Arguments:**
+
+        - `rate`: the exchange rate $R \ge 0$ (6 is the report's "efficient exchange" limit).
 
         **Returns:** `(train_oom, inference_cut_oom)`.
+
+        **References:**
+
+        Villalobos & Atkinson 2023, *Trading Off Compute in Training and Inference*, Epoch AI.
         """
-        r = jnp.asarray(rate) + 1.0
+        rate = check_at_least(rate, "rate", 0.0)
         a, b = self.alpha, self.beta
-        k = jnp.log(r * (a + b) / (a + r * b)) / (a * _LOG10)
-        dtc = jnp.log((a + r * b) / (a + b)) / (b * _LOG10) - k
+        # with r = rate + 1: log[(a + r b)/(a + b)] = log1p(rate b/(a + b)), exact near rate 0
+        log_train = jnp.log1p(rate * b / (a + b))
+        k = (jnp.log1p(rate) - log_train) / (a * _LOG10)
+        dtc = log_train / (b * _LOG10) - k
         return dtc, k
 
+    def _gap_conditions(self, target_loss: ArrayLike) -> tuple[Float[Array, "..."], tuple]:
+        target_loss = jnp.asarray(target_loss)
+        gap = target_loss - self.E
+        conditions = domain_conditions(
+            target_loss, "target_loss", gap <= 0, "must exceed the irreducible loss E"
+        )
+        return gap, conditions
+
     def _gap(self, target_loss: ArrayLike) -> Float[Array, "..."]:
-        gap = check_finite(target_loss, "target_loss") - self.E
-        return eqx.error_if(gap, gap <= 0, "target_loss must exceed the irreducible loss E")
+        gap, conditions = self._gap_conditions(target_loss)
+        return check_all(gap, *conditions)
 
 
 PRESETS: dict[str, str] = {
