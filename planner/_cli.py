@@ -41,9 +41,9 @@ def _stages(args, law):
 
         stages.append(Pruning(law))
     if args.sampling:
-        from ._techniques.sampling import RepeatedSampling
+        from ._techniques.sampling import RepeatedSampling, SuccessLink
 
-        stages.append(RepeatedSampling.codex2021())
+        stages.append(RepeatedSampling(SuccessLink.codex2021()))
     return tuple(stages)
 
 

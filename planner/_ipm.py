@@ -23,6 +23,7 @@ Matrix = tuple[tuple[Array, ...], ...]
 _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
 _BACKTRACKS = 30
+_MAX_STEP = 2.0
 
 
 def _dot(a: Vector, b: Vector) -> Array:
@@ -155,7 +156,12 @@ def interior_point(
                       for vi, d in zip(v, dv, strict=True)]
             return jnp.minimum(1.0, jnp.min(jnp.stack(ratios)))
 
-        alpha_s = max_step(s, ds)
+        # A cap on the step in the (log) variables: a constraint that saturates far from the
+        # optimum (a success rate's log-failure is bounded by 0 however small the model) lets
+        # the merit function accept a Newton step that shrinks N a million-fold; no step may
+        # change a variable by more than a factor e^_MAX_STEP.
+        longest = jnp.max(jnp.stack([jnp.abs(d) for d in dx]))
+        alpha_s = jnp.minimum(max_step(s, ds), _MAX_STEP / jnp.maximum(longest, _MAX_STEP))
         alpha_l = max_step(lam, dlam)
         penalty = jnp.maximum(
             state.penalty, jnp.max(jnp.stack([jnp.abs(li + d) for li, d in zip(lam, dlam)])) + 1.0

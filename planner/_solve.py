@@ -257,14 +257,25 @@ def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Arra
     )
 
 
+def _training_optimum(law: Chinchilla, gap: Array) -> tuple[Array, Array]:
+    """(N_c, D_c): the least-compute model whose loss is E + gap."""
+    n = (law.A * (1.0 + law.alpha / law.beta) / gap) ** (1.0 / law.alpha)
+    d = (law.B * (1.0 + law.beta / law.alpha) / gap) ** (1.0 / law.beta)
+    return n, d
+
+
 def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> Vector:
     """A starting point from closed forms where the law has them.
 
-    With a loss target, the training-optimal model for that loss; under a training budget, the
-    budget's training optimum; otherwise (or without closed forms) a 1e9-parameter model on
-    2e10 tokens. Pruning starts at density 0.9 and sampling at 2 samples, inside their bounds.
+    With a loss target, the training-optimal model for that loss; with a score target, the
+    training-optimal model whose score (at the starting density and samples) just meets it,
+    found by bisection on the loss along the training-optimal ray; under a training budget,
+    the budget's training optimum; otherwise (or without closed forms) a 1e9-parameter model
+    on 2e10 tokens. Pruning starts at density 0.9 and sampling at 2 samples, inside their
+    bounds.
     """
     n, d = jnp.asarray(1e9, dtype), jnp.asarray(2e10, dtype)
+    fixed = {"density": jnp.asarray(0.9, dtype), "n_samples": jnp.asarray(2.0, dtype)}
     law = model.law
     if isinstance(law, Chinchilla) and scenario.train_budget is not None:
         budget = scenario.train_budget
@@ -272,15 +283,29 @@ def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> 
         g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / s)
         n = jnp.where(budget > 0, g * (budget / 6.0) ** (law.beta / s), n)
         d = jnp.where(budget > 0, (budget / 6.0) ** (law.alpha / s) / g, d)
-    if (isinstance(law, Chinchilla) and scenario.target_loss is not None
-            and objective in ("compute", "train")):
-        gap = scenario.target_loss - law.E
-        safe_gap = jnp.where(gap > 0, gap, 1.0)
-        n = jnp.where(gap > 0, (law.A * (1.0 + law.alpha / law.beta) / safe_gap)
-                      ** (1.0 / law.alpha), n)
-        d = jnp.where(gap > 0, (law.B * (1.0 + law.beta / law.alpha) / safe_gap)
-                      ** (1.0 / law.beta), d)
-    start = {"n_params": n, "n_tokens": d, "density": 0.9, "n_samples": 2.0}
+    if isinstance(law, Chinchilla) and objective in ("compute", "train"):
+        if scenario.target_loss is not None:
+            gap = scenario.target_loss - law.E
+            nc, dc = _training_optimum(law, jnp.where(gap > 0, gap, 1.0))
+            n, d = jnp.where(gap > 0, nc, n), jnp.where(gap > 0, dc, d)
+        elif scenario.target_score is not None:
+            target = jnp.clip(scenario.target_score, 1e-6, 1 - 1e-6)
+
+            def short(log_gap):
+                nc, dc = _training_optimum(law, jnp.exp(log_gap))
+                out = model(Allocation(n_params=nc, n_tokens=dc, **fixed))
+                return out.score < target
+
+            def bisect(_, bracket):
+                low, high = bracket
+                mid = 0.5 * (low + high)
+                return jnp.where(short(mid), low, mid), jnp.where(short(mid), mid, high)
+
+            # log(L - E) from 1e-6 (a huge model) to 1e2 (a tiny one)
+            low, _ = jax.lax.fori_loop(0, 60, bisect, (jnp.log(jnp.asarray(1e-6, dtype)),
+                                                        jnp.log(jnp.asarray(1e2, dtype))))
+            n, d = _training_optimum(law, jnp.exp(low))
+    start = {"n_params": n, "n_tokens": d, **fixed}
     return tuple(jnp.log(jnp.asarray(start[v], dtype)) for v in model.variables)
 
 
