@@ -412,6 +412,8 @@ def solve(
     problem); Nocedal & Wright 2006, *Numerical Optimization*, ch. 19 (the method).
     """
     _check_structure(model, scenario, objective, hardware)
+    if throw:
+        model, scenario = _check_values(model, scenario)
     names = constraint_names(model, scenario)
     dtype = jnp.result_type(*jax.tree.leaves(scenario))
     tol = solver.tolerance(dtype)
@@ -471,6 +473,36 @@ def solve(
         plan = eqx.error_if(plan, status != Status.OPTIMAL,
                             "no optimal plan: inspect Plan.status (solve with throw=False)")
     return plan
+
+
+def _check_values(model: Pipeline, scenario: Scenario) -> tuple[Pipeline, Scenario]:
+    """Raise, naming the argument, for a scenario field or law coefficient out of its domain
+    (the checks `solve(..., throw=True)` makes before solving)."""
+    rules = {
+        "target_loss": (lambda v: ~(v > 0) | jnp.isinf(v), "must be finite and > 0"),
+        "target_score": (lambda v: ~((v > 0) & (v < 1)), "must lie in (0, 1)"),
+        "inference_demand": (lambda v: ~(v >= 0) | jnp.isinf(v), "must be finite and >= 0"),
+        "min_density": (lambda v: ~((v > 0) & (v <= 1)), "must lie in (0, 1]"),
+    }
+    positive = (lambda v: ~(v > 0), "must be > 0 (and not NaN)")
+    checked = {}
+    for name in _SCENARIO_FIELDS:
+        value = getattr(scenario, name)
+        if value is not None:
+            bad, text = rules.get(name, positive)
+            value = eqx.error_if(value, bad(value), f"{name} {text}")
+        checked[name] = value
+    law = model.law
+    if isinstance(law, Chinchilla):
+        coefficients = {}
+        for name in ("E", "A", "B", "alpha", "beta"):
+            value = getattr(law, name)
+            bad = ~(value >= 0) if name == "E" else ~(value > 0)
+            bad |= jnp.isinf(value)
+            coefficients[name] = eqx.error_if(value, bad, f"{name} must be finite and "
+                                              + (">= 0" if name == "E" else "> 0"))
+        model = eqx.tree_at(lambda m: m.base.law, model, Chinchilla(**coefficients))
+    return model, Scenario(**checked)
 
 
 def has_score(model: Pipeline) -> bool:
