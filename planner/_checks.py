@@ -1,9 +1,10 @@
 """Domain checks at the API boundary.
 
 Each check returns its (possibly traced) argument, so that it runs under `jit` and `vmap`
-(where equinox names the offending batch index) and is never optimised away. A check that
-tests several conditions compiles to a single conditional (`check_all`): every check is
-compiled again for each derivative a solver or a gradient test takes, so the count matters.
+(where one bad element stops the whole batch) and is never optimised away. A check that tests
+several conditions compiles to a single conditional (`check_all`): every check is compiled
+again for each derivative program, so the count matters. Outside `jit` the conditions are
+decided eagerly, in Python.
 """
 
 import os

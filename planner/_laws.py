@@ -178,7 +178,16 @@ class Chinchilla(AbstractLossLaw):
         return n, d
 
     def min_params(self, target_loss: ArrayLike) -> Float[Array, "..."]:
-        r"""$N_{\min} = (A/(\ell - E))^{1/\alpha}$: no model this small reaches `target_loss`."""
+        r"""The smallest model that reaches `target_loss`, with infinite data.
+
+        $N_{\min} = (A/(\ell - E))^{1/\alpha}$; the iso-loss curve is defined for $N > N_{\min}$.
+
+        **Arguments:**
+
+        - `target_loss`: the loss $\ell$ to reach, > `E`.
+
+        **Returns:** $N_{\min}$.
+        """
         return (self.A / self._gap(target_loss)) ** (1.0 / self.alpha)
 
     def iso_loss_tokens(self, n_params: ArrayLike, target_loss: ArrayLike) -> Float[Array, "..."]:
@@ -244,7 +253,7 @@ class Chinchilla(AbstractLossLaw):
 
     def marginal_rate_point(
         self, rate: ArrayLike = 6.0
-    ) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
         r"""Where the iso-loss curve's exchange rate $|d\log TC/d\log IC|$ reaches `rate`.
 
         Along the curve $d\log TC/d\log IC = 1 - r$ with
@@ -265,8 +274,10 @@ class Chinchilla(AbstractLossLaw):
         Villalobos & Atkinson 2023, *Trading Off Compute in Training and Inference*, Epoch AI.
         """
         rate = check_at_least(rate, "rate", 0.0)
+        if jnp.issubdtype(rate.dtype, jnp.integer):  # a rate of 6 is natural to write
+            rate = rate.astype(jnp.result_type(self.alpha))
         a, b = self.alpha, self.beta
-        # with r = rate + 1: log[(a + r b)/(a + b)] = log1p(rate b/(a + b)), exact near rate 0
+        # with r = rate + 1: log[(a + r b)/(a + b)] = log1p(rate b/(a + b)), accurate near 0
         log_train = jnp.log1p(rate * b / (a + b))
         k = (jnp.log1p(rate) - log_train) / (a * _LOG10)
         dtc = log_train / (b * _LOG10) - k
