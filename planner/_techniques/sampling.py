@@ -20,7 +20,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import digamma, gammaln
+from jax.scipy.special import digamma, gammaln, polygamma
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_at_least, check_finite, check_interval, check_positive
@@ -63,6 +63,7 @@ def _lgamma_diff(x: Array, a: Array) -> Array:
     return shift + series
 
 
+@jax.custom_jvp
 def _digamma_diff(x: Array, a: Array) -> Array:
     r"""$\psi(x) - \psi(x + a)$, the $x$-derivative of `_lgamma_diff`, without cancelling.
 
@@ -82,12 +83,26 @@ def _digamma_diff(x: Array, a: Array) -> Array:
     return shift + out
 
 
+@_digamma_diff.defjvp
+def _digamma_diff_jvp(primals, tangents):
+    x, a = primals
+    dx, da = tangents
+    value = _digamma_diff(x, a)
+    dx, da = (jnp.broadcast_to(t, value.shape) for t in (dx, da))
+    # second derivatives from the trigamma primitive: the difference ψ'(x) - ψ'(x + a) loses
+    # only about x/a ulps, harmless for curvature
+    trigamma_xa = polygamma(1, x + a)
+    return value, (polygamma(1, x) - trigamma_xa) * dx - trigamma_xa * da
+
+
 @_lgamma_diff.defjvp
 def _lgamma_diff_jvp(primals, tangents):
     x, a = primals
     dx, da = tangents
     # d/da log Γ(x + a) = ψ(x + a): a single value, so the digamma primitive is accurate
-    return _lgamma_diff(x, a), _digamma_diff(x, a) * dx - digamma(x + a) * da
+    value = _lgamma_diff(x, a)
+    dx, da = (jnp.broadcast_to(t, value.shape) for t in (dx, da))
+    return value, _digamma_diff(x, a) * dx - digamma(x + a) * da
 
 
 def _float(*xs: ArrayLike) -> tuple[Array, ...]:
@@ -115,7 +130,7 @@ def _safe_samples(n_samples: ArrayLike) -> Array:
     # The Beta formula holds for any k > -β, so k >= 1 needs no clamp (and k = 1 keeps its
     # derivatives); only k <= 0 is mapped to 0, where nothing fails to be sampled.
     k = jnp.asarray(n_samples)
-    return jnp.where(k > 0, k, 0.0)
+    return jnp.maximum(k, 0.0)
 
 
 # ------------------------------------------------------------------- unbiased pass@k estimator
@@ -173,7 +188,7 @@ class BetaSuccess(eqx.Module):
     $\exp(a k^b)$ of Brown et al. (2024) summarises.
 
     `log_failure` and `pass_at_k` are raw formulas (safe inside a solver loop: $k \le 0$ maps
-    to 0 and $\beta$ is clamped to at least $10^{-12}$); `success(k)` is the checked entry point.
+    to 0 and $\beta$ is clamped to at least $10^{-12}$); `model(k)` is the checked entry point.
 
     **Arguments:**
 
@@ -189,9 +204,8 @@ class BetaSuccess(eqx.Module):
 
     def log_failure(self, n_samples: ArrayLike) -> Float[Array, "..."]:
         r"""$\log(1 - \text{pass@}k) = \log B(\alpha, \beta + k) - \log B(\alpha, \beta)$, raw."""
-        beta = jnp.where(self.beta > _FLOOR, self.beta, _FLOOR)
-        alpha = jnp.where(self.alpha > 0, self.alpha, 0.0)
-        return _beta_log_failure(alpha, beta, _safe_samples(n_samples))
+        beta = jnp.maximum(self.beta, _FLOOR)
+        return _beta_log_failure(self.alpha, beta, _safe_samples(n_samples))
 
     def pass_at_k(self, n_samples: ArrayLike) -> Float[Array, "..."]:
         """Expected pass@k, raw."""
@@ -272,7 +286,7 @@ class CoverageLaw(eqx.Module):
     def log_coverage(self, n_samples: ArrayLike) -> Float[Array, "..."]:
         r"""$\log c(k) = a\,k^b$, raw ($k$ clamped to at least $10^{-12}$)."""
         k = jnp.asarray(n_samples)
-        return self.a * jnp.where(k > _FLOOR, k, _FLOOR) ** self.b
+        return self.a * jnp.maximum(k, _FLOOR) ** self.b
 
     def log_failure(self, n_samples: ArrayLike) -> Float[Array, "..."]:
         r"""$\log(1 - c(k)) = \log(-\mathrm{expm1}(a k^b))$, raw."""
@@ -428,7 +442,7 @@ class SuccessLink(eqx.Module):
     def beta_params(self, reducible_loss: ArrayLike) -> tuple[Array, Array]:
         r"""$(\alpha, \beta) = (\mu\kappa, (1 - \mu)\kappa)$ at `reducible_loss`, raw."""
         r = jnp.asarray(reducible_loss)
-        z = self.intercept + self.slope * jnp.log(jnp.where(r > _FLOOR, r, _FLOOR))
+        z = self.intercept + self.slope * jnp.log(jnp.maximum(r, _FLOOR))
         # κ·σ(±z) keeps both tails accurate where μ or 1 − μ is tiny
         alpha = self.concentration * jax.nn.sigmoid(z)
         beta = self.concentration * jax.nn.sigmoid(-z)
