@@ -29,4 +29,3 @@ for code in planner.Status:
 optimal = status == planner.Status.OPTIMAL
 n_params = np.asarray(plans.allocation.n_params)[optimal]
 print(f"optimal plans use {n_params.min():.3e} to {n_params.max():.3e} parameters")
-print(f"most Newton steps taken: {int(np.max(plans.steps))}")
