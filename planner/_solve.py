@@ -461,7 +461,7 @@ def solve(
         invalid, Status.INVALID_INPUT,
         jnp.where(infeasible, Status.INFEASIBLE,
                   jnp.where(good & finite, Status.OPTIMAL,
-                            jnp.where(result.feasibility > jnp.sqrt(tol), Status.INFEASIBLE,
+                            jnp.where(_diverged(result, tol), Status.INFEASIBLE,
                                       Status.NOT_CONVERGED))))
     plan = Plan(
         allocation=allocation, outcome=outcome, total_flops=total, status=status,
@@ -503,6 +503,14 @@ def _check_values(model: Pipeline, scenario: Scenario) -> tuple[Pipeline, Scenar
                                               + (">= 0" if name == "E" else "> 0"))
         model = eqx.tree_at(lambda m: m.base.law, model, Chinchilla(**coefficients))
     return model, Scenario(**checked)
+
+
+def _diverged(result, tol: float) -> Array:
+    """The signature of a locally infeasible problem: the iterates stay infeasible while the
+    multipliers grow without bound (they reach ~1e270 on caps below the target's minimum).
+    A constraint violation alone is not enough: a stalled solve can also end infeasible."""
+    largest = jnp.max(jnp.stack(result.multipliers))
+    return (result.feasibility > jnp.sqrt(tol)) & ~(largest < 1e10)
 
 
 def has_score(model: Pipeline) -> bool:
