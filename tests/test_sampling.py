@@ -17,7 +17,7 @@ import pytest
 from jax.test_util import check_grads
 from scipy import integrate, optimize, special
 
-from planner import Allocation, Chinchilla, Pipeline, Pretraining
+from planner import Allocation, Chinchilla, Outcome, Pipeline, Pretraining
 from planner._techniques.sampling import (
     BetaSuccess,
     CoverageLaw,
@@ -75,7 +75,8 @@ def test_unbiased_matches_exact_binomials_under_jit_and_vmap():
     # the product form as printed in the Codex paper
     for m, j, i in zip(n[:20], c[:20], k[:20]):
         product = 1.0 - np.prod(1.0 - i / np.arange(m - j + 1, m + 1)) if m - j >= i else 1.0
-        assert float(pass_at_k_unbiased(int(m), int(j), int(i))) == pytest.approx(product, abs=1e-12)
+        estimate = float(pass_at_k_unbiased(int(m), int(j), int(i)))
+        assert estimate == pytest.approx(product, abs=1e-12)
 
 
 def test_unbiased_float32():
@@ -196,8 +197,9 @@ def _fit_alphacode():
 
     best = None
     for la, lb, lq in itertools.product((-4.0, -2.0, 0.0), (0.0, 3.0, 6.0, 9.0), (-2.0, 0.0, 2.0)):
-        fit = optimize.least_squares(residuals, [la, lb, la, lb, lq], method="lm",
-                                     xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        with np.errstate(all="ignore"):  # far starts overflow on the way in
+            fit = optimize.least_squares(residuals, [la, lb, la, lb, lq], method="lm",
+                                         xtol=1e-15, ftol=1e-15, gtol=1e-15)
         if best is None or fit.cost < best.cost:
             best = fit
     return np.exp(best.x[:4]), special.expit(best.x[4])
@@ -448,8 +450,6 @@ def test_stage_never_raises_and_stays_finite():
         assert all(bool(jnp.isfinite(v)) for v in (value, *grads)), (k, n)
     # a loss at its floor (reducible loss 0) is clamped, not log(0)
     at_floor = RepeatedSampling(SuccessLink.codex2021())
-    from planner import Outcome
-
     out = at_floor(Allocation(1.0, 1.0, 1.0, 10.0),
                    Outcome(1.0, 1.0, law.irreducible, law.irreducible))
     assert bool(jnp.isfinite(out.score))

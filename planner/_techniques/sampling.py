@@ -202,16 +202,16 @@ class BetaSuccess(eqx.Module):
     alpha: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     beta: Float[Array, ""] = eqx.field(converter=jnp.asarray)
 
-    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         r"""$\log(1 - \text{pass@}k) = \log B(\alpha, \beta + k) - \log B(\alpha, \beta)$, raw."""
         beta = jnp.maximum(self.beta, _FLOOR)
         return _beta_log_failure(self.alpha, beta, _safe_samples(n_samples))
 
-    def pass_at_k(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def pass_at_k(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected pass@k, raw."""
         return -jnp.expm1(self.log_failure(n_samples))
 
-    def tail(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def tail(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         r"""The failure rate's large-$k$ asymptote.
 
         $$\frac{\Gamma(\alpha+\beta)}{\Gamma(\beta)}k^{-\alpha}$$
@@ -219,7 +219,7 @@ class BetaSuccess(eqx.Module):
         k = jnp.asarray(n_samples)
         return jnp.exp(gammaln(self.alpha + self.beta) - gammaln(self.beta)) * k ** (-self.alpha)
 
-    def __call__(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def __call__(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected pass@k, raising unless `n_samples` >= 1 and `alpha`, `beta` > 0."""
         return self._checked().pass_at_k(_check_samples(n_samples))
 
@@ -244,8 +244,8 @@ class CoverageLaw(eqx.Module):
     - `b`: < 0, the exponent.
 
     **References:** Brown et al. 2024, *Large Language Monkeys: Scaling Inference Compute with
-    Repeated Sampling* (arXiv 2407.21787), section 3 (the exponentiated power law) and the
-    abstract (the headline points).
+    Repeated Sampling* (arXiv 2407.21787): the exponentiated power law they fit to coverage
+    curves, and the headline points of the presets.
     """
 
     a: Float[Array, ""] = eqx.field(converter=jnp.asarray)
@@ -279,24 +279,25 @@ class CoverageLaw(eqx.Module):
     def brown2024_math(cls) -> CoverageLaw:
         """MATH with Llama-3-8B-Instruct: coverage 82.9% at 100 samples, 98.44% at 10,000.
 
-        Brown et al. 2024 (arXiv 2407.21787), section 4 (verification); closed-form two-point fit.
+        Brown et al. 2024 (arXiv 2407.21787), where majority voting on the same samples stays
+        near 40%; closed-form two-point fit.
         """
         return cls.from_points(100.0, 0.829, 10_000.0, 0.9844)
 
-    def log_coverage(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def log_coverage(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         r"""$\log c(k) = a\,k^b$, raw ($k$ clamped to at least $10^{-12}$)."""
         k = jnp.asarray(n_samples)
         return self.a * jnp.maximum(k, _FLOOR) ** self.b
 
-    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         r"""$\log(1 - c(k)) = \log(-\mathrm{expm1}(a k^b))$, raw."""
         return jnp.log(-jnp.expm1(self.log_coverage(n_samples)))
 
-    def coverage(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def coverage(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Coverage $c(k)$, raw."""
         return jnp.exp(self.log_coverage(n_samples))
 
-    def __call__(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def __call__(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Coverage, raising unless `n_samples` >= 1 and `a`, `b` < 0."""
         a = eqx.error_if(self.a, ~(self.a < 0), "a must be < 0")
         b = eqx.error_if(self.b, ~(self.b < 0), "b must be < 0")
@@ -322,8 +323,8 @@ class FilteredSampling(eqx.Module):
     - `plateau`: $q \in (0, 1]$, the filter's recall.
 
     **References:** Li et al. 2022, *Competition-Level Code Generation with AlphaCode*
-    (Science 378), Figure 6 / Table 4 for the 10@k points of the presets; Villalobos & Atkinson
-    2023, *Trading Off Compute in Training and Inference*, Epoch AI.
+    (Science 378), for the 10@k solve rates on CodeContests validation that the presets fit;
+    Villalobos & Atkinson 2023, *Trading Off Compute in Training and Inference*, Epoch AI.
     """
 
     success: BetaSuccess
@@ -346,7 +347,7 @@ class FilteredSampling(eqx.Module):
         """AlphaCode 41B, 10@k on CodeContests validation (see `alphacode2022_9b` for the fit)."""
         return cls(BetaSuccess(alpha=0.1615486232, beta=30.36716477), plateau=0.3893518686)
 
-    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def log_failure(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         r"""$\log(1 - n@k) = \log\big((1 - q) + q\,B(\alpha, \beta+k)/B(\alpha, \beta)\big)$, raw.
 
         Computed as a log-sum-exp of $\log(1 - q)$ and $\log q + \log(\text{failure})$, with
@@ -355,11 +356,11 @@ class FilteredSampling(eqx.Module):
         q = jnp.clip(self.plateau, _FLOOR, 1.0)
         return _filtered_log_failure(q, self.success.log_failure(n_samples))
 
-    def n_at_k(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def n_at_k(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected n@k, raw."""
         return self.plateau * self.success.pass_at_k(n_samples)
 
-    def __call__(self, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def __call__(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected n@k, raising unless `n_samples` >= 1, `plateau` in (0, 1] and α, β > 0."""
         q = check_interval(self.plateau, "plateau", 0.0, 1.0, open_low=True)
         return FilteredSampling(self.success._checked(), q).n_at_k(_check_samples(n_samples))
@@ -375,7 +376,7 @@ def _filtered_log_failure(q: Array, log_failure: Array) -> Array:
 
 
 # --------------------------------------------------------------------------------- success link
-def codex_code_loss(n_params: ArrayLike) -> Float[Array, "..."]:
+def codex_code_loss(n_params: ArrayLike) -> Float[Array, "*batch"]:
     r"""Codex's test loss on held-out Python code as a power law in parameters.
 
     $$L(N) = \left(\frac{N}{5.92 \times 10^{7}}\right)^{-0.13}$$
@@ -384,7 +385,7 @@ def codex_code_loss(n_params: ArrayLike) -> Float[Array, "..."]:
     12M to 12B parameters. The law has no irreducible term, so all of it is reducible loss.
 
     **References:** Chen et al. 2021, *Evaluating Large Language Models Trained on Code*
-    (arXiv 2107.03374), section 3.2, Figure 4.
+    (arXiv 2107.03374), Figure 4 (test loss against non-embedding parameters).
     """
     return (check_positive(n_params, "n_params") / 5.92e7) ** (-0.13)
 
@@ -448,7 +449,7 @@ class SuccessLink(eqx.Module):
         beta = self.concentration * jax.nn.sigmoid(-z)
         return alpha, beta
 
-    def mean(self, reducible_loss: ArrayLike) -> Float[Array, "..."]:
+    def mean(self, reducible_loss: ArrayLike) -> Float[Array, "*batch"]:
         """$\\mu$: the expected success of one sample (pass@1), raw."""
         alpha, _ = self.beta_params(reducible_loss)
         return alpha / self.concentration
@@ -457,15 +458,17 @@ class SuccessLink(eqx.Module):
         """The `BetaSuccess` of a model at `reducible_loss` (raw: no checks)."""
         return BetaSuccess(*self.beta_params(reducible_loss))
 
-    def log_failure(self, reducible_loss: ArrayLike, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def log_failure(
+        self, reducible_loss: ArrayLike, n_samples: ArrayLike
+    ) -> Float[Array, "*batch"]:
         r"""$\log(1 - \text{pass@}k)$, raw."""
         return self.success(reducible_loss).log_failure(n_samples)
 
-    def pass_at_k(self, reducible_loss: ArrayLike, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def pass_at_k(self, reducible_loss: ArrayLike, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected pass@k, raw."""
         return -jnp.expm1(self.log_failure(reducible_loss, n_samples))
 
-    def __call__(self, reducible_loss: ArrayLike, n_samples: ArrayLike) -> Float[Array, "..."]:
+    def __call__(self, reducible_loss: ArrayLike, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected pass@k, raising unless `reducible_loss` > 0, `n_samples` >= 1, κ > 0."""
         link = SuccessLink(
             check_finite(self.intercept, "intercept"),
@@ -579,4 +582,3 @@ def score_log_failure(pipeline: Pipeline, allocation: Allocation) -> Float[Array
     for technique in stages[:last]:
         outcome = technique(allocation, outcome)
     return stages[last].log_failure(allocation, outcome)
-

@@ -27,7 +27,7 @@ _MIN_EXPLORATION = 1e-6
 
 def smoothly_broken_ramp(
     x: ArrayLike, x0: ArrayLike, x1: ArrayLike, slope: ArrayLike, d0: ArrayLike, d1: ArrayLike
-) -> Float[Array, "..."]:
+) -> Float[Array, "*batch"]:
     r"""A line of slope `slope` between two smooth breaks: 0 before `x0`, flat after `x1`.
 
     $$r(x) = s\left[d_0\,\mathrm{softplus}\!\left(\frac{x - x_0}{d_0}\right)
@@ -71,21 +71,23 @@ class AbstractSCurve(eqx.Module):
     d0: eqx.AbstractVar[Float[Array, ""]]
     d1: eqx.AbstractVar[Float[Array, ""]]
 
-    def exploration(self, log_train_flops: ArrayLike) -> Float[Array, "..."]:
+    def exploration(self, log_train_flops: ArrayLike) -> Float[Array, "*batch"]:
         r"""The exploration value $b = a\,\log_{10} TC + A$, clamped to at least $10^{-6}$."""
         return jnp.maximum(self.a * jnp.asarray(log_train_flops) + self.A, _MIN_EXPLORATION)
 
     @abc.abstractmethod
-    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "..."]:
+    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "*batch"]:
         """The performance approached at unlimited inference compute."""
 
     @abc.abstractmethod
     def performance(
         self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
-    ) -> Float[Array, "..."]:
+    ) -> Float[Array, "*batch"]:
         """Performance at $t = \\log_{10} TC$, $x = \\log_{10} IC$, without domain checks."""
 
-    def __call__(self, train_flops: ArrayLike, inference_flops: ArrayLike) -> Float[Array, "..."]:
+    def __call__(
+        self, train_flops: ArrayLike, inference_flops: ArrayLike
+    ) -> Float[Array, "*batch"]:
         """Performance at `train_flops` and `inference_flops` (FLOP, both > 0), checked."""
         train_flops = check_positive(train_flops, "train_flops")
         inference_flops = check_positive(inference_flops, "inference_flops")
@@ -124,13 +126,13 @@ class PassAtKSCurve(AbstractSCurve):
     d0: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     d1: Float[Array, ""] = eqx.field(converter=jnp.asarray)
 
-    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "..."]:
+    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "*batch"]:
         """1 at every training compute: perfect verification eventually solves everything."""
         return jnp.ones_like(self.exploration(log_train_flops))
 
     def performance(
         self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
-    ) -> Float[Array, "..."]:
+    ) -> Float[Array, "*batch"]:
         b = self.exploration(log_train_flops)
         x1 = self.x0 + 1.0 / b
         return smoothly_broken_ramp(log_inference_flops, self.x0, x1, b, self.d0, self.d1)
@@ -167,17 +169,19 @@ class NAtKSCurve(AbstractSCurve):
     d0: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     d1: Float[Array, ""] = eqx.field(converter=jnp.asarray)
 
-    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "..."]:
+    def plateau(self, log_train_flops: ArrayLike) -> Float[Array, "*batch"]:
         """$b\\,(x_1 - x_0)$: the performance approached with unlimited samples."""
         return self.exploration(log_train_flops) * (self.x1 - self.x0)
 
     def performance(
         self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
-    ) -> Float[Array, "..."]:
+    ) -> Float[Array, "*batch"]:
         b = self.exploration(log_train_flops)
         return smoothly_broken_ramp(log_inference_flops, self.x0, self.x1, b, self.d0, self.d1)
 
-    def __call__(self, train_flops: ArrayLike, inference_flops: ArrayLike) -> Float[Array, "..."]:
+    def __call__(
+        self, train_flops: ArrayLike, inference_flops: ArrayLike
+    ) -> Float[Array, "*batch"]:
         """Performance at `train_flops` and `inference_flops` (FLOP, both > 0), checked.
 
         Also raises unless $x_1 > x_0$ and the plateau $b(x_1 - x_0)$ is below 1.
