@@ -55,3 +55,16 @@ from ._techniques.pruning import SparsityLaw as SparsityLaw
 from ._techniques.pruning import imp_inference_factor as imp_inference_factor
 from ._techniques.pruning import imp_training_factor as imp_training_factor
 from ._techniques.pruning import rosenfeld_error as rosenfeld_error
+from ._techniques.sampling import SELECTIONS as SELECTIONS
+from ._techniques.sampling import BetaSuccess as BetaSuccess
+from ._techniques.sampling import CoverageLaw as CoverageLaw
+from ._techniques.sampling import FilteredSampling as FilteredSampling
+from ._techniques.sampling import RepeatedSampling as RepeatedSampling
+from ._techniques.sampling import SuccessLink as SuccessLink
+from ._techniques.sampling import codex_code_loss as codex_code_loss
+from ._techniques.sampling import pass_at_k_unbiased as pass_at_k_unbiased
+from ._techniques.sampling import score_log_failure as score_log_failure
+from ._techniques.scurve import AbstractSCurve as AbstractSCurve
+from ._techniques.scurve import NAtKSCurve as NAtKSCurve
+from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
+from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
