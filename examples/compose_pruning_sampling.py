@@ -12,10 +12,9 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
 import planner
-from planner._techniques.sampling import RepeatedSampling, SuccessLink
 
 law = planner.Chinchilla.sardana2024()
-stages = (planner.Pruning(law), RepeatedSampling(SuccessLink.codex2021()))
+stages = (planner.Pruning(law), planner.RepeatedSampling(planner.SuccessLink.codex2021()))
 model = planner.Pipeline(planner.Pretraining(law, tokens_per_query=1000.0), *stages)
 print("variables:", model.variables)
 for d, k in ((1.0, 1.0), (0.25, 1.0), (1.0, 10.0), (0.25, 10.0)):
