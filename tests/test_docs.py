@@ -1,7 +1,7 @@
 """The documentation site: it builds with `mkdocs build --strict` without the network, it
 documents every public name, and every number it prints is one the code computes.
 
-Every ```python block of a page runs, in page order, in one fresh interpreter per page; a block
+Every ```python block of a page runs, in page order, in a namespace of its own; a block
 followed by a ```text title="Output" block must print that text (numbers to a relative 1e-4,
 everything else exactly). Blocks that include an example file (`--8<--`) are left to
 `test_examples.py`, which checks the example's output against the page instead.
@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -65,30 +64,35 @@ def same_output(got: str, expected: str, rtol: float = 1e-4) -> bool:
     return True
 
 
-# Runs the blocks of one page in one namespace; prints one JSON list of their outputs.
+# Runs the blocks of each page in a namespace of its own, pages one after the other (one
+# interpreter for several pages saves importing JAX for each); prints one JSON list per page.
 _RUNNER = r"""
 import contextlib, io, json, sys, traceback
-blocks = json.loads(sys.stdin.read())
-namespace = {"__name__": "__main__"}
-outputs = []
-for i, code in enumerate(blocks):
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer):
-            exec(compile(code, f"<block {i + 1}>", "exec"), namespace)
-    except BaseException:
-        outputs.append({"error": traceback.format_exc(), "stdout": buffer.getvalue()})
-        break
-    outputs.append({"stdout": buffer.getvalue()})
-print("@@OUTPUTS@@" + json.dumps(outputs))
+pages = json.loads(sys.stdin.read())
+results = []
+for blocks in pages:
+    namespace = {"__name__": "__main__"}
+    outputs = []
+    for i, code in enumerate(blocks):
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer):
+                exec(compile(code, f"<block {i + 1}>", "exec"), namespace)
+        except BaseException:
+            outputs.append({"error": traceback.format_exc(), "stdout": buffer.getvalue()})
+            break
+        outputs.append({"stdout": buffer.getvalue()})
+    results.append(outputs)
+print("@@OUTPUTS@@" + json.dumps(results))
 """
 
 
-def run_blocks(blocks: list[str], cwd: Path) -> list[dict]:
+def run_pages(pages: list[list[str]], cwd: Path) -> list[list[dict]]:
+    """The outputs of every block of every page (each page a list of code blocks)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
-        [sys.executable, "-c", _RUNNER], input=json.dumps(blocks), capture_output=True,
-        text=True, cwd=cwd, env=env, timeout=300,
+        [sys.executable, "-c", _RUNNER], input=json.dumps(pages), capture_output=True,
+        text=True, cwd=cwd, env=env, timeout=600,
     )
     marker = proc.stdout.rfind("@@OUTPUTS@@")
     assert marker >= 0, f"the runner failed:\n{proc.stdout}\n{proc.stderr}"
@@ -96,22 +100,62 @@ def run_blocks(blocks: list[str], cwd: Path) -> list[dict]:
 
 
 PAGES = sorted(p for p in DOCS.rglob("*.md") if runnable(p))
+WORKERS = max(2, min(4, os.cpu_count() or 1))
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def build_site(site: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` into `site`, with every proxy pointing at a closed port."""
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", NO_PROXY="", no_proxy="",
+               **{k: DEAD_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                          "https_proxy", "ALL_PROXY")})
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
+         str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
-def page_outputs(tmp_path_factory) -> dict[Path, list[dict]]:
-    """Every page's blocks run once, two pages at a time (one per core of a small runner)."""
-    def run(page):
-        cwd = tmp_path_factory.mktemp(page.stem)
-        return page, run_blocks([code for code, _ in runnable(page)], cwd)
+def jobs(tmp_path_factory) -> dict:
+    """The pages' blocks (in a few interpreters), the site build and the command-line example,
+    run side by side, one process per core of a small runner; each test reads its result."""
+    def run(group):
+        cwd = tmp_path_factory.mktemp("pages")
+        outputs = run_pages([[code for code, _ in runnable(page)] for page in group], cwd)
+        return dict(zip(group, outputs, strict=True))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        return dict(pool.map(run, PAGES))
+    site = tmp_path_factory.mktemp("site") / "site"
+    groups = [PAGES[i::WORKERS] for i in range(WORKERS)]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = [pool.submit(run, group) for group in groups if group]
+        build = pool.submit(build_site, site)
+        cli = pool.submit(run_cli_example, tmp_path_factory.mktemp("cli"))
+        pages = {page: out for f in futures for page, out in f.result().items()}
+        return {"pages": pages, "build": build.result(), "site": site, "cli": cli.result()}
+
+
+def cli_blocks() -> dict[str, str]:
+    """The text blocks of cli.md by title."""
+    return {attrs: body for lang, attrs, body in fenced_blocks((DOCS / "cli.md").read_text())
+            if lang == "text"}
+
+
+def run_cli_example(folder: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """`planner solve` on the scenarios.csv shown in cli.md: the process and the plans."""
+    (folder / "scenarios.csv").write_text(cli_blocks()['title="scenarios.csv"'])
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner._cli", "solve", "scenarios.csv", "--output", "plans.csv"],
+        capture_output=True, text=True, cwd=folder, env=env, timeout=300,
+    )
+    plans = (folder / "plans.csv").read_text() if proc.returncode == 0 else ""
+    return proc, plans
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
-def test_page_code_prints_what_the_page_shows(page, page_outputs):
-    outputs = page_outputs[page]
+def test_page_code_prints_what_the_page_shows(page, jobs):
+    outputs = jobs["pages"][page]
     for i, ((code, expected), result) in enumerate(zip(runnable(page), outputs), start=1):
         assert "error" not in result, f"block {i} of {page.name} raised:\n{result['error']}"
         if expected is not None:
@@ -130,20 +174,11 @@ def test_same_output_compares_numbers_and_text():
 
 
 # ---------------------------------------------------------------------------------- the site
-def test_site_builds_strict_without_network(tmp_path):
+def test_site_builds_strict_without_network(jobs):
     """`mkdocs build --strict`: any warning (a broken link or cross-reference, a docstring
     mkdocstrings cannot render, a page missing from the nav) fails. Proxies point at a closed
     port, so a build step that reached for the network would fail too."""
-    dead = "http://127.0.0.1:9"
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", HTTP_PROXY=dead, HTTPS_PROXY=dead,
-               http_proxy=dead, https_proxy=dead, ALL_PROXY=dead, NO_PROXY="", no_proxy="")
-    mkdocs = [sys.executable, "-m", "mkdocs"]
-    site = tmp_path / "site"
-    proc = subprocess.run(
-        [*mkdocs, "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(site)],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
-    )
+    proc, site = jobs["build"], jobs["site"]
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     assert "WARNING" not in log, log
@@ -213,22 +248,17 @@ def test_status_table_is_status_messages():
         assert table[status.name] == (int(status), message)
 
 
-def test_cli_page_shows_what_planner_solve_writes(tmp_path):
+def test_cli_page_shows_what_planner_solve_writes(jobs):
     """The scenarios.csv and plans.csv shown in cli.md: the second is what `planner solve`
-    writes for the first (numbers to a relative 1e-9, statuses and messages exactly)."""
+    writes for the first (numbers to a relative 1e-9, statuses and messages exactly), and the
+    summary line shown is the one it prints."""
     import csv
     import io
 
-    from planner._cli import main
-
-    shown = {attrs: body for lang, attrs, body in fenced_blocks((DOCS / "cli.md").read_text())
-             if lang == "text"}
-    (tmp_path / "scenarios.csv").write_text(shown['title="scenarios.csv"'])
-    code = main(["solve", str(tmp_path / "scenarios.csv"), "--output",
-                 str(tmp_path / "plans.csv")])
-    assert code == 0
-    got = list(csv.reader(io.StringIO((tmp_path / "plans.csv").read_text())))
-    want = list(csv.reader(io.StringIO(shown['title="plans.csv"'])))
+    proc, plans = jobs["cli"]
+    assert proc.returncode == 0, proc.stderr
+    got = list(csv.reader(io.StringIO(plans)))
+    want = list(csv.reader(io.StringIO(cli_blocks()['title="plans.csv"'])))
     assert got[0] == want[0]
     assert len(got) == len(want)
     plan_columns = {"n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
@@ -239,3 +269,5 @@ def test_cli_page_shows_what_planner_solve_writes(tmp_path):
                 assert math.isclose(float(g), float(w), rel_tol=1e-9), (header, g, w)
             else:
                 assert g == w, (header, g, w)
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert f"`{summary}`" in (DOCS / "cli.md").read_text()
