@@ -15,6 +15,11 @@ from pathlib import Path
 # name -> (module, in the default set)
 EXPERIMENTS: dict[str, tuple[str, bool]] = {
     "sardana": ("sardana", True),
+    "epoch_tradeoffs": ("epoch_tradeoffs", True),
+    "frontiers": ("frontiers", False),
+    "combined": ("combined", False),
+    "allocation_rule": ("allocation_rule", False),
+    "joint_sampling": ("joint_sampling", False),
 }
 
 
