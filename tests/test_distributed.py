@@ -1,0 +1,138 @@
+"""Multi-process solving over loopback: two processes, each with two (virtual CPU) devices.
+
+Each process joins the run with `planner._shard.initialize`, solves the chunks of a fixed
+scenario table that `owns_chunk` deals it, on its own devices (`shard_batch`), and writes one
+file per chunk, atomically. Process 1 is made slow to write; process 0 waits at a `barrier`
+and then assembles the parts into one table, as `planner solve` does across processes. The
+test checks the assembled table against a single-process solve of the same table in this
+process: every row present once and in order, the same statuses, and the same plans within
+the solver's tolerance (the processes' two-device `shard_map` programs fuse multiply-adds
+differently from this process's one-device program; see `tests/test_shard.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import planner
+
+ROOT = Path(__file__).resolve().parents[1]
+N_PROCESSES = 2
+CHUNK = 24
+N_ROWS = 4 * CHUNK + 21  # five chunks: 0, 2, 4 for process 0, 1 and 3 for process 1; the
+# last one is odd, so each process's two devices also see padding
+TIMEOUT = 180
+
+_WORKER = r"""
+import json, os, sys, time
+import jax
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+import numpy as np
+import planner
+from planner._shard import barrier, initialize, owns_chunk, shard_batch
+
+port, me, out, n_rows, chunk = sys.argv[1], int(sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:6])
+initialize(f"127.0.0.1:{port}", 2, me, timeout=120)
+assert jax.process_index() == me and jax.process_count() == 2
+local = jax.local_devices()
+assert len(local) == 2 and len(jax.devices()) == 4  # its own two, and the other's two
+
+data = np.load(os.path.join(out, "scenarios.npz"))
+law = planner.Chinchilla.from_preset("sardana2024")
+model = planner.Pipeline(planner.Pretraining(law))
+solve = shard_batch(jax.vmap(lambda s: planner.solve(model, s, throw=False)))
+owned = []
+for index, start in enumerate(range(0, n_rows, chunk)):
+    if not owns_chunk(index):
+        continue
+    rows = np.arange(start, min(start + chunk, n_rows))
+    plans = solve(planner.Scenario(target_loss=data["target"][rows],
+                                   inference_demand=data["demand"][rows]))
+    part = {"row": rows, "status": np.asarray(plans.status),
+            "n_params": np.asarray(plans.allocation.n_params),
+            "n_tokens": np.asarray(plans.allocation.n_tokens),
+            "total_flops": np.asarray(plans.total_flops)}
+    if me == 1:
+        time.sleep(3.0)  # a slow writer: process 0 must wait for it at the barrier
+    tmp = os.path.join(out, f".part-{index:03d}.npz")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **part)
+    os.replace(tmp, os.path.join(out, f"part-{index:03d}.npz"))
+    owned.append(index)
+with open(os.path.join(out, f"owned-{me}.json"), "w") as handle:
+    json.dump(owned, handle)
+barrier("solved")
+if me == 0:
+    n_chunks = -(-n_rows // chunk)
+    parts = [np.load(os.path.join(out, f"part-{i:03d}.npz")) for i in range(n_chunks)]
+    union = {k: np.concatenate([p[k] for p in parts]) for k in parts[0].files}
+    np.savez(os.path.join(out, "union.npz"), **union)
+barrier("assembled")
+print("process", me, "done", flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_solve_their_chunks_and_lose_no_row(tmp_path):
+    rng = np.random.default_rng(11)
+    law = planner.Chinchilla.from_preset("sardana2024")
+    # the lifetime problem of Sardana et al. 2024, as in benchmarks/bench_solve.py
+    target = float(law.E) + rng.uniform(0.05, 0.8, N_ROWS)
+    demand = 10.0 ** rng.uniform(9.0, 15.0, N_ROWS)
+    np.savez(tmp_path / "scenarios.npz", target=target, demand=demand)
+
+    port = free_port()
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(port), str(i), str(tmp_path), str(N_ROWS),
+             str(CHUNK)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        for i in range(N_PROCESSES)
+    ]
+    try:
+        # the single-process solve, in this process, while the others work
+        model = planner.Pipeline(planner.Pretraining(law))
+        plans = jax.jit(jax.vmap(lambda s: planner.solve(model, s, throw=False)))(
+            planner.Scenario(target_loss=target, inference_demand=demand))
+        ref = {"status": np.asarray(plans.status),
+               "n_params": np.asarray(plans.allocation.n_params),
+               "n_tokens": np.asarray(plans.allocation.n_tokens),
+               "total_flops": np.asarray(plans.total_flops)}
+        logs = [proc.communicate(timeout=TIMEOUT) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for i, (proc, (stdout, stderr)) in enumerate(zip(procs, logs, strict=True)):
+        assert proc.returncode == 0, f"process {i} failed:\n{stderr[-4000:]}"
+        assert f"process {i} done" in stdout
+
+    # chunks dealt round-robin, each to exactly one process
+    owned = [json.loads((tmp_path / f"owned-{i}.json").read_text()) for i in range(2)]
+    assert owned == [[0, 2, 4], [1, 3]]
+    union = dict(np.load(tmp_path / "union.npz"))
+    # no row lost, none duplicated, in table order
+    np.testing.assert_array_equal(union["row"], np.arange(N_ROWS))
+    np.testing.assert_array_equal(union["status"], ref["status"])
+    assert np.sum(ref["status"] == planner.Status.OPTIMAL) >= N_ROWS - 2
+    for column in ("n_params", "n_tokens", "total_flops"):
+        # both are certified to KKT residuals <= 1e-10 in log variables
+        np.testing.assert_allclose(union[column], ref[column], rtol=1e-7, atol=0)
