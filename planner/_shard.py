@@ -93,7 +93,8 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
     replicated inputs rather than compiled in as constants, so the per-device program computes
     exactly what `fn` computes when called directly (XLA would otherwise fold them into the
     arithmetic and round differently). Each new input structure, shape or dtype is traced
-    and compiled once, then reused.
+    and compiled once, then reused; as with `jax.jit`, what `fn` closes over is read when it
+    is traced, so build a new wrapper for a new model.
 
     On one device `fn` itself is returned: sharding costs nothing there.
 
@@ -192,6 +193,33 @@ def _pad(x, size: int):
         return x
     xp = np if isinstance(x, np.ndarray) else jnp
     return xp.concatenate([x, xp.repeat(x[-1:], size - n, axis=0)])
+
+
+# ---------------------------------------------------------------------------------- precision
+def default_dtype(platform: str | None = None) -> np.dtype:
+    """The float type to solve in on `platform`: float64, except float32 on TPUs.
+
+    float64 wherever the hardware has it (CPUs; GPUs, at a lower rate than float32 on most
+    models): plans are then certified to KKT residuals of 1e-10. TPUs have no float64
+    arithmetic (JAX emulates some 64-bit operations there and rejects others; its maintainers
+    advise 32-bit types on TPU: jax-ml/jax issues 10158 and 19769), so there float32, at
+    `Solver().tolerance(float32)`. Measured on the lifetime problem (`tests/test_shard.py`,
+    `benchmarks/bench_scale.py`): float32 plans are all OPTIMAL and within about 2e-4 of the
+    float64 plans in $N^*$ and $D^*$ and 1e-4 in lifetime FLOP, far inside the uncertainty of
+    any fitted scaling law.
+
+    **Arguments:**
+
+    - `platform`: a JAX platform name (`"cpu"`, `"gpu"`, `"cuda"`, `"rocm"`, `"tpu"`);
+      default `jax.default_backend()`.
+
+    **Returns:** `numpy.dtype("float32")` or `numpy.dtype("float64")`.
+    """
+    if platform is None:
+        platform = jax.default_backend()
+    if not isinstance(platform, str) or not platform:
+        raise ValueError(f"platform must be a JAX platform name, got {platform!r}")
+    return np.dtype(np.float32 if platform.lower() == "tpu" else np.float64)
 
 
 # ---------------------------------------------------------------------------------- processes

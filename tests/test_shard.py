@@ -28,7 +28,15 @@ import jax
 import numpy as np
 import pytest
 
-from planner._shard import MESH_AXIS, barrier, initialize, local_mesh, owns_chunk, shard_batch
+from planner._shard import (
+    MESH_AXIS,
+    barrier,
+    default_dtype,
+    initialize,
+    local_mesh,
+    owns_chunk,
+    shard_batch,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ROWS = 64  # a multiple of the 4 devices: the outputs stay sharded
@@ -352,3 +360,17 @@ def test_initialize_rejects_bad_arguments_before_starting(args, kwargs, message)
     # so jax.distributed.initialize itself would raise RuntimeError)
     with pytest.raises(ValueError, match=message):
         initialize(*args, **kwargs)
+
+
+@pytest.mark.parametrize("platform, expected", [
+    ("cpu", np.float64), ("gpu", np.float64), ("cuda", np.float64), ("tpu", np.float32),
+    ("TPU", np.float32),
+])
+def test_default_dtype_is_float32_on_tpus_only(platform, expected):
+    assert default_dtype(platform) == np.dtype(expected)
+
+
+def test_default_dtype_of_this_backend_and_bad_names():
+    assert default_dtype() == np.dtype(np.float64)  # this process runs on CPU
+    with pytest.raises(ValueError, match="platform name"):
+        default_dtype("")
