@@ -105,7 +105,7 @@ print("@@" + json.dumps(report))
 
 _PLANS = r"""
 def batch_of(model):
-    return jax.vmap(lambda s: planner.solve(model, s, throw=False))
+    return jax.jit(jax.vmap(lambda s: planner.solve(model, s, throw=False)))
 
 def columns(model, plans):
     out = {"n_params": plans.allocation.n_params, "n_tokens": plans.allocation.n_tokens,
