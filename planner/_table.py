@@ -176,6 +176,12 @@ def _cell(value) -> str:
 def check_columns(columns, required: tuple[str, ...]) -> None:
     """Raise `TableError` for a missing required column or a misspelt known one."""
     names = set(columns)
+    fields = {field: column for column, field in SCENARIO_COLUMNS.items() if field != column}
+    for name in names & set(fields):
+        # an unknown column is passed through untouched: one named after a Scenario field
+        # would silently mean nothing
+        raise TableError(f"unknown column {name!r}: the column for Scenario.{name} is "
+                         f"{fields[name]!r}")
     for name in names - set(KNOWN_COLUMNS):
         close = difflib.get_close_matches(name, KNOWN_COLUMNS, n=1, cutoff=0.8)
         if close and close[0] not in names:

@@ -233,6 +233,10 @@ def _malformed(tmp_path):
         "bad_quoting": ('target_loss,inference_tokens\n"2.2"x,0\n', "line 2"),
         "not_text": (b"target_loss\n\xff\xfe2.2\n", "UTF-8"),
         "score_without_sampling": ("target_loss,target_score\n2.2,0.5\n", "target_score"),
+        # the Scenario field's name, not the column's: it must not pass through as demand 0
+        "field_name_for_column": ("target_loss,inference_demand\n2.2,1e12\n",
+                                  "the column for Scenario.inference_demand is "
+                                  "'inference_tokens'"),
     }
 
 
