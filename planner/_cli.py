@@ -47,16 +47,31 @@ def _stages(args, law):
     return tuple(stages)
 
 
+def _join(args) -> None:
+    """Join a multi-process run when asked to (before anything computes with JAX)."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed and any(v is not None for v in given):
+        raise ValueError("give --distributed alone, or --coordinator, --num-processes and "
+                         "--process-id")
+    if args.distributed or any(v is not None for v in given):
+        from ._shard import initialize
+
+        initialize(*given, timeout=args.join_timeout)
+
+
 def cmd_solve(args) -> int:
     _set_precision(args.float32)
+    import jax
     import numpy as np
 
     from ._compose import Pipeline, Pretraining
+    from ._shard import barrier, shard_batch
     from ._solve import has_score
     from ._sweep import PLAN_COLUMNS, run_sweep
     from ._table import TableError, make_solver
 
     try:
+        _join(args)
         law = _law(args)
         stages = _stages(args, law)
         model = Pipeline(Pretraining(law), *stages)
@@ -72,20 +87,27 @@ def cmd_solve(args) -> int:
         progress = _Progress(args.progress or sys.stderr.isatty())
         counts = run_sweep(
             args.scenarios, args.output, law=law,
-            make_fn=lambda: make_solver(law, stages, args.objective),
+            make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
             plan_columns=plan_columns, required=required, chunk=args.chunk_size,
             dtype=np.float32 if args.float32 else np.float64, resume=args.resume,
             options={"law": args.law, "law_file": args.law_file, "objective": args.objective,
                      "pruning": args.pruning, "sampling": args.sampling,
                      "float32": args.float32},
             on_progress=progress.update,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            barrier=barrier,
         )
     except (TableError, ValueError, OSError) as error:
         print(f"planner solve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     total = sum(counts.values())
-    print(f"planner solve: {total:,} scenarios -> {args.output}: "
-          + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
+    summary = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    if jax.process_index() == 0:
+        print(f"planner solve: {total:,} scenarios -> {args.output}: {summary}",
+              file=sys.stderr)
+    else:
+        print(f"planner solve: process {jax.process_index()} solved {total:,} scenarios: "
+              f"{summary or 'none'}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -166,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from the finished chunks it left")
     solve.add_argument("--float32", action="store_true",
                        help="solve in float32 (default float64)")
+    hosts = solve.add_argument_group(
+        "multi-process runs (every process runs the same command; the output's folder must be "
+        "on a file system all of them see)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0's coordination service")
+    hosts.add_argument("--num-processes", type=int, metavar="P", help="number of processes")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, in [0, P)")
+    hosts.add_argument("--distributed", action="store_true",
+                       help="read the three above from the cluster's environment (SLURM, "
+                            "Open MPI, Cloud TPU)")
+    hosts.add_argument("--join-timeout", type=int, default=300, metavar="SECONDS",
+                       help="how long to wait for every process to join (default 300)")
     solve.add_argument("--progress", action="store_true",
                        help="show progress even when standard error is not a terminal")
     solve.set_defaults(func=cmd_solve)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._shard import owns_chunk
 from ._solve import STATUS_MESSAGES, Status
 from ._table import (
     STATUS_NAMES,
@@ -73,8 +74,18 @@ def run_sweep(
     resume: bool,
     options: dict,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    process_index: int = 0,
+    process_count: int = 1,
+    barrier: Callable[[str], None] = lambda name: None,
 ) -> dict[str, int]:
     """Solve `input_path` into `output_path`; returns the count of each status.
+
+    Across `process_count` processes (each calling `run_sweep` with the same arguments and its
+    own `process_index`, with `barrier` keeping them in step): process 0 prepares the parts
+    folder, every process solves the chunks `owns_chunk` deals it and writes them as parts,
+    and process 0 assembles the output once every process has passed the `"solved"` barrier.
+    The parts folder must be on a file system every process sees. Process 0 returns the
+    counts of the whole table, the others those of the chunks they solved.
 
     The whole input is checked (header, columns, the shape of every row) before anything is
     written: a malformed table raises `TableError` and leaves no output and no parts folder.
@@ -100,6 +111,16 @@ def run_sweep(
         "options": options,
     }
     manifest_path = parts / "manifest.json"
+    lead = process_index == 0
+    if not lead:
+        # the folder is process 0's to prepare; the others start once it is ready
+        barrier("sweep-prepared")
+        if _read_manifest(manifest_path) != manifest:
+            raise TableError(f"{parts}: process 0 prepared a run with another input or other "
+                             "options: give every process the same arguments")
+        return _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
+                            _row_checks(required, options), process_index, process_count,
+                            barrier, on_progress)
     if parts.exists():
         previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
@@ -115,37 +136,72 @@ def run_sweep(
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text), tmp_dir=parts)
 
-    checks = {
+    if process_count > 1:
+        barrier("sweep-prepared")
+    try:
+        _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
+                            _row_checks(required, options), process_index, process_count,
+                            barrier, on_progress)
+    except Exception:
+        # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
+        # behind; finished chunks are kept for --resume
+        if created and process_count == 1 and not _part_files(parts):
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
+    if process_count > 1:
+        missing = [i for i in range(_n_chunks(reader.n_rows, chunk))
+                   if not (parts / _part_name(i)).exists()]
+        if missing:
+            raise TableError(f"{parts}: chunks {missing[:10]} were not written by the process "
+                             "that owns them; rerun every process with --resume")
+    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
+    _remove_parts(parts)
+    return counts
+
+
+def _row_checks(required: tuple[str, ...], options: dict) -> dict:
+    return {
         "required": required,
         "needs_target": options.get("objective", "compute") != "loss",
         "dense_inference": not options.get("pruning", False),
     }
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.csv"
+
+
+def _n_chunks(n_rows: int, chunk: int) -> int:
+    return max(1, -(-n_rows // chunk))
+
+
+def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, chunk, dtype,
+                 checks, process_index, process_count, barrier, on_progress) -> dict[str, int]:
+    """Solve and write the missing parts this process owns; then wait at the `"solved"`
+    barrier (with more than one process). Returns the counts of the chunks it solved."""
     fn = None
-    done = written = 0
-    try:
-        for index, columns in enumerate(reader.chunks(chunk)):
-            part = parts / f"part-{index:06d}.csv"
-            rows = len(next(iter(columns.values()))) if columns else 0
-            if not part.exists():
-                if fn is None:
-                    fn = make_fn()
-                values, status, messages = parse_columns(columns, law, first_row=done + 1,
-                                                         **checks)
-                out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
-                text = _format_chunk(columns, out, plan_columns, messages)
-                atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text),
-                             tmp_dir=parts)
-                written += 1
-            done += rows
-            on_progress(done, reader.n_rows)
-    except Exception:
-        # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
-        # behind; finished chunks are kept for --resume
-        if created and written == 0:
-            shutil.rmtree(parts, ignore_errors=True)
-        raise
-    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
-    _remove_parts(parts)
+    done = 0
+    counts: dict[str, int] = {}
+    for index, columns in enumerate(reader.chunks(chunk)):
+        part = parts / _part_name(index)
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if owns_chunk(index, process_index=process_index, process_count=process_count) \
+                and not part.exists():
+            if fn is None:
+                fn = make_fn()
+            values, status, messages = parse_columns(columns, law, first_row=done + 1,
+                                                     **checks)
+            out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
+            for code in out["status"]:
+                name = STATUS_NAMES[Status(int(code))]
+                counts[name] = counts.get(name, 0) + 1
+            text = _format_chunk(columns, out, plan_columns, messages)
+            atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text),
+                         tmp_dir=parts)
+        done += rows
+        on_progress(done, reader.n_rows)
+    if process_count > 1:
+        barrier("sweep-solved")
     return counts
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 import planner
 
@@ -136,3 +138,55 @@ def test_two_processes_solve_their_chunks_and_lose_no_row(tmp_path):
     for column in ("n_params", "n_tokens", "total_flops"):
         # both are certified to KKT residuals <= 1e-10 in log variables
         np.testing.assert_allclose(union[column], ref[column], rtol=1e-7, atol=0)
+
+
+def _cli(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "planner._cli", "solve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+
+
+def test_planner_solve_across_two_processes_writes_the_single_process_table(tmp_path):
+    """`planner solve` run by two processes over loopback (two virtual devices each) against
+    the same command in one process: the tables are byte for byte the same. Fused multiply-adds
+    are off (`--xla_cpu_max_isa=SSE4_2`, x86-64) in both runs, so that splitting a chunk over
+    devices moves rows without changing them (see tests/test_shard.py)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the bitwise comparison needs XLA's x86-64 SSE4.2 code path")
+    rng = np.random.default_rng(5)
+    law = planner.Chinchilla.from_preset("sardana2024")
+    table = tmp_path / "scenarios.csv"
+    lines = ["target_loss,inference_tokens,min_density"]
+    for _ in range(N_ROWS):
+        lines.append(f"{float(law.E) + rng.uniform(0.05, 0.8)!r},"
+                     f"{10.0 ** rng.uniform(9.0, 15.0)!r},{rng.uniform(0.05, 1.0)!r}")
+    lines[7] = "2.0,-1,0.5"  # a bad row among good ones keeps its own status in both runs
+    table.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=SSE4_2",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    common = [str(table), "--pruning", "--chunk-size", str(CHUNK)]
+    port = free_port()
+    procs = [_cli([*common, "-o", str(tmp_path / "multi.csv"), "--coordinator",
+                   f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+                   "--join-timeout", "120"], env) for i in range(2)]
+    single = _cli([*common, "-o", str(tmp_path / "single.csv")], env)
+    try:
+        logs = [proc.communicate(timeout=TIMEOUT) for proc in [*procs, single]]
+    finally:
+        for proc in [*procs, single]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, (_, stderr) in zip([*procs, single], logs, strict=True):
+        assert proc.returncode == 0, stderr[-4000:]
+    assert f"{N_ROWS:,} scenarios -> " in logs[0][1]
+    # process 1 solved chunks 1 and 3, 48 rows
+    assert f"process 1 solved {2 * CHUNK:,} scenarios" in logs[1][1]
+    multi = (tmp_path / "multi.csv").read_bytes()
+    reference = (tmp_path / "single.csv").read_bytes()
+    assert multi == reference
+    assert not (tmp_path / "multi.csv.parts").exists()
+    rows = reference.decode().splitlines()
+    assert len(rows) == N_ROWS + 1 and "inference_tokens" in rows[7] and rows[7].split(",")[-2] == "invalid_input"
+    assert sum(r.split(",")[-2] == "optimal" for r in rows[1:]) >= N_ROWS - 3
