@@ -264,18 +264,27 @@ def _training_optimum(law: Chinchilla, gap: Array) -> tuple[Array, Array]:
     return n, d
 
 
-def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype) -> Vector:
+# The techniques' variables start from two places: inside their bounds (density 0.9, two
+# samples) and switched off (density 1, one sample). With a technique the problem need not be
+# convex: a dense plan and a pruned one can both satisfy the KKT conditions, and a local method
+# finds the one its start leads to. Solving from both and keeping the better certified plan
+# makes a technique never worse than going without it.
+_STARTS = ({"density": 0.9, "n_samples": 2.0}, {"density": 1.0, "n_samples": 1.0})
+
+
+def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype,
+           technique: dict[str, float]) -> Vector:
     """A starting point from closed forms where the law has them.
 
     With a loss target, the training-optimal model for that loss; with a score target, the
     training-optimal model whose score (at the starting density and samples) just meets it,
     found by bisection on the loss along the training-optimal ray; under a training budget,
     the budget's training optimum; otherwise (or without closed forms) a 1e9-parameter model
-    on 2e10 tokens. Pruning starts at density 0.9 and sampling at 2 samples, inside their
-    bounds.
+    on 2e10 tokens. The techniques' variables start at the values in `technique` (see
+    `_STARTS`).
     """
     n, d = jnp.asarray(1e9, dtype), jnp.asarray(2e10, dtype)
-    fixed = {"density": jnp.asarray(0.9, dtype), "n_samples": jnp.asarray(2.0, dtype)}
+    fixed = {name: jnp.asarray(value, dtype) for name, value in technique.items()}
     law = model.law
     if isinstance(law, Chinchilla) and scenario.train_budget is not None:
         budget = scenario.train_budget
@@ -439,17 +448,24 @@ def solve(
         return _constraints(frozen_model, names, bounds, x, hardware,
                             frozen_scenario.serving_batch)
 
-    x0 = _start(frozen_model, frozen_scenario, objective, dtype)
-    multipliers = tuple(jnp.zeros((), dtype) for _ in names)
-    if solver.optimizer is not None:
-        x0, multipliers = augmented_lagrangian(
-            f_fixed, g_fixed, x0, optimizer=solver.optimizer,
-            inner_steps=solver.inner_steps, outer_steps=solver.outer_steps,
-        )
-    if solver.max_steps > 0:
-        result = interior_point(f_fixed, g_fixed, x0, tol=tol, max_steps=solver.max_steps)
+    def local(technique):
+        x0 = _start(frozen_model, frozen_scenario, objective, dtype, technique)
+        multipliers = tuple(jnp.zeros((), dtype) for _ in names)
+        if solver.optimizer is not None:
+            x0, multipliers = augmented_lagrangian(
+                f_fixed, g_fixed, x0, optimizer=solver.optimizer,
+                inner_steps=solver.inner_steps, outer_steps=solver.outer_steps,
+            )
+        if solver.max_steps > 0:
+            return interior_point(f_fixed, g_fixed, x0, tol=tol, max_steps=solver.max_steps)
+        return certify(f_fixed, g_fixed, x0, multipliers, jnp.asarray(0))
+
+    if set(model.variables) & {"density", "n_samples"}:
+        starts = {k: jnp.asarray([s[k] for s in _STARTS], dtype) for k in _STARTS[0]}
+        results = jax.vmap(local)(starts)
+        result = jax.tree.map(lambda v: v[_best(results, f_fixed, tol)], results)
     else:
-        result = certify(f_fixed, g_fixed, x0, multipliers, jnp.asarray(0))
+        result = local(_STARTS[0])
     x = _implicit(f, g, result, params)
     good = ((result.stationarity <= tol) & (result.feasibility <= tol)
             & (result.complementarity <= tol))
@@ -503,6 +519,17 @@ def _check_values(model: Pipeline, scenario: Scenario) -> tuple[Pipeline, Scenar
                                               + (">= 0" if name == "E" else "> 0"))
         model = eqx.tree_at(lambda m: m.base.law, model, Chinchilla(**coefficients))
     return model, Scenario(**checked)
+
+
+def _best(results, f, tol: float) -> Array:
+    """The index of the result to keep among local solves from several starts: the lowest
+    objective among the certified ones, or, when none is certified, the smallest KKT residual."""
+    residual = jnp.maximum(jnp.maximum(results.stationarity, results.feasibility),
+                           results.complementarity)
+    value = jax.vmap(f)(results.x)
+    certified = (residual <= tol) & jnp.isfinite(value)
+    return jnp.where(jnp.any(certified), jnp.argmin(jnp.where(certified, value, jnp.inf)),
+                     jnp.argmin(jnp.where(jnp.isnan(residual), jnp.inf, residual)))
 
 
 def _diverged(result, tol: float) -> Array:
