@@ -390,6 +390,10 @@ def dense_scenario(scenario):
 
 @settings(max_examples=300, **SETTINGS)
 @given(pruning_cases())
+@example((  # from one start, stopped at a pruned KKT point 1.05e-4 costlier than the dense one
+    {"E": 0.0, "A": 1.0, "B": 10.0**3.65625, "alpha": 0.75, "beta": 0.54296875},
+    {"target_loss": 1.0, "inference_demand": 10.0**9.15625, "min_density": 0.75},
+))
 def test_pruning_composition(case):
     law, scenario = case
     plan = row(SOLVE_PRUNED([law], [scenario]))
