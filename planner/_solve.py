@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 from typing import Literal
 
 import equinox as eqx
@@ -195,9 +196,9 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
     if scenario.target_loss is not None:
         bounds["target_loss"] = safe_log(scenario.target_loss - model.law.irreducible)
     if scenario.target_score is not None:
+        ok = (scenario.target_score > 0) & (scenario.target_score < 1)
         bounds["target_score"] = jnp.where(
-            scenario.target_score < 1, jnp.log1p(-jnp.where(scenario.target_score < 1,
-                                                            scenario.target_score, 0.0)), -_FAR)
+            ok, _neg_log_log_failure(jnp.where(ok, scenario.target_score, 0.5)), -_FAR)
     for name in ("train_budget", "max_inference_flops", "max_params", "max_tokens"):
         if getattr(scenario, name) is not None:
             bounds[name] = safe_log(getattr(scenario, name))
@@ -210,6 +211,19 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
         bounds["max_latency_memory"] = safe_log(scenario.max_latency)
         bounds["max_latency_compute"] = safe_log(scenario.max_latency)
     return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
+
+
+def _neg_log_log_failure(score: Array) -> Array:
+    """$-\\log(-\\log(1 - s))$, the form a score target is imposed in: decreasing in $s$,
+    about $-\\log s$ for small scores and $-\\log\\log(1/(1 - s))$ near 1. Imposed as
+    $\\log(1 - s) \\le \\log(1 - t)$ instead, the constraint's violation is bounded by
+    $-\\log(1 - t)$ however small the model, while the compute falls without bound: below a
+    target of about 0.3 the merit function then pays for shrinking the model towards zero
+    parameters. In this form the violation grows without bound as the score vanishes."""
+    log_failure = -jnp.log1p(-score)
+    tiny = jnp.finfo(log_failure.dtype).tiny
+    safe = jnp.where(log_failure > tiny, log_failure, tiny)
+    return -jnp.log(safe)
 
 
 def _allocation(model: Pipeline, x: Vector) -> Allocation:
@@ -239,7 +253,7 @@ def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Arra
         memory, compute = hardware.roofline(allocation.n_params, batch, allocation.density)
     lhs = {
         "target_loss": lambda: jnp.log(out.loss - out.irreducible_loss),
-        "target_score": lambda: jnp.log1p(-out.score),
+        "target_score": lambda: _neg_log_log_failure(out.score),
         "train_budget": lambda: jnp.log(out.train_flops),
         "inference_budget": lambda: jnp.log(out.inference_flops),
         "max_inference_flops": lambda: jnp.log(out.inference_flops),
@@ -267,8 +281,8 @@ def _training_optimum(law: Chinchilla, gap: Array) -> tuple[Array, Array]:
 # The techniques' variables start from two places: inside their bounds (density 0.9, two
 # samples) and switched off (density 1, one sample). With a technique the problem need not be
 # convex: a dense plan and a pruned one can both satisfy the KKT conditions, and a local method
-# finds the one its start leads to. Solving from both and keeping the better certified plan
-# makes a technique never worse than going without it.
+# finds the one its start leads to (see `_candidates` for the other local solves that make a
+# technique never worse than going without it).
 _STARTS = ({"density": 0.9, "n_samples": 2.0}, {"density": 1.0, "n_samples": 1.0})
 
 
@@ -398,7 +412,14 @@ def solve(
     - `"train"`: minimise training compute alone (with `max_inference_flops`, one point of the
       Pareto frontier; see `frontier`).
 
-    Every problem also honours the caps in `scenario`. Written for one scenario: batch with
+    Every problem also honours the caps in `scenario`. With pruning or sampling the problem
+    need not be convex (a dense and a pruned plan can both satisfy the KKT conditions), so
+    the solver, a local method, runs from two starts (density 0.9 and two samples; density 1
+    and one sample) and also solves with each subset of the techniques switched off, certifying
+    that plan for the full problem when it is a local optimum of it; the cheapest certified
+    plan is returned, so a technique is never planned at a loss against leaving it out.
+
+    Written for one scenario: batch with
     `jax.vmap(lambda s: solve(model, s, throw=False))(scenarios.broadcast())`, where a bad
     scenario gets its own `status` and never stops the others.
 
@@ -448,24 +469,27 @@ def solve(
         return _constraints(frozen_model, names, bounds, x, hardware,
                             frozen_scenario.serving_batch)
 
-    def local(technique):
-        x0 = _start(frozen_model, frozen_scenario, objective, dtype, technique)
+    if solver.max_steps == 0:
+        x0 = _start(frozen_model, frozen_scenario, objective, dtype, _STARTS[0])
         multipliers = tuple(jnp.zeros((), dtype) for _ in names)
         if solver.optimizer is not None:
             x0, multipliers = augmented_lagrangian(
                 f_fixed, g_fixed, x0, optimizer=solver.optimizer,
                 inner_steps=solver.inner_steps, outer_steps=solver.outer_steps,
             )
-        if solver.max_steps > 0:
-            return interior_point(f_fixed, g_fixed, x0, tol=tol, max_steps=solver.max_steps)
-        return certify(f_fixed, g_fixed, x0, multipliers, jnp.asarray(0))
-
-    if set(model.variables) & {"density", "n_samples"}:
-        starts = {k: jnp.asarray([s[k] for s in _STARTS], dtype) for k in _STARTS[0]}
-        results = jax.vmap(local)(starts)
-        result = jax.tree.map(lambda v: v[_best(results, f_fixed, tol)], results)
+        result = certify(f_fixed, g_fixed, x0, multipliers, jnp.asarray(0))
     else:
-        result = local(_STARTS[0])
+        candidates = _candidates(frozen_model, frozen_scenario, dtype)
+
+        def run(c):
+            return _local(frozen_model, frozen_scenario, objective, names, f_fixed, g_fixed,
+                          dtype, tol, solver, c)
+
+        if len(candidates["density"]) == 1:
+            result = run(jax.tree.map(lambda v: v[0], candidates))
+        else:
+            results = jax.vmap(run)(candidates)
+            result = jax.tree.map(lambda v: v[_best(results, f_fixed, tol)], results)
     x = _implicit(f, g, result, params)
     good = ((result.stationarity <= tol) & (result.feasibility <= tol)
             & (result.complementarity <= tol))
@@ -519,6 +543,83 @@ def _check_values(model: Pipeline, scenario: Scenario) -> tuple[Pipeline, Scenar
                                               + (">= 0" if name == "E" else "> 0"))
         model = eqx.tree_at(lambda m: m.base.law, model, Chinchilla(**coefficients))
     return model, Scenario(**checked)
+
+
+# The bounds of the techniques' own variables: (variable, sign of d g / d log variable).
+_VARIABLE_BOUNDS = {"max_density": ("density", 1.0), "min_density": ("density", -1.0),
+                    "min_samples": ("n_samples", -1.0)}
+
+
+def _candidates(model: Pipeline, scenario: Scenario, dtype) -> dict[str, Array]:
+    """The local solves a problem is given, one row each: where the techniques' variables
+    start, and which are held (and at what value).
+
+    Without techniques, one solve. With them: the two `_STARTS`, all variables free; then
+    every way of holding some of the techniques' variables at one of their bounds (density at
+    1 or at `min_density`, samples at 1) with the others free. A held variable's bound gets its
+    multiplier from stationarity after the solve (`_local`), so such a plan is certified for
+    the full problem whenever it is a local optimum of it: with pruning a plan at either end of
+    the density interval can be a local optimum that the free solves do not reach.
+    """
+    techniques = [v for v in ("density", "n_samples") if v in model.variables]
+    ends = {"density": [jnp.asarray(1.0, dtype)], "n_samples": [jnp.asarray(1.0, dtype)]}
+    if scenario.min_density is not None:
+        ends["density"].append(jnp.asarray(scenario.min_density, dtype))
+    rows = [{**{v: jnp.asarray(x, dtype) for v, x in start.items()},
+             **{"hold_" + v: False for v in start}} for start in _STARTS[:2 if techniques else 1]]
+    for choice in itertools.product(*[[None, *ends[v]] for v in techniques]):
+        if all(c is None for c in choice):
+            continue
+        row = {**{v: jnp.asarray(x, dtype) for v, x in _STARTS[0].items()},
+               **{"hold_" + v: False for v in _STARTS[0]}}
+        for v, c in zip(techniques, choice, strict=True):
+            if c is not None:
+                row[v], row["hold_" + v] = c, True
+        rows.append(row)
+    return {k: jnp.stack([jnp.asarray(r[k]) for r in rows]) for k in rows[0]}
+
+
+def _local(model: Pipeline, scenario: Scenario, objective: Objective, names: tuple[str, ...],
+           f, g, dtype, tol: float, solver: Solver, candidate: dict[str, Array]):
+    """One local solve of `_candidates`, certified on the full problem `(f, g)`."""
+    variables = model.variables
+    start = {v: candidate[v] for v in _STARTS[0]}
+    held = {v: candidate["hold_" + v] for v in _STARTS[0] if v in variables}
+    log_value = {v: jnp.log(candidate[v]) for v in held}
+
+    def pin(x):
+        return tuple(jnp.where(held[v], log_value[v], xi) if v in held else xi
+                     for v, xi in zip(variables, x, strict=True))
+
+    def bound_of_held(k):
+        bound = _VARIABLE_BOUNDS.get(names[k])
+        return None if bound is None else held[bound[0]]
+
+    def g_pinned(x):
+        # a held variable's own bounds are dropped here (their multipliers come after)
+        gx = g(pin(x))
+        return tuple(gk if bound_of_held(k) is None else jnp.where(bound_of_held(k), -1.0, gk)
+                     for k, gk in enumerate(gx))
+
+    x0 = _start(model, scenario, objective, dtype, start)
+    inner = interior_point(lambda x: f(pin(x)), g_pinned, x0, tol=tol,
+                           max_steps=solver.max_steps)
+    x = pin(inner.x)
+    lam = list(inner.multipliers)
+    # stationarity in each held variable decides the multiplier of its active bound
+    grad_f, jac, gx = jax.grad(f)(x), jax.jacfwd(g)(x), g(x)
+    for k, name in enumerate(names):
+        if bound_of_held(k) is None:
+            continue
+        variable, sign = _VARIABLE_BOUNDS[name]
+        j = variables.index(variable)
+        others = [m for m in range(len(names)) if _VARIABLE_BOUNDS.get(names[m], ("",))[0]
+                  != variable]
+        r = grad_f[j] + sum((jac[m][j] * lam[m] for m in others), jnp.zeros((), dtype))
+        value = -r * sign
+        lam[k] = jnp.where(bound_of_held(k),
+                           jnp.where((jnp.abs(gx[k]) <= tol) & (value > 0), value, 0.0), lam[k])
+    return certify(f, g, x, tuple(lam), inner.steps)
 
 
 def _best(results, f, tol: float) -> Array:
