@@ -188,5 +188,6 @@ def test_planner_solve_across_two_processes_writes_the_single_process_table(tmp_
     assert multi == reference
     assert not (tmp_path / "multi.csv.parts").exists()
     rows = reference.decode().splitlines()
-    assert len(rows) == N_ROWS + 1 and "inference_tokens" in rows[7] and rows[7].split(",")[-2] == "invalid_input"
+    assert len(rows) == N_ROWS + 1
+    assert "inference_tokens" in rows[7] and rows[7].split(",")[-2] == "invalid_input"
     assert sum(r.split(",")[-2] == "optimal" for r in rows[1:]) >= N_ROWS - 3
