@@ -24,6 +24,10 @@ _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
 _BACKTRACKS = 30
 _MAX_STEP = 2.0
+# A feasible problem whose KKT residual has not fallen by a tenth in this many steps has
+# stalled (an iterate jammed against a bound): it stops, rather than keep the whole batch stepping under
+# vmap until max_steps.
+_PATIENCE = 20
 
 
 def _dot(a: Vector, b: Vector) -> Array:
@@ -77,6 +81,8 @@ class _State(eqx.Module):
     penalty: Float[Array, ""]
     steps: Array
     done: Array
+    best: Float[Array, ""]  # the smallest KKT residual met so far
+    since: Array  # steps since it last fell by a tenth
 
 
 def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Vector, Array, Array,
@@ -136,6 +142,12 @@ def interior_point(
         hess = jax.hessian(lagrangian)(x, lam)
         r_d, stat, feas, comp = _residuals(grad_f, jac, gx, lam)
         converged = (stat <= tol) & (feas <= tol) & (comp <= tol)
+        residual = jnp.maximum(jnp.maximum(stat, feas), comp)
+        improved = residual < 0.9 * state.best
+        best = jnp.where(improved, residual, state.best)
+        # only a feasible iterate can stall: an infeasible problem is recognised by its
+        # multipliers diverging, which takes the steps it takes
+        since = jnp.where(improved | (feas > jnp.sqrt(tol)), 0, state.since + 1)
         r_p = tuple(gi + si for gi, si in zip(gx, s, strict=True))
         r_c = tuple(si * li - mu for si, li in zip(s, lam, strict=True))
         sigma = tuple(li / si for li, si in zip(lam, s, strict=True))
@@ -204,13 +216,14 @@ def interior_point(
         # Superlinear decrease of the barrier parameter (IPOPT's rule, Wächter & Biegler 2006).
         mu_new = jnp.minimum(jnp.maximum(jnp.minimum(0.1 * mean_comp, mean_comp**1.5),
                                          0.1 * tol), mu)
-        stepped = _State(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1, state.done)
+        stepped = _State(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1,
+                         since >= _PATIENCE, best, since)
         stuck = ~jnp.all(jnp.isfinite(jnp.stack(x_new)))
         frozen = eqx.tree_at(lambda st: st.done, state, jnp.asarray(True))
         return jax.tree.map(lambda a, b: jnp.where(converged | stuck, a, b), frozen, stepped)
 
     init = _State(x0, slack0, lam0, mu0, jnp.asarray(1.0, dtype), jnp.asarray(0),
-                  jnp.asarray(False))
+                  jnp.asarray(False), jnp.asarray(jnp.inf, dtype), jnp.asarray(0))
     final = jax.lax.while_loop(lambda st: (~st.done) & (st.steps < max_steps), body, init)
     return certify(f, g, final.x, final.multipliers, final.steps)
 
