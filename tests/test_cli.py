@@ -361,3 +361,25 @@ def test_sampling_solves_score_targets(tmp_path):
     assert float(rows[0]["n_samples"]) >= 1
     assert rows[1]["status"] == "invalid_input"
     assert "row 2: column 'target_score' must lie in (0, 1)" in rows[1]["message"]
+
+
+def test_sardana_table_through_the_command_line(tmp_path):
+    """The six rows of Sardana et al. (2024)'s table (LAWS.md §2, `test_solve.SARDANA_TABLE`)
+    through `planner solve` with its default law: N*, D* and lifetime FLOP within 1e-6
+    relative of the published 7-digit numbers; T = 0 gives the training optimum."""
+    from test_solve import SARDANA_TABLE
+
+    src = write_csv(tmp_path / "sardana.csv", ["target_loss", "inference_tokens"],
+                    [[ell, t] for ell, t, *_ in SARDANA_TABLE])
+    out = tmp_path / "plans.csv"
+    assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
+    rows = read_csv(out)
+    assert len(rows) == len(SARDANA_TABLE)
+    for got, (_, t, n_c, d_c, n_star, d_star, total, _) in zip(rows, SARDANA_TABLE, strict=True):
+        assert got["status"] == "optimal"
+        for column, published in (("n_params", n_star), ("n_tokens", d_star),
+                                  ("total_flops", total)):
+            assert abs(float(got[column]) / published - 1) <= 1e-6, (column, got, published)
+        if t == 0:
+            assert abs(float(got["n_params"]) / n_c - 1) <= 1e-6
+            assert abs(float(got["n_tokens"]) / d_c - 1) <= 1e-6
