@@ -35,6 +35,7 @@ SCENARIO_COLUMNS = {
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
+SUB_BATCH = 1024
 CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
                "max_tokens")
 # An empty cell in an optional column means the constraint is absent for that row. Within a
@@ -416,7 +417,10 @@ def _solve_batch(law_values, fields, base_law, stages, objective, solver):
             out["n_samples"] = plan.allocation.n_samples
         return out
 
-    return jax.vmap(one)(law_values, fields)
+    # Sub-batches of SUB_BATCH rows, one after another: under vmap a batch steps until its
+    # slowest member has converged, so a smaller batch wastes fewer steps on the others
+    # (measured: 16,384 pruning + sampling rows, 95 s CPU as one batch, 35 s in sub-batches).
+    return jax.lax.map(lambda row: one(*row), (law_values, fields), batch_size=SUB_BATCH)
 
 
 def make_solver(
