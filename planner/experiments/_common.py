@@ -7,11 +7,17 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+import numpy as np
+
 from .._table import atomic_write
 
 
 def _plain(value):
-    """JSON-ready: numpy and JAX scalars as floats, non-finite floats as null."""
+    """JSON-ready: arrays as (nested) lists, numpy and JAX scalars as floats, non-finite
+    floats as null."""
+    if isinstance(value, np.ndarray | jax.Array):
+        return _plain(np.asarray(value).tolist())
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -63,3 +69,12 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def command_line(run, description: str | None) -> None:
+    """`python experiments/NAME.py [--output DIR]`: run one experiment into DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", default="out")
+    run(Path(parser.parse_args().output))

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from .. import Chinchilla, Status
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 from .epoch_tradeoffs import chunked_solve
 from .joint_sampling import _solve_rows
 
@@ -102,7 +102,7 @@ def run(output: Path) -> dict:
         [[c["p"], c["q"], round(c["ratio_scan"], 4), round(c["ratio_rule"], 4)] for c in checks])
     write_markdown(output / "allocation_rule.md",
                    "Training's share at the optimum (Erdil 2024)", body)
-    write_json(output / "allocation_rule.json", _jsonable({"chinchilla": res, "power": checks}))
+    write_json(output / "allocation_rule.json", {"chinchilla": res, "power": checks})
     _plot(res, output / "allocation_rule.png")
     print(body)
     return {t: round(r["share_at_rate_one"], 4) for t, r in res.items()}
@@ -143,19 +143,5 @@ def _plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    return value
-
-
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)

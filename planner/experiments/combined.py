@@ -32,7 +32,7 @@ from .. import (
     frontier,
 )
 from .._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 from .epoch_tradeoffs import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
 
 TOKENS_PER_QUERY = 1000.0
@@ -525,29 +525,15 @@ def run(output: Path, fast: bool = False) -> dict:
             + _table(res) + "\n" + combined_spans(res=res)["summary"] + "\n")
     write_markdown(output / "combined.md", "Combining techniques (Villalobos & Atkinson 2023)",
                    body)
-    write_json(output / "combined.json", _jsonable({"alone": res["alone"], "joint": res["joint"],
-                                                    "target_pass_at_k": TARGET_SCORE,
-                                                    "target_10_at_k": TARGET_FILTERED,
-                                                    "target_elo": TARGET_ELO}))
+    write_json(output / "combined.json", {"alone": res["alone"], "joint": res["joint"],
+                                          "target_pass_at_k": TARGET_SCORE,
+                                          "target_10_at_k": TARGET_FILTERED,
+                                          "target_elo": TARGET_ELO})
     _plot(res, output / "combined.png")
     print(body)
     return {name: (round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3))
             for name, v in res["joint"].items()}
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    return value
-
-
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)

@@ -34,7 +34,7 @@ from .. import (
     solve,
 )
 from .._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 
 MAX_RATE = 6.0
 """The report's "efficient exchange" cutoff on $|d\\log TC/d\\log IC|$ (LAWS.md §0)."""
@@ -650,26 +650,12 @@ def run(output: Path, fast: bool = False) -> dict:
     body = _table(results) + _details(results)
     write_markdown(output / "epoch_tradeoffs.md",
                    "Trade-off spans (Villalobos & Atkinson 2023, Epoch AI)", body)
-    write_json(output / "epoch_tradeoffs.json", _jsonable(results))
+    write_json(output / "epoch_tradeoffs.json", results)
     _plot(results, output / "epoch_tradeoffs.png")
     print(body)
     return {name: (round(results[name]["train_span_oom"], 3),
                    round(results[name]["inference_span_oom"], 3)) for name in TECHNIQUES}
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    return value
-
-
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)

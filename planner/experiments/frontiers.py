@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import MCTS, Chinchilla, JonesFrontier, imp_training_factor
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 from .epoch_tradeoffs import (
     ALPHACODE_PARAMS,
     ALPHACODE_SAMPLES,
@@ -273,25 +273,11 @@ def run(output: Path, fast: bool = False) -> dict:
                    "Iso-performance contours and Pareto frontiers (Villalobos & Atkinson 2023)",
                    "Spans of the efficient part (rates 1/6 to 6) of every contour drawn in "
                    "frontiers.png.\n\n" + table)
-    write_json(output / "frontiers.json", _jsonable({"spans": spans, "contours": res}))
+    write_json(output / "frontiers.json", {"spans": spans, "contours": res})
     _plot(res, spans, output / "frontiers.png")
     print(table)
     return {"contours": len(spans)}
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    return value
-
-
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import equinox as eqx
@@ -23,7 +22,7 @@ import numpy as np
 
 from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
 from .._techniques.sampling import RepeatedSampling, SuccessLink
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 from .combined import loss_for_pass_at_k
 
 TARGETS = (0.5, 0.9)
@@ -160,7 +159,7 @@ def run(output: Path, fast: bool = False) -> dict:
                      f"compute to the grid: {'n/a' if gap is None else f'{gap:.1e}'}")
     write_markdown(output / "joint_sampling.md",
                    "Joint N, D and samples under one budget (Roberts et al. 2026)", body + "\n")
-    write_json(output / "joint_sampling.json", _jsonable(res))
+    write_json(output / "joint_sampling.json", res)
     _plot(res, output / "joint_sampling.png")
     print(body)
     return {t: round(float(np.max(r["joint"]["tokens_per_param"])), 1) for t, r in res.items()}
@@ -204,21 +203,5 @@ def _plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
-from ._common import markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
 
 # Published optima, Sardana defaults (LAWS.md §2; beyond-chinchilla repository):
 # (target loss, T, N*, D*, total FLOP at the optimum, total FLOP at the training optimum).
@@ -146,8 +146,4 @@ def run(output: Path) -> dict:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output", default="out")
-    run(Path(parser.parse_args().output))
+    command_line(run, __doc__)
