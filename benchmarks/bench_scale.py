@@ -49,9 +49,10 @@ import sys
 import tempfile
 import time
 
+from _results import RESULTS, write_section
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADING = "## Scale: throughput, memory, devices"
-RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 # The issue's headline: ten million composed scenarios from a table, peak memory under 4 GB.
 HEADLINE_ROWS = 10_000_000
 HEADLINE_MEMORY = 4 * 2**30
@@ -585,17 +586,6 @@ def precision_notes(rows: list[dict]) -> list[str]:
     return notes
 
 
-def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
-    """Replace (or append) this benchmark's section of `path`, leaving other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = text.rstrip() + "\n\n"
-    new, count = pattern.subn(lambda _: section, old)
-    if count == 0:
-        new = old.rstrip() + "\n\n" + section
-    path.write_text(new.rstrip() + "\n")
-
-
 # ---------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -692,7 +682,7 @@ def main(argv=None) -> int:
     dump.write_text(json.dumps({**results, "meta": meta}, indent=1))
     print(f"raw results: {dump}")
     if not (args.smoke or args.no_write):
-        write_section(text)
+        write_section(HEADING, text)
         print(f"wrote the section {HEADING[3:]!r} of {RESULTS}")
     return 0
 

@@ -47,7 +47,6 @@ import math
 import os
 import pathlib
 import platform
-import re
 import sys
 import time
 import warnings
@@ -62,11 +61,11 @@ import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 import optimistix as optx  # noqa: E402
 import scipy.optimize  # noqa: E402
+from _results import RESULTS, write_section  # noqa: E402
 
 import planner  # noqa: E402
 
 HEADING = "## Lifetime problem: planner vs peers"
-RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 # The issue's targets: the general solver at least this many times faster than the SciPy loop ...
 TARGET_VS_SCIPY = 1000.0
 # ... and at most this many times slower than the hand-reduced optimistix solve.
@@ -436,17 +435,6 @@ def verdicts(planner_t: Timing, scipy_t: Timing, optx_t: Timing,
     ]
 
 
-def write_section(text: str, path: pathlib.Path = RESULTS) -> None:
-    """Replace (or append) this benchmark's section of `path`, leaving other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = text.rstrip() + "\n\n"
-    new, count = pattern.subn(lambda _: section, old)
-    if count == 0:
-        new = old.rstrip() + "\n\n" + section
-    path.write_text(new.rstrip() + "\n")
-
-
 # -------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -629,7 +617,7 @@ def main(argv=None) -> int:
                 *(f"| {k} | {fmt_time(t.wall)} | {fmt_time(t.cpu)} | {o:,} |"
                   for k, t, o in breakdown),
             ]
-        write_section("\n".join(parts))
+        write_section(HEADING, "\n".join(parts))
         print(f"wrote the section {HEADING[3:]!r} of {RESULTS}")
     return 0
 
