@@ -2,7 +2,9 @@
 
 Oracles: exact binomials (math.comb), numerical integration (scipy.integrate.quad), Monte
 Carlo, high-precision Beta functions (mpmath), least-squares refits (scipy.optimize) of the
-published points in LAWS.md, and finite differences for every gradient.
+published points in LAWS.md, and finite differences for every gradient. The special functions
+underneath (ψ, ψ' and differences of log Γ) are checked against mpmath at 40 digits, always
+under `jit`, which is where XLA gets to rearrange them.
 """
 
 import itertools
@@ -24,6 +26,11 @@ from planner._techniques.sampling import (
     FilteredSampling,
     RepeatedSampling,
     SuccessLink,
+    _beta_log_failure,
+    _digamma,
+    _lgamma_diff,
+    _log_shift,
+    _trigamma,
     codex_code_loss,
     pass_at_k_unbiased,
     score_log_failure,
@@ -83,6 +90,108 @@ def test_unbiased_float32():
     got = pass_at_k_unbiased(jnp.float32(200), jnp.float32(10), jnp.float32(10))
     assert got.dtype == jnp.float32
     assert float(got) == pytest.approx(0.408548, abs=1e-5)
+
+
+# --------------------------------------------------------------- ψ, ψ' and log Γ differences
+PSI_ZERO = 1.4616321449683622  # the float64 nearest ψ's positive zero
+PSI_GRID = np.concatenate([
+    np.logspace(-12, 8, 1001),
+    np.linspace(1.0, 2.0, 201),
+    # next to the zero, and on both sides of the float64 and float32 Taylor bands around it
+    PSI_ZERO + np.array([-1e-9, -4e-16, -2e-16, 0.0, 2e-16, 4e-16, 1e-9]),
+    PSI_ZERO + np.array([-0.5, -0.2, 0.2, 0.5])[:, None] * (1.0 + np.array([-1e-9, 1e-9])),
+], axis=None)
+
+
+def _mp(f, *columns):
+    with mpmath.workdps(40):
+        return np.array([float(f(*map(mpmath.mpf, map(float, row)))) for row in zip(*columns)])
+
+
+def _mp_trigamma(x):
+    return mpmath.polygamma(1, x)
+
+
+def test_digamma_and_trigamma_against_mpmath():
+    x = PSI_GRID
+    np.testing.assert_allclose(jax.jit(_digamma)(x), _mp(mpmath.digamma, x), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(jax.jit(_trigamma)(x), _mp(_mp_trigamma, x), rtol=2e-15, atol=0)
+
+
+def test_digamma_and_trigamma_float32():
+    x = PSI_GRID.astype(np.float32)
+    psi, psi1 = jax.jit(_digamma)(x), jax.jit(_trigamma)(x)
+    assert psi.dtype == psi1.dtype == jnp.float32
+    exact = x.astype(np.float64)  # the oracle at the float32 inputs themselves
+    np.testing.assert_allclose(psi, _mp(mpmath.digamma, exact), rtol=1.2e-6, atol=0)
+    np.testing.assert_allclose(psi1, _mp(_mp_trigamma, exact), rtol=5e-7, atol=0)
+
+
+def test_digamma_derivatives():
+    x = jnp.array([0.3, PSI_ZERO, 7.0, 300.0])
+    np.testing.assert_allclose(jax.vmap(jax.grad(_digamma))(x), _trigamma(x), rtol=1e-15)
+    check_grads(_digamma, (x,), order=2, modes=["fwd", "rev"])
+    check_grads(_trigamma, (x,), order=1, modes=["fwd", "rev"])
+
+
+@pytest.mark.parametrize("x", [1e-12, 1.0, 1e6])
+@pytest.mark.parametrize("a", [1e-6, 0.3, 5.0])
+def test_lgamma_diff_and_derivatives_against_mpmath(x, a):
+    # log Γ(x) - log Γ(x + a); gradient ψ(x) - ψ(x + a), -ψ(x + a); Hessian from ψ'
+    def closed_forms(x, a):
+        xa = x + a
+        return [mpmath.loggamma(x) - mpmath.loggamma(xa), mpmath.digamma(x) - mpmath.digamma(xa),
+                -mpmath.digamma(xa), mpmath.polygamma(1, x) - mpmath.polygamma(1, xa),
+                -mpmath.polygamma(1, xa)]
+
+    with mpmath.workdps(40):
+        value, dx, da, dxx, daa = (float(v) for v in closed_forms(mpmath.mpf(x), mpmath.mpf(a)))
+
+    def f(xa):
+        return _lgamma_diff(xa[0], xa[1])
+
+    xa = jnp.array([x, a])
+    assert float(jax.jit(f)(xa)) == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(jax.jit(jax.grad(f))(xa), [dx, da], rtol=1e-14)
+    np.testing.assert_allclose(jax.jit(jax.hessian(f))(xa), [[dxx, daa], [daa, daa]], rtol=1e-14)
+
+
+def test_beta_log_failure_hessian_against_high_precision():
+    # what the solver evaluates: full Hessians in (alpha, beta, k), forward over reverse, vmapped
+    rng = np.random.default_rng(3)
+    alpha = np.concatenate([[0.3, 1e-3, 0.05, 5.0], 10 ** rng.uniform(-3, -0.15, 20)])
+    beta = np.concatenate([[2.0, 0.7, 1e-9, 0.5], 10 ** rng.uniform(-3, -0.15, 20)])
+    k = np.concatenate([[1.0, 1e4, 37.0, 1e6], 10 ** rng.uniform(0, 4, 20)])
+
+    def exact(a, b, k):
+        t = [mpmath.polygamma(1, z) for z in (b + k, a + b + k, b, a + b)]
+        h_aa, h_bk = t[3] - t[1], t[0] - t[1]
+        return [[h_aa, h_aa, -t[1]], [h_aa, h_bk - t[2] + t[3], h_bk], [-t[1], h_bk, h_bk]]
+
+    with mpmath.workdps(40):
+        want = np.array([[[float(v) for v in row] for row in exact(*map(mpmath.mpf, p))]
+                         for p in zip(alpha, beta, k)])
+    hessian = jax.jit(jax.vmap(jax.hessian(_beta_log_failure, argnums=(0, 1, 2))))
+    got = np.moveaxis(np.array(hessian(alpha, beta, k)), 2, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_shift_is_one_log1p_that_does_not_overflow(dtype):
+    # Σ_{i<10} log1p(a/(x + i)) as log1p of a product, across x >= 1e-12 and a <= 1e6
+    x = np.array([1e-12, 1e-12, 1e-12, 1.0, 1.0, 37.5, 1e6, 1e8], dtype)
+    a = np.array([1e6, 1.0, 1e-12, 1e6, 1e-6, 0.3, 5.0, 1e-6], dtype)
+    got = jax.jit(_log_shift)(x, a)
+    assert got.dtype == dtype and bool(jnp.all(jnp.isfinite(got)))
+    want = _mp(lambda x, a: mpmath.fsum(mpmath.log1p(a / (x + i)) for i in range(10)), x, a)
+    np.testing.assert_allclose(got, want, rtol=2e-15 if dtype == np.float64 else 1e-6)
+    # far past that range a product overflows and is clamped; log Γ(x) - log Γ(x + a) stays
+    # finite and right, the shift being a vanishing part of it
+    big = np.array([1e12, 1e30, 1e30 if dtype == np.float32 else 1e300], dtype)
+    tiny = np.full(3, 1e-12, dtype)
+    got = jax.jit(_lgamma_diff)(tiny, big)
+    want = _mp(lambda x, a: mpmath.loggamma(x) - mpmath.loggamma(x + a), tiny, big)
+    np.testing.assert_allclose(got, want, rtol=1e-15 if dtype == np.float64 else 1e-6)
 
 
 # --------------------------------------------------------------------------- Beta mixtures
