@@ -1,21 +1,26 @@
 """A primal-dual interior-point Newton method for small, smooth, batched problems.
 
-Solves $\\min_x f(x)$ subject to $g(x) \\le 0$ for a handful of variables and constraints, written
-for one problem and batched with `vmap`. Variables, constraints, Jacobians and Hessians are
-tuples of scalars, not small arrays: under `vmap` every quantity is then one contiguous array
-over the batch, and the Newton system is solved by an unrolled Cholesky factorisation (no
+Solves $\\min_x f(x, p)$ subject to $g(x, p) \\le 0$ for a handful of variables and constraints,
+written for one problem and batched with `vmap`. Variables, constraints, Jacobians and Hessians
+are tuples of scalars, not small arrays: under `vmap` every quantity is then one contiguous
+array over the batch, and the Newton system is solved by an unrolled LDL^T factorisation (no
 LAPACK call per problem), so an iteration over a million problems is a few fused elementwise
-loops on any backend.
+loops on any backend. An iteration is straight-line code (the line search is part of the
+iteration, not a loop inside it), and batches run on the pooled lanes of `planner._pool`, so a
+member that needs many iterations costs the others nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+from ._pool import pooled
 
 Vector = tuple[Array, ...]
 Matrix = tuple[tuple[Array, ...], ...]
@@ -24,43 +29,86 @@ _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
 _BACKTRACKS = 30
 _MAX_STEP = 2.0
-# A feasible problem whose KKT residual has not fallen by a tenth in this many steps has
-# stalled (an iterate jammed against a bound): it stops, rather than keep the whole batch stepping under
-# vmap until max_steps.
+# A feasible problem whose KKT residual has not fallen by a tenth in this many iterations has
+# stalled (an iterate jammed against a bound, or creeping by halved steps): it stops rather
+# than run to max_steps.
 _PATIENCE = 20
+_DIVERGED = 1e20
+# Slack given to a constraint that is active or violated at the start, and the range of the
+# least-squares multipliers it starts with (see `_init`).
+_START_SLACK = 1e-3
+_START_MULTIPLIERS = (1e-2, 1e6)
+
+
+def _max(values) -> Array:
+    """The largest of a few scalars, as elementwise maxima: under `vmap` a `jnp.max` of a
+    stack is a reduction, which XLA gives a loop (and on CPU a pass over memory) of its own."""
+    return functools.reduce(jnp.maximum, values)
+
+
+def _min(values) -> Array:
+    return functools.reduce(jnp.minimum, values)
 
 
 def _dot(a: Vector, b: Vector) -> Array:
     return sum((ai * bi for ai, bi in zip(a, b, strict=True)), jnp.zeros_like(a[0]))
 
 
-def cholesky_solve(matrix: Matrix, rhs: Vector) -> Vector:
-    """Solve `matrix @ x = rhs` for a small symmetric matrix given as nested tuples.
+def ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
+    """`(L, d)` with `matrix = L diag(d) L^T`, L unit lower triangular, for a small symmetric
+    matrix given as nested tuples (no pivoting: meant for positive definite matrices, whose
+    pivots `d` are then all positive)."""
+    n = len(matrix)
+    zero = jnp.zeros_like(matrix[0][0])
+    low: list[list[Array]] = [[zero] * n for _ in range(n)]
+    d: list[Array] = []
+    for j in range(n):
+        d.append(matrix[j][j] - sum((low[j][k] ** 2 * d[k] for k in range(j)), zero))
+        for i in range(j + 1, n):
+            off = matrix[i][j] - sum((low[i][k] * low[j][k] * d[k] for k in range(j)), zero)
+            low[i][j] = off / d[j]
+    return tuple(tuple(row) for row in low), tuple(d)
 
-    A negative pivot is replaced by its absolute value and a vanishing one by a small floor (a
-    modified Cholesky factorisation in the spirit of Gill & Murray 1974): for an indefinite
-    matrix the result is a descent direction scaled by the magnitude of the curvature it meets,
-    not a huge step along a direction of negative curvature; for a positive definite matrix it
-    is the exact solve, so Newton's local quadratic convergence is kept.
-    """
+
+def ldl_solve(factor: tuple[Matrix, Vector], rhs: Vector) -> Vector:
+    """Solve `L diag(d) L^T x = rhs` given the factor `(L, d)` of `ldl`."""
+    low, d = factor
     n = len(rhs)
     zero = jnp.zeros_like(rhs[0])
-    eps = 1e-13 if rhs[0].dtype == jnp.float64 else 1e-6
-    scale = jnp.maximum(jnp.max(jnp.stack([jnp.abs(matrix[i][i]) for i in range(n)])), 1.0)
-    low: list[list[Array]] = [[zero] * n for _ in range(n)]
-    for j in range(n):
-        d = matrix[j][j] - sum((low[j][k] ** 2 for k in range(j)), zero)
-        low[j][j] = jnp.sqrt(jnp.maximum(jnp.abs(d), eps * scale))
-        for i in range(j + 1, n):
-            off = matrix[i][j] - sum((low[i][k] * low[j][k] for k in range(j)), zero)
-            low[i][j] = off / low[j][j]
     y: list[Array] = []
     for i in range(n):
-        y.append((rhs[i] - sum((low[i][k] * y[k] for k in range(i)), zero)) / low[i][i])
+        y.append(rhs[i] - sum((low[i][k] * y[k] for k in range(i)), zero))
     x: list[Array] = [zero] * n
     for i in reversed(range(n)):
-        x[i] = (y[i] - sum((low[k][i] * x[k] for k in range(i + 1, n)), zero)) / low[i][i]
+        x[i] = y[i] / d[i] - sum((low[k][i] * x[k] for k in range(i + 1, n)), zero)
     return tuple(x)
+
+
+def modified_ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
+    """`ldl` with every pivot replaced by its absolute value, floored (a modified Cholesky
+    factorisation in the spirit of Gill & Murray 1974): for an indefinite matrix the solve
+    gives a descent direction scaled by the magnitude of the curvature it meets, not a step
+    along negative curvature; a positive definite matrix keeps its exact factor, so Newton's
+    local quadratic convergence is kept. A vanishing pivot (a direction the problem does not
+    curve, such as a variable held fixed) gets the floor."""
+    n = len(matrix)
+    zero = jnp.zeros_like(matrix[0][0])
+    eps = 1e-13 if zero.dtype == jnp.float64 else 1e-6
+    floor = eps * jnp.maximum(_max([jnp.abs(matrix[i][i]) for i in range(n)]), 1.0)
+    low: list[list[Array]] = [[zero] * n for _ in range(n)]
+    d: list[Array] = []
+    for j in range(n):
+        pivot = matrix[j][j] - sum((low[j][k] ** 2 * d[k] for k in range(j)), zero)
+        d.append(jnp.maximum(jnp.abs(pivot), floor))
+        for i in range(j + 1, n):
+            off = matrix[i][j] - sum((low[i][k] * low[j][k] * d[k] for k in range(j)), zero)
+            low[i][j] = off / d[j]
+    return tuple(tuple(row) for row in low), tuple(d)
+
+
+def ldl_solve_matrix(matrix: Matrix, rhs: Vector) -> Vector:
+    """Solve `matrix @ x = rhs` for a small symmetric positive definite matrix."""
+    return ldl_solve(ldl(matrix), rhs)
 
 
 class IPMResult(eqx.Module):
@@ -74,15 +122,42 @@ class IPMResult(eqx.Module):
 
 
 class _State(eqx.Module):
-    x: Vector
+    x: Vector  # the accepted iterate
     slack: Vector
     multipliers: Vector
+    dx: Vector  # the Newton direction from it
+    ds: Vector
+    dlam: Vector
+    alpha: Float[Array, ""]  # the primal step on trial
+    alpha_l: Float[Array, ""]  # the multipliers' step
+    merit0: Float[Array, ""]  # the merit function at the iterate, for the direction's mu
+    slope: Float[Array, ""]  # its directional derivative along the direction
     mu: Float[Array, ""]
     penalty: Float[Array, ""]
-    steps: Array
-    done: Array
+    tries: Array  # halvings of the current step (-1: the start, accepted as it is)
+    steps: Array  # iterations: one evaluation of the problem each
+    done: Array  # converged, stalled or stuck
     best: Float[Array, ""]  # the smallest KKT residual met so far
-    since: Array  # steps since it last fell by a tenth
+    since: Array  # iterations since it last fell by a tenth
+
+
+def _once(tree, unit: Array):
+    """`tree` unchanged, as values XLA computes once.
+
+    XLA fuses cheap arithmetic into every consumer of its result and recomputes it there: the
+    arithmetic of an evaluation of the problem (a sampling law's series) and of the Newton
+    system is read by dozens of the state's updates, and was recomputed in each (the step of
+    the sampling problem cost 1.9 µs per lane on CPU, against 0.36 µs for the evaluation
+    itself). A floating division is an operation XLA does not duplicate: dividing by `unit`,
+    a one the compiler cannot see is one, makes each value a result computed once and read by
+    all (0.54 µs). Booleans go through the same division as 0.0 / 1.0.
+    """
+    def once(v):
+        if v.dtype == jnp.bool_:
+            return (v.astype(unit.dtype) / unit) > 0.5
+        return v / unit.astype(v.dtype)
+
+    return jax.tree.map(once, tree)
 
 
 def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Vector, Array, Array,
@@ -91,141 +166,242 @@ def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Ve
     jt_lam = tuple(_dot(tuple(row[i] for row in jac), lam) for i in range(n))
     r_d = tuple(gf + jl for gf, jl in zip(grad_f, jt_lam, strict=True))
     # Relative to the size of the two terms that cancel, as rounding errors are.
-    scale = jnp.maximum(1.0, jnp.max(jnp.stack([jnp.abs(v) for v in grad_f + jt_lam])))
-    stat = jnp.max(jnp.stack([jnp.abs(r) for r in r_d])) / scale
-    feas = jnp.maximum(jnp.max(jnp.stack(gx)), 0.0)
-    comp = jnp.max(jnp.stack([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)]))
+    scale = jnp.maximum(1.0, _max([jnp.abs(v) for v in grad_f + jt_lam]))
+    stat = _max([jnp.abs(r) for r in r_d]) / scale
+    feas = jnp.maximum(_max(gx), 0.0)
+    comp = _max([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)])
     return r_d, stat, feas, comp
 
 
+def _largest_step(v: Vector, dv: Vector, tau) -> Array:
+    """The largest step in (0, 1] that keeps `v + step * dv >= (1 - tau) v` (v > 0)."""
+    ratios = [jnp.where(d < 0, -tau * vi / jnp.where(d < 0, d, -1.0), 1.0)
+              for vi, d in zip(v, dv, strict=True)]
+    return jnp.minimum(1.0, _min(ratios))
+
+
 def interior_point(
-    f: Callable[[Vector], Array],
-    g: Callable[[Vector], Vector],
+    f: Callable[[Vector, object], Array],
+    g: Callable[[Vector, object], Vector],
     x0: Vector,
+    params,
     *,
     tol: float,
     max_steps: int,
-) -> IPMResult:
-    """Minimise `f(x)` subject to `g(x) <= 0` from `x0` (which need not be feasible).
+    lanes: int,
+) -> tuple[Vector, Vector, Array]:
+    """Minimise `f(x, params)` subject to `g(x, params) <= 0` from `x0` (need not be feasible).
 
     Newton steps on the perturbed KKT conditions with slacks $s$ and multipliers $\\lambda$,
-    $\\nabla f + J^T\\lambda = 0$, $g + s = 0$, $s\\lambda = \\mu$; the barrier parameter
-    follows the average complementarity; steps keep $s, \\lambda > 0$ by the fraction-to-the-
-    boundary rule and are backtracked on an $\\ell_1$ merit function (Nocedal & Wright 2006,
-    §19.2–19.4). A problem stops when every KKT residual is at most `tol`, or after
-    `max_steps`; under `vmap`, stopped problems are frozen while the others go on.
+    $\\nabla f + J^T\\lambda = 0$, $g + s = 0$, $s\\lambda = \\mu$ (Nocedal & Wright 2006,
+    §19.2–19.4). Each step's barrier parameter comes from Mehrotra's probing rule: the
+    affine-scaling direction ($\\mu = 0$) is computed first, then $\\mu = \\sigma\\bar\\mu$ with
+    $\\sigma = (\\mu_{\\rm aff}/\\bar\\mu)^3$, $\\bar\\mu$ the average complementarity and
+    $\\mu_{\\rm aff}$ what the affine step would leave of it (Mehrotra 1992; IPOPT's adaptive
+    rule, Nocedal, Wächter & Waltz 2009); both directions come from one factorisation. Steps
+    keep $s, \\lambda > 0$ by the fraction-to-the-boundary rule and are backtracked on an
+    $\\ell_1$ merit function.
+
+    One iteration is one evaluation of the problem (values, gradients, the Lagrangian's
+    Hessian) at a trial point: accepted, it is the next iterate, whose derivatives give the
+    next direction at once; rejected, the step is halved for the next iteration. A problem
+    stops when every KKT residual is at most `tol`, when it has stalled, or after `max_steps`
+    iterations. `params` are the problem's data (any pytree of arrays); batch with `vmap`,
+    which runs the batch on `lanes` pooled lanes (`planner._pool.pooled`).
+
+    **Returns:** `(x, multipliers, iterations)` of the last iterate; `certify` gives its KKT
+    residuals.
     """
-    n = len(x0)
-    dtype = x0[0].dtype
-    tiny = jnp.finfo(dtype).tiny
-    g0 = g(x0)
-    m = len(g0)
-    slack0 = tuple(jnp.maximum(-gi, 1.0) for gi in g0)
-    mu0 = jnp.asarray(0.1, dtype)
-    lam0 = tuple(mu0 / si for si in slack0)
 
-    def lagrangian(x, lam):
-        return f(x) + _dot(g(x), lam)
+    def stopped(state: _State) -> Array:
+        return state.done | (state.steps >= max_steps)
 
-    def merit(x, s, mu, penalty):
-        gx = g(x)
-        barrier = sum((jnp.log(si) for si in s), jnp.zeros((), dtype))
-        violation = sum((jnp.abs(gi + si) for gi, si in zip(gx, s, strict=True)),
-                        jnp.zeros((), dtype))
-        return f(x) - mu * barrier + penalty * violation
+    return pooled(
+        functools.partial(_init, f, g, tol),
+        functools.partial(_step, f, g, tol, max_steps),
+        stopped,
+        lambda state: (state.x, state.multipliers, state.steps),
+        lambda out, params: out,
+        lanes=lanes,
+    )(x0, params)
 
-    def body(state: _State) -> _State:
-        x, s, lam, mu = state.x, state.slack, state.multipliers, state.mu
-        gx = g(x)
-        jac = jax.jacfwd(g)(x)
-        grad_f = jax.grad(f)(x)
-        hess = jax.hessian(lagrangian)(x, lam)
-        r_d, stat, feas, comp = _residuals(grad_f, jac, gx, lam)
-        converged = (stat <= tol) & (feas <= tol) & (comp <= tol)
-        residual = jnp.maximum(jnp.maximum(stat, feas), comp)
-        improved = residual < 0.9 * state.best
-        best = jnp.where(improved, residual, state.best)
-        # only a feasible iterate can stall: an infeasible problem is recognised by its
-        # multipliers diverging, which takes the steps it takes
-        since = jnp.where(improved | (feas > jnp.sqrt(tol)), 0, state.since + 1)
-        r_p = tuple(gi + si for gi, si in zip(gx, s, strict=True))
-        r_c = tuple(si * li - mu for si, li in zip(s, lam, strict=True))
-        sigma = tuple(li / si for li, si in zip(lam, s, strict=True))
-        matrix = tuple(
-            tuple(hess[i][j] + sum((jac[k][i] * sigma[k] * jac[k][j] for k in range(m)),
-                                   jnp.zeros((), dtype)) for j in range(n))
-            for i in range(n)
-        )
-        w = tuple((lam[k] * r_p[k] - r_c[k]) / s[k] for k in range(m))
-        rhs = tuple(-r_d[i] - sum((jac[k][i] * w[k] for k in range(m)), jnp.zeros((), dtype))
-                    for i in range(n))
-        dx = cholesky_solve(matrix, rhs)
+
+class _Evaluation(eqx.Module):
+    f: Float[Array, ""]
+    g: Vector
+    grad_f: Vector
+    jac: Matrix
+    hess: Matrix
+
+
+def _evaluate(f, g, x, lam, params) -> _Evaluation:
+    fx, grad_f = jax.value_and_grad(f)(x, params)
+
+    def lagrangian(x):
+        return f(x, params) + _dot(g(x, params), lam)
+
+    return _Evaluation(fx, g(x, params), grad_f, jax.jacfwd(g)(x, params),
+                       jax.hessian(lagrangian)(x))
+
+
+def _merit(e: _Evaluation, s: Vector, mu, penalty):
+    zero = jnp.zeros_like(e.f)
+    barrier = sum((jnp.log(si) for si in s), zero)
+    violation = sum((jnp.abs(gi + si) for gi, si in zip(e.g, s, strict=True)), zero)
+    return e.f - mu * barrier + penalty * violation
+
+
+def _prepare(e: _Evaluation, x: Vector, s: Vector, lam: Vector, penalty, tol: float, unit):
+    """The Newton direction at an accepted iterate, its barrier parameter (Mehrotra's probing),
+    the steps that keep slacks and multipliers positive, and the merit function's value and
+    slope along it. `unit` is the one of `_once`."""
+    n, m = len(x), len(s)
+    zero = jnp.zeros_like(e.f)
+    tiny = jnp.finfo(zero.dtype).tiny
+    jac = e.jac
+    r_d, _, _, _ = _residuals(e.grad_f, jac, e.g, lam)
+    r_p = tuple(gi + si for gi, si in zip(e.g, s, strict=True))
+    sigma = tuple(li / si for li, si in zip(lam, s, strict=True))
+    factor = _once(modified_ldl(tuple(
+        tuple(e.hess[i][j] + sum((jac[k][i] * sigma[k] * jac[k][j] for k in range(m)), zero)
+              for j in range(n))
+        for i in range(n)
+    )), unit)
+    # The right-hand side is affine in mu: dx(mu) = dx_aff + mu dx_unit.
+    w_aff = tuple(lam[k] * r_p[k] / s[k] - lam[k] for k in range(m))
+    dx_aff = ldl_solve(factor, tuple(
+        -r_d[i] - sum((jac[k][i] * w_aff[k] for k in range(m)), zero) for i in range(n)))
+    dx_unit = ldl_solve(factor, tuple(
+        -sum((jac[k][i] / s[k] for k in range(m)), zero) for i in range(n)))
+    dx_aff, dx_unit = _once((dx_aff, dx_unit), unit)
+
+    def direction(mu):
+        dx = tuple(a + mu * u for a, u in zip(dx_aff, dx_unit, strict=True))
         ds = tuple(-r_p[k] - _dot(jac[k], dx) for k in range(m))
-        dlam = tuple((-r_c[k] - lam[k] * ds[k]) / s[k] for k in range(m))
+        dlam = tuple((mu - s[k] * lam[k] - lam[k] * ds[k]) / s[k] for k in range(m))
+        return dx, ds, dlam
 
-        def max_step(v, dv):
-            ratios = [jnp.where(d < 0, -_TAU * vi / jnp.where(d < 0, d, -1.0), 1.0)
-                      for vi, d in zip(v, dv, strict=True)]
-            return jnp.minimum(1.0, jnp.min(jnp.stack(ratios)))
+    mean = sum((si * li for si, li in zip(s, lam, strict=True)), zero) / m
+    _, ds_aff, dlam_aff = direction(zero)
+    step_p, step_d = _largest_step(s, ds_aff, 1.0), _largest_step(lam, dlam_aff, 1.0)
+    mean_aff = sum(((si + step_p * d) * (li + step_d * e)
+                    for si, d, li, e in zip(s, ds_aff, lam, dlam_aff, strict=True)), zero) / m
+    ratio = jnp.clip(mean_aff / jnp.maximum(mean, tiny), 0.0, 1.0)
+    mu = jnp.maximum(ratio**3 * mean, 0.1 * tol)
+    dx, ds, dlam = direction(mu)
+    # A cap on the step in the (log) variables: a constraint that saturates far from the
+    # optimum lets the merit function accept a Newton step that shrinks N a million-fold; no
+    # step may change a variable by more than a factor e^_MAX_STEP.
+    longest = _max([jnp.abs(d) for d in dx])
+    alpha = jnp.minimum(_largest_step(s, ds, _TAU), _MAX_STEP / jnp.maximum(longest, _MAX_STEP))
+    alpha_l = _largest_step(lam, dlam, _TAU)
+    penalty = jnp.maximum(
+        penalty, _max([jnp.abs(li + d) for li, d in zip(lam, dlam, strict=True)]) + 1.0)
+    slope = (_dot(e.grad_f, dx) - mu * sum((d / si for d, si in zip(ds, s, strict=True)), zero)
+             - penalty * sum((jnp.abs(r) for r in r_p), zero))
+    return dx, ds, dlam, alpha, alpha_l, _merit(e, s, mu, penalty), jnp.minimum(slope, 0.0), \
+        mu, penalty
 
-        # A cap on the step in the (log) variables: a constraint that saturates far from the
-        # optimum (a success rate's log-failure is bounded by 0 however small the model) lets
-        # the merit function accept a Newton step that shrinks N a million-fold; no step may
-        # change a variable by more than a factor e^_MAX_STEP.
-        longest = jnp.max(jnp.stack([jnp.abs(d) for d in dx]))
-        alpha_s = jnp.minimum(max_step(s, ds), _MAX_STEP / jnp.maximum(longest, _MAX_STEP))
-        alpha_l = max_step(lam, dlam)
-        penalty = jnp.maximum(
-            state.penalty, jnp.max(jnp.stack([jnp.abs(li + d) for li, d in zip(lam, dlam)])) + 1.0
-        )
-        phi0 = merit(x, s, mu, penalty)
-        slope = (_dot(grad_f, dx) - mu * sum((d / si for d, si in zip(ds, s)), jnp.zeros((), dtype))
-                 - penalty * sum((jnp.abs(r) for r in r_p), jnp.zeros((), dtype)))
-        slope = jnp.minimum(slope, 0.0)
 
-        def trial(alpha):
-            xt = tuple(xi + alpha * d for xi, d in zip(x, dx))
-            st = tuple(si + alpha * d for si, d in zip(s, ds))
-            return merit(xt, st, mu, penalty)
+def _converged(e: _Evaluation, lam: Vector, tol: float):
+    _, stat, feas, comp = _residuals(e.grad_f, e.jac, e.g, lam)
+    residual = jnp.maximum(jnp.maximum(stat, feas), comp)
+    return residual <= tol, residual, feas
 
-        # Near the solution the merit's decrease is below its rounding error; a step that
-        # changes it by no more than that is accepted rather than halved to nothing.
-        noise = 16.0 * jnp.finfo(dtype).eps * (1.0 + jnp.abs(phi0))
-        # Members that have converged (or stopped) take no step: they must not backtrack
-        # either, or under vmap the whole batch waits for their halvings.
-        idle = converged | state.done
 
-        def accepted(alpha):
-            return idle | (trial(alpha) <= phi0 + _ARMIJO * alpha * slope + noise)
+def _init(f, g, tol: float, x0: Vector, params) -> _State:
+    """The starting state: slacks, multipliers and the first direction at `x0`.
 
-        def halve(carry):
-            alpha, tries, _ = carry
-            return alpha * 0.5, tries + 1, accepted(alpha * 0.5)
+    A constraint slack at the start by more than `_START_SLACK` keeps its slack $-g$; one that
+    is active or violated gets `_START_SLACK`. The multipliers of those are the least-squares
+    solution of stationarity, $\\min_\\lambda \\|\\nabla f + J^T\\lambda\\|$ over them, clipped to
+    `_START_MULTIPLIERS`; the others start at $\\mu_0/s$ with $\\mu_0$ the mean of the first
+    group's $s\\lambda$. From a start on the constraints of the optimum (the closed-form
+    starts of `planner.solve` are) the iterates are then already near the central path, and
+    the first steps are nearly Newton steps on the KKT conditions.
+    """
+    dtype = x0[0].dtype
+    zero = jnp.zeros((), dtype)
+    gx = g(x0, params)
+    grad0 = jax.grad(f)(x0, params)
+    jac0 = jax.jacfwd(g)(x0, params)
+    m = len(gx)
+    near = tuple(gi > -_START_SLACK for gi in gx)
+    slack = tuple(jnp.where(ok, _START_SLACK, -gi) for ok, gi in zip(near, gx, strict=True))
+    # least squares over the near-active constraints: the others' rows are the identity
+    gram = tuple(tuple(jnp.where(near[i] & near[j], _dot(jac0[i], jac0[j]), 0.0)
+                       + (jnp.where(near[i], 1e-12, 1.0) if i == j else 0.0)
+                       for j in range(m)) for i in range(m))
+    rhs = tuple(jnp.where(near[i], -_dot(jac0[i], grad0), 0.0) for i in range(m))
+    lsq = ldl_solve_matrix(gram, rhs)
+    low, high = _START_MULTIPLIERS
+    lam_near = tuple(jnp.clip(v, low, high) for v in lsq)
+    count = sum((ok.astype(dtype) for ok in near), zero)
+    mu0 = jnp.where(count > 0,
+                    sum((jnp.where(ok, si * li, 0.0)
+                         for ok, si, li in zip(near, slack, lam_near, strict=True)), zero)
+                    / jnp.maximum(count, 1.0),
+                    0.1)
+    lam = tuple(jnp.where(ok, li, mu0 / si)
+                for ok, li, si in zip(near, lam_near, slack, strict=True))
+    # The first iteration evaluates x0 itself (a zero step, accepted whatever the merit says,
+    # `tries = -1`) and prepares the first direction there: the problem's Hessian is then
+    # written once, in `_step`.
+    none = tuple(jnp.zeros((), dtype) for _ in x0)
+    return _State(x0, slack, lam, none, tuple(zero for _ in gx), tuple(zero for _ in gx),
+                  zero, zero, zero, zero, mu0, jnp.asarray(1.0, dtype), jnp.asarray(-1),
+                  jnp.asarray(0), jnp.asarray(False), jnp.asarray(jnp.inf, dtype),
+                  jnp.asarray(0))
 
-        # The test is made in the body and carried, so the loop's condition reads only its
-        # carry (a condition that evaluated the merit itself was seen to never end on XLA:CPU
-        # for float32 batches of 48 identical problems).
-        alpha, _, _ = jax.lax.while_loop(
-            lambda c: ~c[2] & (c[1] < _BACKTRACKS), halve,
-            (alpha_s, jnp.asarray(0), accepted(alpha_s)),
-        )
-        x_new = tuple(xi + alpha * d for xi, d in zip(x, dx))
-        s_new = tuple(jnp.maximum(si + alpha * d, tiny) for si, d in zip(s, ds))
-        lam_new = tuple(jnp.maximum(li + alpha_l * d, tiny) for li, d in zip(lam, dlam))
-        mean_comp = sum((si * li for si, li in zip(s_new, lam_new)), jnp.zeros((), dtype)) / m
-        # Superlinear decrease of the barrier parameter (IPOPT's rule, Wächter & Biegler 2006).
-        mu_new = jnp.minimum(jnp.maximum(jnp.minimum(0.1 * mean_comp, mean_comp**1.5),
-                                         0.1 * tol), mu)
-        stepped = _State(x_new, s_new, lam_new, mu_new, penalty, state.steps + 1,
-                         since >= _PATIENCE, best, since)
-        stuck = ~jnp.all(jnp.isfinite(jnp.stack(x_new)))
-        frozen = eqx.tree_at(lambda st: st.done, state, jnp.asarray(True))
-        return jax.tree.map(lambda a, b: jnp.where(converged | stuck, a, b), frozen, stepped)
 
-    init = _State(x0, slack0, lam0, mu0, jnp.asarray(1.0, dtype), jnp.asarray(0),
-                  jnp.asarray(False), jnp.asarray(jnp.inf, dtype), jnp.asarray(0))
-    final = jax.lax.while_loop(lambda st: (~st.done) & (st.steps < max_steps), body, init)
-    return certify(f, g, final.x, final.multipliers, final.steps)
+def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
+    """One iteration: evaluate the trial point; accept it (and prepare the next direction
+    there) or halve the step."""
+    dtype = state.mu.dtype
+    tiny = jnp.finfo(dtype).tiny
+    eps = jnp.finfo(dtype).eps
+    xt = tuple(xi + state.alpha * d for xi, d in zip(state.x, state.dx, strict=True))
+    st = tuple(jnp.maximum(si + state.alpha * d, tiny)
+               for si, d in zip(state.slack, state.ds, strict=True))
+    lt = tuple(jnp.maximum(li + state.alpha_l * d, tiny)
+               for li, d in zip(state.multipliers, state.dlam, strict=True))
+    unit = (state.steps >= 0).astype(dtype)  # one, unknown to the compiler (`_once`)
+    trial = _once(_evaluate(f, g, xt, lt, params), unit)
+    value = _merit(trial, st, state.mu, state.penalty)
+    # Near the solution the merit's decrease is below its rounding error; a step that changes
+    # it by no more than that is accepted rather than halved to nothing.
+    noise = 16.0 * eps * (1.0 + jnp.abs(state.merit0))
+    finite = functools.reduce(jnp.logical_and, [jnp.isfinite(v) for v in (value, *xt)])
+    accept = finite & (value <= state.merit0 + _ARMIJO * state.alpha * state.slope + noise)
+    # after _BACKTRACKS halvings the step is taken as it is, if it is finite; if not, the
+    # solve ends at the current iterate
+    exhausted = state.tries >= _BACKTRACKS
+    accept = _once(accept | (exhausted & finite) | (state.tries < 0), unit)
+    converged, residual, feas = _converged(trial, lt, tol)
+    improved = residual < 0.9 * state.best
+    # only a feasible iterate can stall: an infeasible problem is recognised by its
+    # multipliers diverging, which takes the steps it takes
+    since = jnp.where(improved | (feas > jnp.sqrt(tol)), 0, state.since + 1)
+    dx, ds, dlam, alpha, alpha_l, merit0, slope, mu, penalty = _once(_prepare(
+        trial, xt, st, lt, state.penalty, tol, unit), unit)
+    # Multipliers beyond _DIVERGED on an infeasible iterate are the signature of an
+    # infeasible problem: they grow geometrically until they overflow, so waiting longer
+    # tells nothing more. A direction that is not finite ends the solve where it is.
+    diverged = (feas > jnp.sqrt(tol)) & (_max(lt) > _DIVERGED)
+    ahead = functools.reduce(jnp.logical_and, [jnp.isfinite(v) for v in (*dx, alpha, merit0)])
+    moved = _State(xt, st, lt, dx, ds, dlam, alpha, alpha_l, merit0, slope, mu, penalty,
+                   jnp.asarray(0), state.steps + 1,
+                   converged | (since >= _PATIENCE) | diverged | ~ahead,
+                   jnp.where(improved, residual, state.best), since)
+    # a halving is an iteration without progress too; a feasible iterate that makes none for
+    # _PATIENCE iterations has stalled
+    waited = jnp.where(feas > jnp.sqrt(tol), 0, state.since + 1)
+    halved = eqx.tree_at(lambda z: (z.alpha, z.tries, z.steps, z.done, z.since), state,
+                         (0.5 * state.alpha, state.tries + 1, state.steps + 1,
+                          exhausted | (waited >= _PATIENCE), waited))
+    keep = _once(state.done | (state.steps >= max_steps), unit)
+    return jax.tree.map(lambda old, a, b: jnp.where(keep, old, jnp.where(accept, a, b)),
+                        state, moved, halved)
 
 
 def certify(f: Callable[[Vector], Array], g: Callable[[Vector], Vector], x: Vector,

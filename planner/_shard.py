@@ -83,8 +83,8 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
     2. places the inputs with `NamedSharding(local_mesh(devices), PartitionSpec("scenario"))`,
        so each device holds $\lceil n/k \rceil$ consecutive rows;
     3. runs `fn` on each device's rows with `jax.shard_map`, so each device runs its own
-       solver loop and stops when its own slowest row has converged (no device waits for
-       another's rows, and no collective runs between devices);
+       solver loop and stops when its own rows are solved (no device waits for another's
+       rows, and no collective runs between devices);
     4. returns the outputs, trimmed to $n$ rows: sharded the same way when $k$ divides $n$
        (as it does for `planner solve`, whose batches are powers of two from 256), else
        gathered on the first device.

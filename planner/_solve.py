@@ -18,6 +18,7 @@ from ._compose import VARIABLES, Allocation, Outcome, Pipeline
 from ._compute import Hardware
 from ._ipm import Vector, certify, interior_point
 from ._laws import Chinchilla
+from ._techniques.sampling import score_log_failure
 
 Objective = Literal["compute", "loss", "score", "train"]
 OBJECTIVES: tuple[str, ...] = ("compute", "loss", "score", "train")
@@ -104,7 +105,8 @@ class Plan(eqx.Module):
     - `stationarity`, `feasibility`, `complementarity`: the KKT residuals (infinity norms, in
       the solver's log variables) that justify the status.
     - `multipliers`: Lagrange multipliers of the constraints, in `constraint_names` order.
-    - `steps`: Newton steps taken.
+    - `steps`: iterations of the Newton method (evaluations of the problem, halved steps
+      included).
     """
 
     allocation: Allocation
@@ -131,9 +133,10 @@ class Solver(eqx.Module):
       (`planner._ipm`), from the closed-form start or from the optax phase's result.
 
     Either way the result is certified by its KKT residuals. The default is Newton alone: on
-    the benchmark's problems it reaches 1e-10 residuals in about 8 steps, where the optax
-    phase needs thousands of steps for 1e-6 (`benchmarks/RESULTS.md`). The optax phase is
-    there for models whose start is far from the optimum or whose Hessian misleads Newton.
+    the benchmark's lifetime problems it reaches 1e-10 residuals in 5 to 8 iterations, where
+    the optax phase needs thousands of steps for 1e-6 (`benchmarks/RESULTS.md`). The optax
+    phase is there for models whose start is far from the optimum or whose Hessian misleads
+    Newton.
 
     **Arguments:**
 
@@ -144,21 +147,36 @@ class Solver(eqx.Module):
       in N and 1e-4 in total FLOP (D within 5e-3: near N_min it is ill-conditioned); at
       1e-5, 5% of the most overtrained ones (N within 20% of N_min, where the loss
       constraint is nearly singular) cannot certify in float32.
-    - `max_steps`: Newton step limit; 0 skips the Newton method.
+    - `max_steps`: iteration limit of the Newton method, each iteration one evaluation of the
+      problem at a trial point (a halved step is an iteration too); 0 skips the method.
     - `optimizer`: an optax optimiser for the augmented-Lagrangian phase, or `None` to skip it.
     - `inner_steps`, `outer_steps`: optimiser steps per multiplier update, and updates.
+    - `lanes`: under `vmap`, the local solves stepped side by side (`planner._pool`): a batch
+      of more local solves than this is solved on this many lanes, each taking the next
+      problem when its own stops, so the work is the members' total and not the slowest
+      member's times the batch. Default (`None`): `DEFAULT_LANES` for the backend.
     """
 
     tol: float | None = eqx.field(static=True, default=None)
-    max_steps: int = eqx.field(static=True, default=100)
+    max_steps: int = eqx.field(static=True, default=200)
     optimizer: optax.GradientTransformation | None = eqx.field(static=True, default=None)
     inner_steps: int = eqx.field(static=True, default=100)
     outer_steps: int = eqx.field(static=True, default=10)
+    lanes: int | None = eqx.field(static=True, default=None)
 
     def tolerance(self, dtype) -> float:
         if self.tol is not None:
             return self.tol
         return 1e-10 if jnp.dtype(dtype) == jnp.float64 else 1e-4
+
+    def lane_count(self) -> int:
+        if self.lanes is not None:
+            return self.lanes
+        return DEFAULT_LANES.get(jax.default_backend(), DEFAULT_LANES["cpu"])
+
+
+DEFAULT_LANES: dict[str, int] = {"cpu": 4096, "gpu": 1 << 17, "tpu": 1 << 17}
+"""Lanes of a pooled batch (`Solver.lanes`) by backend."""
 
 
 def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
@@ -198,7 +216,8 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
     if scenario.target_score is not None:
         ok = (scenario.target_score > 0) & (scenario.target_score < 1)
         bounds["target_score"] = jnp.where(
-            ok, _neg_log_log_failure(jnp.where(ok, scenario.target_score, 0.5)), -_FAR)
+            ok, _neg_log_log_failure(jnp.log1p(-jnp.where(ok, scenario.target_score, 0.5))),
+            -_FAR)
     for name in ("train_budget", "max_inference_flops", "max_params", "max_tokens"):
         if getattr(scenario, name) is not None:
             bounds[name] = safe_log(getattr(scenario, name))
@@ -213,16 +232,15 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
     return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
 
 
-def _neg_log_log_failure(score: Array) -> Array:
-    """$-\\log(-\\log(1 - s))$, the form a score target is imposed in: decreasing in $s$,
-    about $-\\log s$ for small scores and $-\\log\\log(1/(1 - s))$ near 1. Imposed as
-    $\\log(1 - s) \\le \\log(1 - t)$ instead, the constraint's violation is bounded by
+def _neg_log_log_failure(log_failure: Array) -> Array:
+    """$-\\log(-\\log(1 - s))$ from $\\log(1 - s)$, the form a score target is imposed in:
+    decreasing in $s$, about $-\\log s$ for small scores and $-\\log\\log(1/(1 - s))$ near 1.
+    Imposed as $\\log(1 - s) \\le \\log(1 - t)$ instead, the constraint's violation is bounded by
     $-\\log(1 - t)$ however small the model, while the compute falls without bound: below a
     target of about 0.3 the merit function then pays for shrinking the model towards zero
     parameters. In this form the violation grows without bound as the score vanishes."""
-    log_failure = -jnp.log1p(-score)
     tiny = jnp.finfo(log_failure.dtype).tiny
-    safe = jnp.where(log_failure > tiny, log_failure, tiny)
+    safe = jnp.where(-log_failure > tiny, -log_failure, tiny)
     return -jnp.log(safe)
 
 
@@ -238,7 +256,7 @@ def _objective(model: Pipeline, scenario: Scenario, objective: Objective, x: Vec
         return jnp.log(out.train_flops)
     if objective == "loss":
         return jnp.log(out.loss - out.irreducible_loss)
-    return jnp.log1p(-out.score)
+    return score_log_failure(model, _allocation(model, x))
 
 
 def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Array],
@@ -253,7 +271,7 @@ def _constraints(model: Pipeline, names: tuple[str, ...], bounds: dict[str, Arra
         memory, compute = hardware.roofline(allocation.n_params, batch, allocation.density)
     lhs = {
         "target_loss": lambda: jnp.log(out.loss - out.irreducible_loss),
-        "target_score": lambda: _neg_log_log_failure(out.score),
+        "target_score": lambda: _neg_log_log_failure(score_log_failure(model, allocation)),
         "train_budget": lambda: jnp.log(out.train_flops),
         "inference_budget": lambda: jnp.log(out.inference_flops),
         "max_inference_flops": lambda: jnp.log(out.inference_flops),
@@ -292,10 +310,10 @@ def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype,
 
     With a loss target, the training-optimal model for that loss; with a score target, the
     training-optimal model whose score (at the starting density and samples) just meets it,
-    found by bisection on the loss along the training-optimal ray; under a training budget,
-    the budget's training optimum; otherwise (or without closed forms) a 1e9-parameter model
-    on 2e10 tokens. The techniques' variables start at the values in `technique` (see
-    `_STARTS`).
+    found on the training-optimal ray by `_bracketed_root` in the log of the reducible loss;
+    under a training budget, the budget's training optimum; otherwise (or without closed
+    forms) a 1e9-parameter model on 2e10 tokens. The techniques' variables start at the values
+    in `technique` (see `_STARTS`).
     """
     n, d = jnp.asarray(1e9, dtype), jnp.asarray(2e10, dtype)
     fixed = {name: jnp.asarray(value, dtype) for name, value in technique.items()}
@@ -313,23 +331,42 @@ def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype,
             n, d = jnp.where(gap > 0, nc, n), jnp.where(gap > 0, dc, d)
         elif scenario.target_score is not None:
             target = jnp.clip(scenario.target_score, 1e-6, 1 - 1e-6)
+            goal = _neg_log_log_failure(jnp.log1p(-target))
 
-            def short(log_gap):
+            def excess(log_gap):
+                # the score constraint along the training-optimal ray: negative where met
                 nc, dc = _training_optimum(law, jnp.exp(log_gap))
-                out = model(Allocation(n_params=nc, n_tokens=dc, **fixed))
-                return out.score < target
+                allocation = Allocation(n_params=nc, n_tokens=dc, **fixed)
+                return _neg_log_log_failure(score_log_failure(model, allocation)) - goal
 
-            def bisect(_, bracket):
-                low, high = bracket
-                mid = 0.5 * (low + high)
-                return jnp.where(short(mid), low, mid), jnp.where(short(mid), mid, high)
-
-            # log(L - E) from 1e-6 (a huge model) to 1e2 (a tiny one)
-            low, _ = jax.lax.fori_loop(0, 60, bisect, (jnp.log(jnp.asarray(1e-6, dtype)),
-                                                        jnp.log(jnp.asarray(1e2, dtype))))
+            low, high = _bracketed_root(excess, jnp.log(jnp.asarray(1e-6, dtype)),
+                                        jnp.log(jnp.asarray(1e2, dtype)))
             n, d = _training_optimum(law, jnp.exp(low))
     start = {"n_params": n, "n_tokens": d, **fixed}
     return tuple(jnp.log(jnp.asarray(start[v], dtype)) for v in model.variables)
+
+
+def _bracketed_root(fn, low: Array, high: Array, steps: int = 12) -> tuple[Array, Array]:
+    """A bracket `(low, high)` of the root of an increasing `fn` with `fn(low) <= 0 < fn(high)`,
+    shrunk by `steps` steps of the Illinois method (regula falsi whose retained end has its
+    value halved when it is kept twice; Dowell & Jarratt 1971), superlinear where bisection
+    gains one bit a step. A step whose secant point is not finite or leaves the bracket
+    bisects instead. `low` stays on the side where `fn <= 0`."""
+    def step(_, carry):
+        a, b, fa, fb = carry
+        secant = (a * fb - b * fa) / (fb - fa)
+        inside = jnp.isfinite(secant) & (secant > jnp.minimum(a, b)) & (secant < jnp.maximum(a, b))
+        c = jnp.where(inside, secant, 0.5 * (a + b))
+        fc = fn(c)
+        # keep the bracket: c replaces the end of its sign; a kept end has its value halved
+        crossed = (fc > 0) != (fb > 0)
+        a, fa = jnp.where(crossed, b, a), jnp.where(crossed, fb, 0.5 * fa)
+        return a, c, fa, fc
+
+    a, b = low, high
+    a, b, fa, fb = jax.lax.fori_loop(0, steps, step, (a, b, fn(a), fn(b)))
+    feasible_b = fb <= 0
+    return jnp.where(feasible_b, b, a), jnp.where(feasible_b, a, b)
 
 
 def _validate(
@@ -460,36 +497,34 @@ def solve(
 
     params = (model, safe)
     frozen_model, frozen_scenario = jax.lax.stop_gradient(params)
-    bounds = _log_bounds(frozen_model, frozen_scenario)
+    # the problem's data as the solver sees it: bounds in log units computed once
+    data = (frozen_model, frozen_scenario, _log_bounds(frozen_model, frozen_scenario), hardware)
 
-    def f_fixed(x):
-        return _objective(frozen_model, frozen_scenario, objective, x)
+    def f_data(x, d):
+        return _objective(d[0], d[1], objective, x)
 
-    def g_fixed(x):
-        return _constraints(frozen_model, names, bounds, x, hardware,
-                            frozen_scenario.serving_batch)
+    def g_data(x, d):
+        return _constraints(d[0], names, d[2], x, d[3], d[1].serving_batch)
 
     if solver.max_steps == 0:
         x0 = _start(frozen_model, frozen_scenario, objective, dtype, _STARTS[0])
         multipliers = tuple(jnp.zeros((), dtype) for _ in names)
         if solver.optimizer is not None:
-            x0, multipliers = augmented_lagrangian(
-                f_fixed, g_fixed, x0, optimizer=solver.optimizer,
-                inner_steps=solver.inner_steps, outer_steps=solver.outer_steps,
-            )
-        result = certify(f_fixed, g_fixed, x0, multipliers, jnp.asarray(0))
+            x0, multipliers = _optax_phase(f_data, g_data, data, x0, solver)
+        result = certify(lambda x: f_data(x, data), lambda x: g_data(x, data), x0,
+                         multipliers, jnp.asarray(0))
     else:
         candidates = _candidates(frozen_model, frozen_scenario, dtype)
 
         def run(c):
-            return _local(frozen_model, frozen_scenario, objective, names, f_fixed, g_fixed,
-                          dtype, tol, solver, c)
+            return _local(data, objective, names, f_data, g_data, dtype, tol, solver, c)
 
         if len(candidates["density"]) == 1:
             result = run(jax.tree.map(lambda v: v[0], candidates))
         else:
             results = jax.vmap(run)(candidates)
-            result = jax.tree.map(lambda v: v[_best(results, f_fixed, tol)], results)
+            value = jax.vmap(lambda x: f_data(x, data))(results.x)
+            result = jax.tree.map(lambda v: v[_best(results, value, tol)], results)
     x = _implicit(f, g, result, params)
     good = ((result.stationarity <= tol) & (result.feasibility <= tol)
             & (result.complementarity <= tol))
@@ -579,37 +614,45 @@ def _candidates(model: Pipeline, scenario: Scenario, dtype) -> dict[str, Array]:
     return {k: jnp.stack([jnp.asarray(r[k]) for r in rows]) for k in rows[0]}
 
 
-def _local(model: Pipeline, scenario: Scenario, objective: Objective, names: tuple[str, ...],
-           f, g, dtype, tol: float, solver: Solver, candidate: dict[str, Array]):
-    """One local solve of `_candidates`, certified on the full problem `(f, g)`."""
+def _local(data, objective: Objective, names: tuple[str, ...], f, g, dtype, tol: float,
+           solver: Solver, candidate: dict[str, Array]):
+    """One local solve of `_candidates`, certified on the full problem `(f, g)`, whose data
+    are `data` (`(model, scenario, log bounds, hardware)`)."""
+    model, scenario = data[0], data[1]
     variables = model.variables
-    start = {v: candidate[v] for v in _STARTS[0]}
-    held = {v: candidate["hold_" + v] for v in _STARTS[0] if v in variables}
-    log_value = {v: jnp.log(candidate[v]) for v in held}
+    held_variables = [v for v in _STARTS[0] if v in variables]
 
-    def pin(x):
-        return tuple(jnp.where(held[v], log_value[v], xi) if v in held else xi
-                     for v, xi in zip(variables, x, strict=True))
+    def pin(x, c):
+        return tuple(jnp.where(c["hold_" + v], jnp.log(c[v]), xi) if v in held_variables
+                     else xi for v, xi in zip(variables, x, strict=True))
 
-    def bound_of_held(k):
+    def bound_of_held(k, c):
         bound = _VARIABLE_BOUNDS.get(names[k])
-        return None if bound is None else held[bound[0]]
+        return None if bound is None else c["hold_" + bound[0]]
 
-    def g_pinned(x):
+    def f_pinned(x, p):
+        return f(pin(x, p[1]), p[0])
+
+    def g_pinned(x, p):
         # a held variable's own bounds are dropped here (their multipliers come after)
-        gx = g(pin(x))
-        return tuple(gk if bound_of_held(k) is None else jnp.where(bound_of_held(k), -1.0, gk)
+        gx = g(pin(x, p[1]), p[0])
+        return tuple(gk if bound_of_held(k, p[1]) is None
+                     else jnp.where(bound_of_held(k, p[1]), -1.0, gk)
                      for k, gk in enumerate(gx))
 
+    start = {v: candidate[v] for v in _STARTS[0]}
     x0 = _start(model, scenario, objective, dtype, start)
-    inner = interior_point(lambda x: f(pin(x)), g_pinned, x0, tol=tol,
-                           max_steps=solver.max_steps)
-    x = pin(inner.x)
-    lam = list(inner.multipliers)
+    if solver.optimizer is not None:
+        x0, _ = _optax_phase(f_pinned, g_pinned, (data, candidate), x0, solver)
+    x, lam, steps = interior_point(f_pinned, g_pinned, x0, (data, candidate), tol=tol,
+                                   max_steps=solver.max_steps, lanes=solver.lane_count())
+    x = pin(x, candidate)
+    lam = list(lam)
     # stationarity in each held variable decides the multiplier of its active bound
-    grad_f, jac, gx = jax.grad(f)(x), jax.jacfwd(g)(x), g(x)
+    grad_f, jac, gx = jax.grad(f)(x, data), jax.jacfwd(g)(x, data), g(x, data)
     for k, name in enumerate(names):
-        if bound_of_held(k) is None:
+        held = bound_of_held(k, candidate)
+        if held is None:
             continue
         variable, sign = _VARIABLE_BOUNDS[name]
         j = variables.index(variable)
@@ -617,17 +660,25 @@ def _local(model: Pipeline, scenario: Scenario, objective: Objective, names: tup
                   != variable]
         r = grad_f[j] + sum((jac[m][j] * lam[m] for m in others), jnp.zeros((), dtype))
         value = -r * sign
-        lam[k] = jnp.where(bound_of_held(k),
-                           jnp.where((jnp.abs(gx[k]) <= tol) & (value > 0), value, 0.0), lam[k])
-    return certify(f, g, x, tuple(lam), inner.steps)
+        lam[k] = jnp.where(held, jnp.where((jnp.abs(gx[k]) <= tol) & (value > 0), value, 0.0),
+                           lam[k])
+    return certify(lambda x: f(x, data), lambda x: g(x, data), x, tuple(lam), steps)
 
 
-def _best(results, f, tol: float) -> Array:
+def _optax_phase(f, g, p, x0: Vector, solver: Solver) -> tuple[Vector, Vector]:
+    """The augmented-Lagrangian phase with `solver.optimizer`, from `x0`."""
+    return augmented_lagrangian(
+        lambda x: f(x, p), lambda x: g(x, p), x0, optimizer=solver.optimizer,
+        inner_steps=solver.inner_steps, outer_steps=solver.outer_steps,
+    )
+
+
+def _best(results, value: Array, tol: float) -> Array:
     """The index of the result to keep among local solves from several starts: the lowest
-    objective among the certified ones, or, when none is certified, the smallest KKT residual."""
+    objective `value` among the certified ones, or, when none is certified, the smallest KKT
+    residual."""
     residual = jnp.maximum(jnp.maximum(results.stationarity, results.feasibility),
                            results.complementarity)
-    value = jax.vmap(f)(results.x)
     certified = (residual <= tol) & jnp.isfinite(value)
     return jnp.where(jnp.any(certified), jnp.argmin(jnp.where(certified, value, jnp.inf)),
                      jnp.argmin(jnp.where(jnp.isnan(residual), jnp.inf, residual)))

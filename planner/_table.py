@@ -35,7 +35,6 @@ SCENARIO_COLUMNS = {
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
-SUB_BATCH = 1024
 CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
                "max_tokens")
 # An empty cell in an optional column means the constraint is absent for that row. Within a
@@ -417,10 +416,9 @@ def _solve_batch(law_values, fields, base_law, stages, objective, solver):
             out["n_samples"] = plan.allocation.n_samples
         return out
 
-    # Sub-batches of SUB_BATCH rows, one after another: under vmap a batch steps until its
-    # slowest member has converged, so a smaller batch wastes fewer steps on the others
-    # (measured: 16,384 pruning + sampling rows, 95 s CPU as one batch, 35 s in sub-batches).
-    return jax.lax.map(lambda row: one(*row), (law_values, fields), batch_size=SUB_BATCH)
+    # One batch: the solver pools its local solves over lanes (`Solver.lanes`), so a slow row
+    # costs only its own iterations.
+    return jax.vmap(one)(law_values, fields)
 
 
 def make_solver(
@@ -437,10 +435,10 @@ def make_solver(
     return fn
 
 
-# Values solved in place of a flagged or padding row; the result is discarded. Under `vmap`
-# the solver's loop runs until its slowest member stops, so the stand-in is an easy, feasible
-# problem (no caps; a budget well above the 9e18 FLOP that loss 3.0 needs under Hoffmann et
-# al. 2022's law), not one that would run to the step limit.
+# Values solved in place of a flagged or padding row; the result is discarded. Every row
+# costs its own iterations, so the stand-in is an easy, feasible problem (no caps; a budget
+# well above the 9e18 FLOP that loss 3.0 needs under Hoffmann et al. 2022's law), not one
+# that would run to the step limit.
 _PAD = {"target_loss": 3.0, "target_score": 0.5, "inference_tokens": 0.0, "min_density": 0.5,
         "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28,
         **{name: math.inf for name in CAP_COLUMNS}, "train_budget": 1e22}

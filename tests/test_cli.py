@@ -334,7 +334,7 @@ def test_pruning_rows_use_their_own_law_in_every_stage(tmp_path):
     besiroglu = [1.8172, 482.01, 2085.43, 0.3478, 0.3658]  # Besiroglu et al. 2024, Table 1
 
     def run(name, cells, *extra):
-        src = write_csv(tmp_path / f"{name}.csv", header, [[2.3, 1e13, *cells]])
+        src = write_csv(tmp_path / f"{name}.csv", header, [[2.3, 1e15, *cells]])
         out = tmp_path / f"{name}.out.csv"
         assert main(["solve", str(src), "-o", str(out), "--pruning", *extra]) == EXIT_OK
         return read_csv(out)[0]

@@ -292,17 +292,26 @@ def test_loss_objective_optimal_plans_match_closed_form(law, budget, demand):
                                rtol=1e-7)
 
 
-@pytest.mark.parametrize(("law", "budget"), [
-    # complementarity stalls at 4.8e-9 > 1e-10 after 100 steps; the plan is right
-    ({"E": 1.0, "A": 1.0, "B": 1.0, "alpha": 1.0, "beta": 1.0}, 1e17),
-    # loss - E = 4.7e-17 is lost next to E = 0.65: log(0), stationarity inf, 0 steps
-    ({"E": 0.6549666178126716, "A": 0.01469676323864462, "B": 0.028770146073976533,
-      "alpha": 1.4502458762245003, "beta": 1.0040099117834869}, 9.848536467794825e25),
-])
-def test_loss_objective_extreme_laws_are_not_called_optimal_wrongly(law, budget):
-    """Two known limits of the loss objective with extreme laws: the solver does not certify
-    them, and says so (NOT_CONVERGED), rather than report a wrong optimum or a wrong
-    infeasibility."""
+def test_loss_objective_exact_start_is_certified():
+    """E = A = B = alpha = beta = 1 under a 1e17 FLOP budget: the start (the budget's
+    training optimum) is the optimum, and with least-squares starting multipliers it is
+    certified at once, equal to the closed form. (With a fixed starting multiplier the
+    complementarity once stalled at 4.8e-9 here: the plan was right but not certified.)"""
+    law, budget = {"E": 1.0, "A": 1.0, "B": 1.0, "alpha": 1.0, "beta": 1.0}, 1e17
+    plan = row(SOLVE_LOSS([law], [{"train_budget": budget, "inference_demand": 0.0}]))
+    assert int(plan.status) == Status.OPTIMAL, Status(int(plan.status)).name
+    n_star, d_star = loss_optimum(law, budget)
+    np.testing.assert_allclose(plan.allocation.n_params, n_star, rtol=1e-12)
+    np.testing.assert_allclose(plan.allocation.n_tokens, d_star, rtol=1e-12)
+
+
+def test_loss_objective_extreme_law_is_not_called_optimal_wrongly():
+    """A known limit of the loss objective with an extreme law: loss - E = 4.7e-17 is lost
+    next to E = 0.65 (log(0), stationarity inf). The solver does not certify it, and says so
+    (NOT_CONVERGED), rather than report a wrong optimum or a wrong infeasibility."""
+    law = {"E": 0.6549666178126716, "A": 0.01469676323864462, "B": 0.028770146073976533,
+           "alpha": 1.4502458762245003, "beta": 1.0040099117834869}
+    budget = 9.848536467794825e25
     plan = row(SOLVE_LOSS([law], [{"train_budget": budget, "inference_demand": 0.0}]))
     assert int(plan.status) == Status.NOT_CONVERGED, Status(int(plan.status)).name
     n_star, d_star = loss_optimum(law, budget)
