@@ -4,10 +4,10 @@ Five measurements, each in its own section of the printed report:
 
 1. **Throughput against batch size.** One batch of $n$ random scenarios, solved by
    `jax.jit(jax.vmap(lambda s: planner.solve(model, s, throw=False)))`, for $n$ from 1 up to
-   `--max-batch` (powers of ten), for the plain lifetime problem (Sardana et al. 2024: $N, D$
-   and a loss target), the composed one with pruning ($N, D$, density) and, up to
-   `--max-batch-full`, the full one with pruning and repeated sampling ($N, D$, density,
-   samples, with a score target). Per size: compile time, run time (wall-clock and process
+   `--max-batch` (powers of ten) for the plain lifetime problem (Sardana et al. 2024: $N, D$
+   and a loss target), and up to `--max-batch-composed` for the composed ones, with pruning
+   ($N, D$, density) and with pruning and repeated sampling ($N, D$, density, samples, with a
+   score target). Per size: compile time, run time (wall-clock and process
    CPU time, best of the repeats), scenarios per second, the share solved `OPTIMAL`, the bytes
    XLA plans for the batch (`Compiled.memory_analysis()`: arguments + outputs + temporaries,
    what an accelerator would need) and the process's peak resident memory (`ru_maxrss`;
@@ -18,12 +18,12 @@ Five measurements, each in its own section of the printed report:
    (`--xla_force_host_platform_device_count=k`, one subprocess per $k$). Virtual devices share
    the machine's cores, so this measures the overhead of sharding and how XLA's CPU runtime
    runs the per-device programs side by side, not accelerator scaling.
-4. **float32 against float64**, over random lifetime and composed scenarios: the share
+4. **float32 against float64**, over random scenarios of the three problems: the share
    `OPTIMAL` and the relative errors of $N^*$, $D^*$ and lifetime FLOP (float32 runs in a
    subprocess with 64-bit types off, as `planner solve --float32` does).
 5. **The command line on a large table**: `planner solve big.parquet -o out.parquet
-   --pruning` (and `--pruning --sampling`) under `/usr/bin/time -v`, for peak memory, wall-clock
-   and CPU time.
+   --pruning --sampling` (the issue's headline, 10 million rows) and `--pruning` under
+   `/usr/bin/time -v`, for peak memory, wall-clock and CPU time.
 
 The machine (CPU, usable cores, load average before and after each section) is recorded:
 on a shared machine CPU time is the steadier measure.
@@ -190,7 +190,8 @@ def throughput(kind: str, sizes: list[int], repeats: int, budget: float) -> list
             "n": n, "compile_wall": compile_wall, "compile_cpu": compile_cpu,
             "wall": best_wall, "cpu": best_cpu, "rate_wall": n / best_wall,
             "rate_cpu": n / best_cpu, "optimal": float(np.mean(status == 0)),
-            "max_steps": int(steps.max()), "planned": planned, "rss": peak_rss(),
+            "max_steps": int(steps.max()), "mean_steps": float(steps.mean()),
+            "planned": planned, "rss": peak_rss(),
             "load": load(),
         })
         print(f"  {kind:9s} n={n:>10,}  compile {compile_cpu:6.2f} s CPU  run {best_wall:8.3g} s "
@@ -228,17 +229,17 @@ def compile_per_bucket(chunk: int) -> dict[str, list[tuple[int, float, float]]]:
 
     import planner
     from planner._table import BUCKET_MIN, make_solver
-    from planner._techniques.pruning import Pruning
 
     law = planner.Chinchilla.from_preset("sardana2024")
     out = {}
-    for kind, stages in (("plain", ()), ("composed", (Pruning(law),))):
-        fn = make_solver(law, stages, "compute")
+    for kind in KINDS:
+        fn = make_solver(law, model_of(kind).techniques, "compute")
         out[kind] = []
         size = BUCKET_MIN
         while size <= chunk:
-            fields = {"target_loss": jnp.full(size, 2.5),
-                      "inference_demand": jnp.full(size, 1e12)}
+            target = ({"target_score": jnp.full(size, 0.5)} if kind == "full"
+                      else {"target_loss": jnp.full(size, 2.5)})
+            fields = {**target, "inference_demand": jnp.full(size, 1e9)}
             wall, cpu = time.perf_counter(), time.process_time()
             np.asarray(fn({}, fields)["status"])  # first call: trace, compile, run
             out[kind].append((size, time.perf_counter() - wall, time.process_time() - cpu))
@@ -401,7 +402,7 @@ def cli(kind: str, n: int, folder: pathlib.Path, chunk: int) -> dict:
     src = folder / f"{kind}-{n}.parquet"
     out = folder / f"{kind}-{n}.out.parquet"
     write_table(src, kind, n)
-    flags = ["--pruning"] if kind == "composed" else ["--pruning", "--sampling"]
+    flags = {"plain": [], "composed": ["--pruning"], "full": ["--pruning", "--sampling"]}[kind]
     command = [sys.executable, "-m", "planner._cli", "solve", str(src), "-o", str(out), *flags,
                "--chunk-size", str(chunk)]
     before = load()
@@ -456,7 +457,7 @@ def report(meta: dict, results: dict) -> str:
                    "order).")
         out.append("")
         out.append("| problem | scenarios | compile (CPU) | run (wall) | run (CPU) | scenarios/s "
-                   "(wall) | scenarios/s (CPU) | optimal | Newton steps (max) | XLA plan | "
+                   "(wall) | scenarios/s (CPU) | optimal | iterations (mean / max) | XLA plan | "
                    "peak RSS |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for kind, rows in results["throughput"].items():
@@ -464,7 +465,8 @@ def report(meta: dict, results: dict) -> str:
                 out.append(
                     f"| {KINDS[kind]} | {r['n']:,} | {fmt_time(r['compile_cpu'])} | "
                     f"{fmt_time(r['wall'])} | {fmt_time(r['cpu'])} | {fmt_rate(r['rate_wall'])} | "
-                    f"{fmt_rate(r['rate_cpu'])} | {r['optimal']:.2%} | {r['max_steps']} | "
+                    f"{fmt_rate(r['rate_cpu'])} | {r['optimal']:.2%} | "
+                    f"{r.get('mean_steps', math.nan):.1f} / {r['max_steps']} | "
                     f"{fmt_bytes(r['planned'])} | {fmt_bytes(r['rss'])} |")
         out.append("")
         out.extend(results.get("throughput_notes", []))
@@ -552,8 +554,16 @@ def report(meta: dict, results: dict) -> str:
 
 
 def headline_notes(rows: list[dict]) -> list[str]:
+    """The issue's headline is the composed problem with every technique (N, D, density,
+    samples): `--pruning --sampling`; the other rows get their throughput stated."""
     notes = []
     for r in rows:
+        if r["kind"] != "full":
+            notes.append(f"- `{r['flags']}`, {r['n']:,} scenarios: peak memory "
+                         f"{fmt_bytes(r['rss'])}, throughput {fmt_rate(r['n'] / r['wall'])} "
+                         f"scenarios/s wall-clock, {fmt_rate(r['n'] / r['cpu'])} per "
+                         "CPU-second.")
+            continue
         scale = HEADLINE_ROWS / r["n"]
         est = "" if r["n"] >= HEADLINE_ROWS else (
             f" (measured on {r['n']:,} rows; at the same rate {HEADLINE_ROWS:,} rows would take "
@@ -592,9 +602,9 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="small sizes of every section, seconds each; writes nothing")
     parser.add_argument("--max-batch", type=int, default=10_000_000,
-                        help="largest single batch for the plain and composed problems")
-    parser.add_argument("--max-batch-full", type=int, default=10_000,
-                        help="largest single batch with pruning and sampling")
+                        help="largest single batch for the plain problem")
+    parser.add_argument("--max-batch-composed", type=int, default=1_000_000,
+                        help="largest single batch with pruning, and with pruning and sampling")
     parser.add_argument("--budget", type=float, default=600.0,
                         help="stop growing a batch once one run takes this many CPU seconds")
     parser.add_argument("--repeats", type=int, default=3)
@@ -605,19 +615,19 @@ def main(argv=None) -> int:
     parser.add_argument("--precision-timeout", type=float, default=300.0,
                         help="seconds to wait for the float64 and float32 solves")
     parser.add_argument("--cli-rows", type=int, default=HEADLINE_ROWS,
+                        help="rows of the --pruning --sampling table, the headline (0: skip)")
+    parser.add_argument("--cli-rows-pruning", type=int, default=1_000_000,
                         help="rows of the --pruning table (0: skip)")
-    parser.add_argument("--cli-rows-sampling", type=int, default=20_000,
-                        help="rows of the --pruning --sampling table (0: skip)")
     parser.add_argument("--sections", default="throughput,buckets,devices,precision,cli")
     parser.add_argument("--merge", help="a JSON file of earlier results to merge in (sections "
                         "not run now keep the earlier results)")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.max_batch, args.max_batch_full, args.repeats = 1000, 1, 1
+        args.max_batch, args.max_batch_composed, args.repeats = 1000, 10, 1
         args.device_batch, args.device_counts, args.chunk = 1024, "1,2", 256
         args.precision_n, args.precision_timeout = 256, 120.0
-        args.cli_rows, args.cli_rows_sampling = 2000, 0
+        args.cli_rows, args.cli_rows_pruning = 2000, 0
     sections = set(args.sections.split(","))
 
     import jax
@@ -638,7 +648,8 @@ def main(argv=None) -> int:
             sizes = [1, args.max_batch]
         results["throughput"], notes = {}, []
         for kind in ("plain", "composed", "full"):
-            cap = args.max_batch if kind != "full" else min(args.max_batch, args.max_batch_full)
+            cap = args.max_batch if kind == "plain" else min(args.max_batch,
+                                                             args.max_batch_composed)
             # a fresh process per problem, so that its peak resident memory is its own
             rows = throughput_in_subprocess(kind, [s for s in sizes if s <= cap], args.repeats,
                                             args.budget)
@@ -647,7 +658,7 @@ def main(argv=None) -> int:
             why = (f"one run took {fmt_time(last['cpu'])} of CPU time, over the "
                    f"{args.budget:.0f} s budget per size" if last["cpu"] > args.budget
                    and last["n"] < cap else f"the largest size asked for (--max-batch"
-                   f"{'-full' if kind == 'full' else ''} {cap:,})")
+                   f"{'' if kind == 'plain' else '-composed'} {cap:,})")
             notes.append(f"- {KINDS[kind]}: measured up to {last['n']:,} scenarios in one batch; "
                          f"stopped there because {why}.")
         results["throughput_notes"] = notes
@@ -662,16 +673,17 @@ def main(argv=None) -> int:
     if "precision" in sections:
         print("4. float32 against float64", flush=True)
         results["precision"] = [precision(kind, args.precision_n, args.precision_timeout)
-                                for kind in ("plain", "composed")]
+                                for kind in KINDS]
         results["precision_notes"] = precision_notes(results["precision"])
     if "cli" in sections:
         print("5. the command line", flush=True)
         rows = []
         with tempfile.TemporaryDirectory() as folder:
             if args.cli_rows:
-                rows.append(cli("composed", args.cli_rows, pathlib.Path(folder), args.chunk))
-            if args.cli_rows_sampling:
-                rows.append(cli("full", args.cli_rows_sampling, pathlib.Path(folder), args.chunk))
+                rows.append(cli("full", args.cli_rows, pathlib.Path(folder), args.chunk))
+            if args.cli_rows_pruning:
+                rows.append(cli("composed", args.cli_rows_pruning, pathlib.Path(folder),
+                                args.chunk))
         results["cli"] = rows
         results["cli_notes"] = headline_notes(rows)
     meta["load"].append(load())
