@@ -64,7 +64,16 @@ def pooled(
     # definition `custom_vmap` traces too) reuses the same trace of one problem's iteration.
     init, step, finish = jax.jit(init), jax.jit(step), jax.jit(finish)
 
+    def solve_single(treedef, leaves):
+        # one problem, not batched: its own loop, with no batching to trace
+        x0, params = jax.tree.unflatten(treedef, leaves)
+        final = jax.lax.while_loop(lambda s: ~stopped(s), lambda s: step(s, params),
+                                   init(x0, params))
+        return jax.tree.map(lambda v: v[None], finish(output(final), params))
+
     def solve_pool(count: int, axes: tuple[bool, ...], treedef, leaves):
+        if not any(axes):  # the definition of one problem (`solve_one`): count is 1
+            return solve_single(treedef, leaves)
         x0s, params = jax.tree.unflatten(treedef, leaves)
         x0_axes, param_axes = jax.tree.unflatten(treedef, [0 if a else None for a in axes])
         _, param_treedef = jax.tree.flatten(params)

@@ -204,9 +204,9 @@ def default_dtype(platform: str | None = None) -> np.dtype:
     arithmetic (JAX emulates some 64-bit operations there and rejects others; its maintainers
     advise 32-bit types on TPU: jax-ml/jax issues 10158 and 19769), so there float32, at
     `Solver().tolerance(float32)`. Measured on the lifetime problem (`tests/test_shard.py`,
-    `benchmarks/bench_scale.py`): float32 plans are all OPTIMAL and within about 2e-4 of the
-    float64 plans in $N^*$ and $D^*$ and 1e-4 in lifetime FLOP, far inside the uncertainty of
-    any fitted scaling law.
+    `benchmarks/bench_scale.py`): float32 plans are all OPTIMAL and within about 3e-4 of the
+    float64 plans in $N^*$ and $D^*$ (4e-3 in $D^*$ next to $N_{\\min}$) and 1e-4 in lifetime
+    FLOP, far inside the uncertainty of any fitted scaling law.
 
     **Arguments:**
 

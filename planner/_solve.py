@@ -141,12 +141,12 @@ class Solver(eqx.Module):
     **Arguments:**
 
     - `tol`: KKT residual below which a scenario is `OPTIMAL` (scale-free: objective and
-      constraints are logarithms). Default 1e-10 in float64 and 1e-4 in float32: on 4,000
-      random lifetime scenarios (targets E + 0.02 to E + 1.5, demands 1e6 to 1e16 tokens) a
-      float32 solve is OPTIMAL at 1e-4 for all of them, within 2e-4 of the float64 optimum
-      in N and 1e-4 in total FLOP (D within 5e-3: near N_min it is ill-conditioned); at
-      1e-5, 5% of the most overtrained ones (N within 20% of N_min, where the loss
-      constraint is nearly singular) cannot certify in float32.
+      constraints are logarithms). Default 1e-10 in float64 and 1e-4 in float32: on 2,000
+      random lifetime scenarios (four law presets, targets E + 0.02 to E + 1.5, demands 0
+      and 1e6 to 1e16 tokens) a float32 solve is OPTIMAL at 1e-4 for all of them, within
+      3.2e-4 of the float64 optimum in N and 1e-4 in total FLOP (D within 4.1e-3: near
+      N_min it is ill-conditioned; `tests/test_solve.py`); at 1e-5, 0.6% of them cannot
+      certify in float32.
     - `max_steps`: iteration limit of the Newton method, each iteration one evaluation of the
       problem at a trial point (a halved step is an iteration too); 0 skips the method.
     - `optimizer`: an optax optimiser for the augmented-Lagrangian phase, or `None` to skip it.
