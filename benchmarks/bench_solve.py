@@ -446,7 +446,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="a few hundred scenarios, 5 per peer, one repeat; writes nothing")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also time planner at several Newton step limits")
+                        help="also time planner at several iteration limits")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -482,7 +482,7 @@ def main(argv=None) -> int:
     rows.append(Row("planner (interior-point Newton, general)", args.n, False, timing, p_err,
                     int((~np.asarray(out["ok"])).sum()), compile_s))
     print(f"planner: {fmt_time(timing.wall)} (CPU {fmt_time(timing.cpu)}), compile "
-          f"{fmt_time(compile_s)}, Newton steps median {np.median(steps):g} max {steps.max()}")
+          f"{fmt_time(compile_s)}, iterations median {np.median(steps):g} max {steps.max()}")
 
     # optimistix on the reduction, loosest tolerance at least as accurate as planner.
     for tol in OPTX_TOLERANCES:
@@ -609,7 +609,7 @@ def main(argv=None) -> int:
         if breakdown:
             parts += [
                 "",
-                f"Planner time against its Newton step limit (`Solver(max_steps=...)`, same "
+                f"Planner time against its iteration limit (`Solver(max_steps=...)`, same "
                 f"{args.n:,} scenarios; 0 = start, certificate and outputs only):",
                 "",
                 "| max_steps | time | CPU time | optimal |",

@@ -151,10 +151,11 @@ class Solver(eqx.Module):
       problem at a trial point (a halved step is an iteration too); 0 skips the method.
     - `optimizer`: an optax optimiser for the augmented-Lagrangian phase, or `None` to skip it.
     - `inner_steps`, `outer_steps`: optimiser steps per multiplier update, and updates.
-    - `lanes`: under `vmap`, the local solves stepped side by side (`planner._pool`): a batch
-      of more local solves than this is solved on this many lanes, each taking the next
-      problem when its own stops, so the work is the members' total and not the slowest
-      member's times the batch. Default (`None`): `DEFAULT_LANES` for the backend.
+    - `lanes`: under `vmap`, the most local solves stepped side by side (`planner._pool`): a
+      batch is solved on at most this many lanes (and no more than a 32nd of its local
+      solves, at least 256), each lane taking the next problem when its own stops, so the
+      work is about the members' total and not the slowest member's times the batch.
+      Default (`None`): `DEFAULT_LANES` for the backend.
     """
 
     tol: float | None = eqx.field(static=True, default=None)
