@@ -54,24 +54,8 @@ def _dot(a: Vector, b: Vector) -> Array:
     return sum((ai * bi for ai, bi in zip(a, b, strict=True)), jnp.zeros_like(a[0]))
 
 
-def ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
-    """`(L, d)` with `matrix = L diag(d) L^T`, L unit lower triangular, for a small symmetric
-    matrix given as nested tuples (no pivoting: meant for positive definite matrices, whose
-    pivots `d` are then all positive)."""
-    n = len(matrix)
-    zero = jnp.zeros_like(matrix[0][0])
-    low: list[list[Array]] = [[zero] * n for _ in range(n)]
-    d: list[Array] = []
-    for j in range(n):
-        d.append(matrix[j][j] - sum((low[j][k] ** 2 * d[k] for k in range(j)), zero))
-        for i in range(j + 1, n):
-            off = matrix[i][j] - sum((low[i][k] * low[j][k] * d[k] for k in range(j)), zero)
-            low[i][j] = off / d[j]
-    return tuple(tuple(row) for row in low), tuple(d)
-
-
 def ldl_solve(factor: tuple[Matrix, Vector], rhs: Vector) -> Vector:
-    """Solve `L diag(d) L^T x = rhs` given the factor `(L, d)` of `ldl`."""
+    """Solve `L diag(d) L^T x = rhs` given the factor `(L, d)` of `modified_ldl`."""
     low, d = factor
     n = len(rhs)
     zero = jnp.zeros_like(rhs[0])
@@ -85,7 +69,9 @@ def ldl_solve(factor: tuple[Matrix, Vector], rhs: Vector) -> Vector:
 
 
 def modified_ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
-    """`ldl` with every pivot replaced by its absolute value, floored (a modified Cholesky
+    """`(L, d)` with `matrix = L diag(d) L^T` (L unit lower triangular) for a small symmetric
+    matrix given as nested tuples, every pivot replaced by its absolute value, floored (a
+    modified Cholesky
     factorisation in the spirit of Gill & Murray 1974): for an indefinite matrix the solve
     gives a descent direction scaled by the magnitude of the curvature it meets, not a step
     along negative curvature; a positive definite matrix keeps its exact factor, so Newton's
@@ -104,11 +90,6 @@ def modified_ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
             off = matrix[i][j] - sum((low[i][k] * low[j][k] * d[k] for k in range(j)), zero)
             low[i][j] = off / d[j]
     return tuple(tuple(row) for row in low), tuple(d)
-
-
-def ldl_solve_matrix(matrix: Matrix, rhs: Vector) -> Vector:
-    """Solve `matrix @ x = rhs` for a small symmetric positive definite matrix."""
-    return ldl_solve(ldl(matrix), rhs)
 
 
 class IPMResult(eqx.Module):
@@ -221,7 +202,6 @@ def interior_point(
         functools.partial(_step, f, g, tol, max_steps),
         stopped,
         lambda state: (state.x, state.multipliers, state.steps),
-        lambda out, params: out,
         lanes=lanes,
     )(x0, params)
 
@@ -251,11 +231,11 @@ def _merit(e: _Evaluation, s: Vector, mu, penalty):
     return e.f - mu * barrier + penalty * violation
 
 
-def _prepare(e: _Evaluation, x: Vector, s: Vector, lam: Vector, penalty, tol: float, unit):
+def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
     """The Newton direction at an accepted iterate, its barrier parameter (Mehrotra's probing),
     the steps that keep slacks and multipliers positive, and the merit function's value and
     slope along it. `unit` is the one of `_once`."""
-    n, m = len(x), len(s)
+    n, m = len(e.grad_f), len(s)
     zero = jnp.zeros_like(e.f)
     tiny = jnp.finfo(zero.dtype).tiny
     jac = e.jac
@@ -310,7 +290,8 @@ def _converged(e: _Evaluation, lam: Vector, tol: float):
 
 
 def _init(f, g, tol: float, x0: Vector, params) -> _State:
-    """The starting state: slacks, multipliers and the first direction at `x0`.
+    """The starting state: slacks and multipliers at `x0` (the first iteration evaluates
+    `x0` itself and prepares the first direction there).
 
     A constraint slack at the start by more than `_START_SLACK` keeps its slack $-g$; one that
     is active or violated gets `_START_SLACK`. The multipliers of those are the least-squares
@@ -333,7 +314,7 @@ def _init(f, g, tol: float, x0: Vector, params) -> _State:
                        + (jnp.where(near[i], 1e-12, 1.0) if i == j else 0.0)
                        for j in range(m)) for i in range(m))
     rhs = tuple(jnp.where(near[i], -_dot(jac0[i], grad0), 0.0) for i in range(m))
-    lsq = ldl_solve_matrix(gram, rhs)
+    lsq = ldl_solve(modified_ldl(gram), rhs)
     low, high = _START_MULTIPLIERS
     lam_near = tuple(jnp.clip(v, low, high) for v in lsq)
     count = sum((ok.astype(dtype) for ok in near), zero)
@@ -383,7 +364,7 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
     # multipliers diverging, which takes the steps it takes
     since = jnp.where(improved | (feas > jnp.sqrt(tol)), 0, state.since + 1)
     dx, ds, dlam, alpha, alpha_l, merit0, slope, mu, penalty = _once(_prepare(
-        trial, xt, st, lt, state.penalty, tol, unit), unit)
+        trial, st, lt, state.penalty, tol, unit), unit)
     # Multipliers beyond _DIVERGED on an infeasible iterate are the signature of an
     # infeasible problem: they grow geometrically until they overflow, so waiting longer
     # tells nothing more. A direction that is not finite ends the solve where it is.
@@ -407,7 +388,12 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
 def certify(f: Callable[[Vector], Array], g: Callable[[Vector], Vector], x: Vector,
             multipliers: Vector, steps: Array) -> IPMResult:
     """The KKT residuals of a candidate solution `(x, multipliers)`, whoever found it."""
-    gx = g(x)
-    _, stat, feas, comp = _residuals(jax.grad(f)(x), jax.jacfwd(g)(x), gx, multipliers)
+    return certify_values(x, multipliers, steps, jax.grad(f)(x), jax.jacfwd(g)(x), g(x))
+
+
+def certify_values(x: Vector, multipliers: Vector, steps: Array, grad_f: Vector, jac: Matrix,
+                   gx: Vector) -> IPMResult:
+    """`certify` from the gradient, Jacobian and constraint values at `x`."""
+    _, stat, feas, comp = _residuals(grad_f, jac, gx, multipliers)
     slack = tuple(jnp.maximum(-gi, 0.0) for gi in gx)
     return IPMResult(x, slack, multipliers, stat, feas, comp, steps)

@@ -2,7 +2,7 @@
 
 Under `vmap`, a `while_loop` over a batch runs until its slowest member stops: every member
 pays for every iteration of the worst one. `pooled` turns a method written for one problem
-(`init`, `step`, `stopped`, `output`, `finish`) into a function of one problem whose batching
+(`init`, `step`, `stopped`, `output`) into a function of one problem whose batching
 rule (`jax.custom_batching.custom_vmap`) solves a batch of $P$ problems on a fixed number of
 *lanes*: each iteration steps every lane once, and a lane whose problem has stopped hands its
 output back and takes the next problem of the batch. The work is then about the sum of the
@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-
 _REFILLS = 32
 _MIN_LANES = 256
 
@@ -46,19 +45,18 @@ def pooled(
     step: Callable[[Any, Any], Any],
     stopped: Callable[[Any], jax.Array],
     output: Callable[[Any], Any],
-    finish: Callable[[Any, Any], Any],
     *,
     lanes: int,
 ) -> Callable[[Any, Any], Any]:
-    """A function `(x0, params) -> result` that solves one problem, batched on pooled lanes.
+    """A function `(x0, params) -> output(final state)` that solves one problem, batched on
+    pooled lanes.
 
     **Arguments:**
 
     - `init(x0, params) -> state`: the starting state of one problem.
     - `step(state, params) -> state`: one iteration; it must leave a stopped state unchanged.
     - `stopped(state) -> bool`: whether the problem needs no more iterations.
-    - `output(state) -> out`: what `finish` needs of a final state.
-    - `finish(out, params) -> result`: the result of a problem.
+    - `output(state) -> out`: the result of a problem, from its final state.
     - `lanes`: at most this many problems are stepped side by side, and no more than a 32nd
       of the batch (but at least 256, or the whole batch if smaller), so that the tail of
       the last, slowest problems is short. Lanes are refilled as their problems stop.
@@ -67,14 +65,14 @@ def pooled(
     """
     # Traced once per problem shape: every level of nested vmaps (and the unbatched
     # definition `custom_vmap` traces too) reuses the same trace of one problem's iteration.
-    init, step, finish = jax.jit(init), jax.jit(step), jax.jit(finish)
+    init, step = jax.jit(init), jax.jit(step)
 
     def solve_single(treedef, leaves):
         # one problem, not batched: its own loop, with no batching to trace
         x0, params = jax.tree.unflatten(treedef, leaves)
         final = jax.lax.while_loop(lambda s: ~stopped(s), lambda s: step(s, params),
                                    init(x0, params))
-        return jax.tree.map(lambda v: v[None], finish(output(final), params))
+        return jax.tree.map(lambda v: v[None], output(final))
 
     def solve_pool(count: int, axes: tuple[bool, ...], treedef, leaves):
         if not any(axes):  # the definition of one problem (`solve_one`): count is 1
@@ -118,8 +116,7 @@ def pooled(
         ids = jnp.arange(size)
         carry = (_take(states, ids), ids, jnp.ones(size, bool), jnp.asarray(size),
                  jax.vmap(output)(states))
-        out = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)[-1]
-        return jax.vmap(finish, in_axes=(0, param_axes))(out, params)
+        return jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)[-1]
 
     def pool_function(count: int, axes: tuple[bool, ...], treedef):
         @custom_vmap

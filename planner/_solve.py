@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int
 from ._alm import augmented_lagrangian
 from ._compose import VARIABLES, Allocation, Outcome, Pipeline
 from ._compute import Hardware
-from ._ipm import Vector, certify, interior_point
+from ._ipm import Vector, certify, certify_values, interior_point
 from ._laws import Chinchilla
 from ._techniques.sampling import score_log_failure
 
@@ -340,19 +340,19 @@ def _start(model: Pipeline, scenario: Scenario, objective: Objective, dtype,
                 allocation = Allocation(n_params=nc, n_tokens=dc, **fixed)
                 return _neg_log_log_failure(score_log_failure(model, allocation)) - goal
 
-            low, high = _bracketed_root(excess, jnp.log(jnp.asarray(1e-6, dtype)),
-                                        jnp.log(jnp.asarray(1e2, dtype)))
+            low = _bracketed_root(excess, jnp.log(jnp.asarray(1e-6, dtype)),
+                                  jnp.log(jnp.asarray(1e2, dtype)))
             n, d = _training_optimum(law, jnp.exp(low))
     start = {"n_params": n, "n_tokens": d, **fixed}
     return tuple(jnp.log(jnp.asarray(start[v], dtype)) for v in model.variables)
 
 
-def _bracketed_root(fn, low: Array, high: Array, steps: int = 12) -> tuple[Array, Array]:
-    """A bracket `(low, high)` of the root of an increasing `fn` with `fn(low) <= 0 < fn(high)`,
-    shrunk by `steps` steps of the Illinois method (regula falsi whose retained end has its
-    value halved when it is kept twice; Dowell & Jarratt 1971), superlinear where bisection
-    gains one bit a step. A step whose secant point is not finite or leaves the bracket
-    bisects instead. `low` stays on the side where `fn <= 0`."""
+def _bracketed_root(fn, low: Array, high: Array, steps: int = 12) -> Array:
+    """The end where `fn <= 0` of the bracket `(low, high)` of the root of an increasing `fn`
+    (`fn(low) <= 0 < fn(high)`), shrunk by `steps` steps of the Illinois method (regula falsi
+    whose retained end has its value halved when it is kept twice; Dowell & Jarratt 1971),
+    superlinear where bisection gains one bit a step. A step whose secant point is not finite
+    or leaves the bracket bisects instead."""
     def step(_, carry):
         a, b, fa, fb = carry
         secant = (a * fb - b * fa) / (fb - fa)
@@ -366,8 +366,7 @@ def _bracketed_root(fn, low: Array, high: Array, steps: int = 12) -> tuple[Array
 
     a, b = low, high
     a, b, fa, fb = jax.lax.fori_loop(0, steps, step, (a, b, fn(a), fn(b)))
-    feasible_b = fb <= 0
-    return jnp.where(feasible_b, b, a), jnp.where(feasible_b, a, b)
+    return jnp.where(fb <= 0, b, a)
 
 
 def _validate(
@@ -663,7 +662,7 @@ def _local(data, objective: Objective, names: tuple[str, ...], f, g, dtype, tol:
         value = -r * sign
         lam[k] = jnp.where(held, jnp.where((jnp.abs(gx[k]) <= tol) & (value > 0), value, 0.0),
                            lam[k])
-    return certify(lambda x: f(x, data), lambda x: g(x, data), x, tuple(lam), steps)
+    return certify_values(x, tuple(lam), steps, grad_f, jac, gx)
 
 
 def _optax_phase(f, g, p, x0: Vector, solver: Solver) -> tuple[Vector, Vector]:

@@ -22,26 +22,23 @@ def _newton_sqrt(lanes: int):
     """sqrt(a) * scale by Newton's iteration from 1, one problem per (x0, (a, scale))."""
 
     def init(x0, params):
-        return {"x": x0, "steps": jnp.asarray(0), "done": jnp.asarray(False)}
+        return {"x": x0, "scale": params[1] * jnp.ones_like(x0), "steps": jnp.asarray(0),
+                "done": jnp.asarray(False)}
 
     def step(state, params):
         a, _ = params
         x = 0.5 * (state["x"] + a / state["x"])
         done = jnp.abs(x - state["x"]) <= 1e-15 * x
-        new = {"x": x, "steps": state["steps"] + 1, "done": done}
+        new = {"x": x, "scale": state["scale"], "steps": state["steps"] + 1, "done": done}
         return jax.tree.map(lambda o, n: jnp.where(state["done"], o, n), state, new)
 
     def stopped(state):
         return state["done"] | (state["steps"] >= 200)
 
     def output(state):
-        return state["x"], state["steps"]
+        return state["x"] * state["scale"], state["steps"]
 
-    def finish(out, params):
-        x, steps = out
-        return x * params[1], steps
-
-    return pooled(init, step, stopped, output, finish, lanes=lanes)
+    return pooled(init, step, stopped, output, lanes=lanes)
 
 
 def _oracle(a: np.ndarray, scale: np.ndarray):
