@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._fusion import once
 from ._pool import pooled
 
 Vector = tuple[Array, ...]
@@ -122,25 +123,6 @@ class _State(eqx.Module):
     since: Array  # iterations since it last fell by a tenth
 
 
-def _once(tree, unit: Array):
-    """`tree` unchanged, as values XLA computes once.
-
-    XLA fuses cheap arithmetic into every consumer of its result and recomputes it there: the
-    arithmetic of an evaluation of the problem (a sampling law's series) and of the Newton
-    system is read by dozens of the state's updates, and was recomputed in each (the step of
-    the sampling problem cost 1.9 µs per lane on CPU, against 0.36 µs for the evaluation
-    itself). A floating division is an operation XLA does not duplicate: dividing by `unit`,
-    a one the compiler cannot see is one, makes each value a result computed once and read by
-    all (0.54 µs). Booleans go through the same division as 0.0 / 1.0.
-    """
-    def once(v):
-        if v.dtype == jnp.bool_:
-            return (v.astype(unit.dtype) / unit) > 0.5
-        return v / unit.astype(v.dtype)
-
-    return jax.tree.map(once, tree)
-
-
 def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Vector, Array, Array,
                                                                              Array]:
     n = len(grad_f)
@@ -234,7 +216,7 @@ def _merit(e: _Evaluation, s: Vector, mu, penalty):
 def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
     """The Newton direction at an accepted iterate, its barrier parameter (Mehrotra's probing),
     the steps that keep slacks and multipliers positive, and the merit function's value and
-    slope along it. `unit` is the one of `_once`."""
+    slope along it. `unit` is the one of `once`."""
     n, m = len(e.grad_f), len(s)
     zero = jnp.zeros_like(e.f)
     tiny = jnp.finfo(zero.dtype).tiny
@@ -242,7 +224,7 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
     r_d, _, _, _ = _residuals(e.grad_f, jac, e.g, lam)
     r_p = tuple(gi + si for gi, si in zip(e.g, s, strict=True))
     sigma = tuple(li / si for li, si in zip(lam, s, strict=True))
-    factor = _once(modified_ldl(tuple(
+    factor = once(modified_ldl(tuple(
         tuple(e.hess[i][j] + sum((jac[k][i] * sigma[k] * jac[k][j] for k in range(m)), zero)
               for j in range(n))
         for i in range(n)
@@ -253,7 +235,7 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
         -r_d[i] - sum((jac[k][i] * w_aff[k] for k in range(m)), zero) for i in range(n)))
     dx_unit = ldl_solve(factor, tuple(
         -sum((jac[k][i] / s[k] for k in range(m)), zero) for i in range(n)))
-    dx_aff, dx_unit = _once((dx_aff, dx_unit), unit)
+    dx_aff, dx_unit = once((dx_aff, dx_unit), unit)
 
     def direction(mu):
         dx = tuple(a + mu * u for a, u in zip(dx_aff, dx_unit, strict=True))
@@ -346,8 +328,8 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
                for si, d in zip(state.slack, state.ds, strict=True))
     lt = tuple(jnp.maximum(li + state.alpha_l * d, tiny)
                for li, d in zip(state.multipliers, state.dlam, strict=True))
-    unit = (state.steps >= 0).astype(dtype)  # one, unknown to the compiler (`_once`)
-    trial = _once(_evaluate(f, g, xt, lt, params), unit)
+    unit = (state.steps >= 0).astype(dtype)  # one, unknown to the compiler (`once`)
+    trial = once(_evaluate(f, g, xt, lt, params), unit)
     value = _merit(trial, st, state.mu, state.penalty)
     # Near the solution the merit's decrease is below its rounding error; a step that changes
     # it by no more than that is accepted rather than halved to nothing.
@@ -357,13 +339,13 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
     # after _BACKTRACKS halvings the step is taken as it is, if it is finite; if not, the
     # solve ends at the current iterate
     exhausted = state.tries >= _BACKTRACKS
-    accept = _once(accept | (exhausted & finite) | (state.tries < 0), unit)
+    accept = once(accept | (exhausted & finite) | (state.tries < 0), unit)
     converged, residual, feas = _converged(trial, lt, tol)
     improved = residual < 0.9 * state.best
     # only a feasible iterate can stall: an infeasible problem is recognised by its
     # multipliers diverging, which takes the steps it takes
     since = jnp.where(improved | (feas > jnp.sqrt(tol)), 0, state.since + 1)
-    dx, ds, dlam, alpha, alpha_l, merit0, slope, mu, penalty = _once(_prepare(
+    dx, ds, dlam, alpha, alpha_l, merit0, slope, mu, penalty = once(_prepare(
         trial, st, lt, state.penalty, tol, unit), unit)
     # Multipliers beyond _DIVERGED on an infeasible iterate are the signature of an
     # infeasible problem: they grow geometrically until they overflow, so waiting longer
@@ -380,7 +362,7 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
     halved = eqx.tree_at(lambda z: (z.alpha, z.tries, z.steps, z.done, z.since), state,
                          (0.5 * state.alpha, state.tries + 1, state.steps + 1,
                           exhausted | (waited >= _PATIENCE), waited))
-    keep = _once(state.done | (state.steps >= max_steps), unit)
+    keep = once(state.done | (state.steps >= max_steps), unit)
     return jax.tree.map(lambda old, a, b: jnp.where(keep, old, jnp.where(accept, a, b)),
                         state, moved, halved)
 
