@@ -27,6 +27,7 @@ from jax.custom_batching import custom_vmap
 
 _REFILLS = 32
 _MIN_LANES = 256
+_ALIGN = 128
 
 
 def _take(tree, index):
@@ -59,7 +60,8 @@ def pooled(
     - `output(state) -> out`: the result of a problem, from its final state.
     - `lanes`: at most this many problems are stepped side by side, and no more than a 32nd
       of the batch (but at least 256, or the whole batch if smaller), so that the tail of
-      the last, slowest problems is short. Lanes are refilled as their problems stop.
+      the last, slowest problems is short; above 128, a multiple of 128. Lanes are refilled
+      as their problems stop.
 
     `x0` and `params` are pytrees of arrays; under `vmap` any of their leaves may be batched.
     """
@@ -94,6 +96,10 @@ def pooled(
         # tail for a batch of few problems per lane (measured on CPU: 3,000 pruning solves
         # 6x faster on 256 lanes than on 4,096).
         size = min(count, lanes, max(_MIN_LANES, count // _REFILLS))
+        # A multiple of _ALIGN, so that XLA's vectorised loops over the lanes have no
+        # remainder (measured on CPU, 100,000 lifetime solves: 0.12 s on 3,125 lanes, 0.097 s
+        # on 3,072).
+        size = size - size % _ALIGN if size > _ALIGN else size
         vstep = jax.vmap(step, in_axes=(0, param_axes))
 
         def body(carry):
