@@ -153,8 +153,9 @@ class Solver(eqx.Module):
     - `inner_steps`, `outer_steps`: optimiser steps per multiplier update, and updates.
     - `lanes`: under `vmap`, the most local solves stepped side by side (`planner._pool`): a
       batch is solved on at most this many lanes (and no more than a 32nd of its local
-      solves, at least 256; a multiple of 128 above 128), each lane taking the next problem when its own stops, so the
-      work is about the members' total and not the slowest member's times the batch.
+      solves, at least 256; a multiple of 128 above 128), each lane taking the next problem
+      when its own stops, so the work is about the members' total and not the slowest
+      member's times the batch.
       Default (`None`): `DEFAULT_LANES` for the backend.
     """
 
