@@ -28,7 +28,7 @@ from ._table import (
     atomic_write,
     bucket,
     check_columns,
-    format_float,
+    format_floats,
     parse_columns,
     solve_chunk,
 )
@@ -49,15 +49,13 @@ def _fingerprint(path: Path) -> str:
 def _format_chunk(columns: dict[str, list[str]], out: dict[str, np.ndarray],
                   plan_columns: list[str], messages: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = list(columns)
-    codes = out["status"]
-    formatted = {c: [format_float(x) for x in out[c]] for c in plan_columns}
-    for i in range(len(codes)):
-        code = Status(int(codes[i]))
-        message = messages[i] or ("" if code == Status.OPTIMAL else STATUS_MESSAGES[code])
-        writer.writerow([columns[c][i] for c in names] + [formatted[c][i] for c in plan_columns]
-                        + [STATUS_NAMES[code], message])
+    codes = np.asarray(out["status"]).astype(int).tolist()
+    names = {int(s): STATUS_NAMES[s] for s in Status}
+    notes = {int(s): "" if s == Status.OPTIMAL else STATUS_MESSAGES[s] for s in Status}
+    csv.writer(buffer, lineterminator="\n").writerows(zip(
+        *columns.values(), *(format_floats(out[c]) for c in plan_columns),
+        [names[c] for c in codes], [m or notes[c] for m, c in zip(messages, codes, strict=True)],
+        strict=True))
     return buffer.getvalue()
 
 
@@ -192,9 +190,9 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
             values, status, messages = parse_columns(columns, law, first_row=done + 1,
                                                      **checks)
             out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
-            for code in out["status"]:
+            for code, k in zip(*np.unique(out["status"], return_counts=True), strict=True):
                 name = STATUS_NAMES[Status(int(code))]
-                counts[name] = counts.get(name, 0) + 1
+                counts[name] = counts.get(name, 0) + int(k)
             text = _format_chunk(columns, out, plan_columns, messages)
             atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text),
                          tmp_dir=parts)
@@ -244,22 +242,27 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
             import pyarrow.parquet as pq
         except ImportError:  # pragma: no cover - depends on the extra
             raise TableError("writing Parquet needs the 'parquet' extra (pyarrow)") from None
+        import pyarrow.csv as pacsv
+
         numeric = set(PLAN_COLUMNS)
         schema = pa.schema([(h, pa.float64() if h in numeric else pa.string()) for h in header])
+        # the parts as written: no header, empty plan cells are NaN (None), empty text stays ''
+        read = pacsv.ReadOptions(column_names=header)
+        parse = pacsv.ParseOptions(newlines_in_values=True)
+        convert = pacsv.ConvertOptions(column_types=schema, null_values=[""],
+                                       strings_can_be_null=False, quoted_strings_can_be_null=False)
 
         def write(tmp):
             with pq.ParquetWriter(tmp, schema) as writer:
                 for part in _part_files(parts):
-                    with open(part, newline="") as handle:
-                        rows = list(csv.reader(handle))
-                    count(rows)
-                    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in header]
-                    arrays = [
-                        pa.array([float(v) if v else None for v in col], pa.float64())
-                        if h in numeric else pa.array(list(col), pa.string())
-                        for h, col in zip(header, cols, strict=True)
-                    ]
-                    writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                    if part.stat().st_size == 0:  # a chunk of no rows
+                        writer.write_table(schema.empty_table())
+                        continue
+                    table = pacsv.read_csv(part, read_options=read, parse_options=parse,
+                                           convert_options=convert)
+                    for status in table.column("status").to_pylist():
+                        counts[status] = counts.get(status, 0) + 1
+                    writer.write_table(table.combine_chunks())
 
         atomic_write(output, write, tmp_dir=parts)
         return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import difflib
 import math
@@ -142,8 +143,7 @@ class TableReader:
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(self.path).iter_batches(batch_size=size):
-                yield {name: [_cell(v) for v in batch.column(name).to_pylist()]
-                       for name in self.columns}
+                yield {name: _cells(batch.column(name).to_pylist()) for name in self.columns}
             return
         with self._open() as handle:
             columns: dict[str, list[str]] = {h: [] for h in self.columns}
@@ -169,8 +169,9 @@ def read_table(path: str | os.PathLike) -> dict[str, list[str]]:
     return out
 
 
-def _cell(value) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+def _cells(values: list) -> list[str]:
+    """Parquet values as text cells: '' for null, floats as repr (which reads back exactly)."""
+    return ["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in values]
 
 
 def check_columns(columns, required: tuple[str, ...]) -> None:
@@ -232,28 +233,13 @@ def parse_columns(
     naming every problem with its column and its data row number.
     """
     n = len(next(iter(columns.values()))) if columns else 0
-    problems: list[list[str]] = [[] for _ in range(n)]
+    problems: dict[int, list[str]] = collections.defaultdict(list)  # rows with problems only
     values: dict[str, np.ndarray] = {}
     empty: dict[str, np.ndarray] = {}
     for name in KNOWN_COLUMNS:
         if name not in columns:
             continue
-        out = np.full(n, np.nan)
-        blank = np.zeros(n, dtype=bool)
-        for i, text in enumerate(columns[name]):
-            where = f"row {i + first_row}: column {name!r}"
-            if not text.strip():
-                blank[i] = True
-                if name in required:
-                    problems[i].append(f"{where} is empty")
-                continue
-            try:
-                out[i] = float(text)
-            except ValueError:
-                problems[i].append(f"{where} is not a number ({text!r})")
-                continue
-            if not math.isfinite(out[i]):
-                problems[i].append(f"{where} must be finite ({text!r})")
+        out, blank = _parse_column(columns[name], name, name in required, first_row, problems)
         default = float(getattr(law, name)) if name in LAW_COLUMNS else ABSENT[name]
         out[blank] = default
         values[name], empty[name] = out, blank
@@ -280,20 +266,52 @@ def parse_columns(
         for i in np.flatnonzero(~has):
             problems[i].append(f"row {i + first_row}: needs a target_loss or a target_score")
 
-    invalid = np.array([bool(m) for m in problems], dtype=bool)
+    invalid = np.zeros(n, dtype=bool)
+    invalid[np.array(list(problems), dtype=int)] = True
     reasons = _infeasible(values, empty, law, ~invalid, first_row, dense_inference)
     status = np.full(n, -1)
-    status[[bool(r) for r in reasons]] = Status.INFEASIBLE
+    status[np.array(list(reasons), dtype=int)] = Status.INFEASIBLE
     status[invalid] = Status.INVALID_INPUT
-    messages = ["; ".join(p) if p else "; ".join(r) for p, r in zip(problems, reasons,
-                                                                   strict=True)]
+    messages = [""] * n
+    for i, why in (*reasons.items(), *problems.items()):
+        messages[i] = "; ".join(why)
     return values, status, messages
 
 
-def _infeasible(values, empty, law, valid, first_row, dense_inference) -> list[list[str]]:
-    """Per row, why no allocation can reach its `target_loss` (empty list: maybe one can)."""
+def _parse_column(cells: list[str], name: str, required: bool, first_row: int,
+                  problems: dict[int, list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """A column of text cells as float64 (NaN where empty or not a number) and its empty
+    cells; the problems of each cell are appended to `problems`."""
+    n = len(cells)
+    blank = np.zeros(n, dtype=bool)
+    text = np.zeros(n, dtype=bool)  # neither empty nor a number
+    try:  # a column of numbers only, the common case: parsed in one pass
+        out = np.array(list(map(float, cells)), dtype=np.float64).reshape(n)
+    except ValueError:  # empty cells or text: cell by cell, to say which
+        out = np.full(n, np.nan)
+        for i, cell in enumerate(cells):
+            if not cell.strip():
+                blank[i] = True
+                continue
+            try:
+                out[i] = float(cell)
+            except ValueError:
+                text[i] = True
+    for i in np.flatnonzero(blank & required):
+        problems[i].append(f"row {i + first_row}: column {name!r} is empty")
+    for i in np.flatnonzero(text):
+        problems[i].append(f"row {i + first_row}: column {name!r} is not a number "
+                           f"({cells[i]!r})")
+    for i in np.flatnonzero(~np.isfinite(out) & ~blank & ~text):
+        problems[i].append(f"row {i + first_row}: column {name!r} must be finite "
+                           f"({cells[i]!r})")
+    return out, blank
+
+
+def _infeasible(values, empty, law, valid, first_row, dense_inference) -> dict[int, list[str]]:
+    """Why no allocation can reach its `target_loss`, for the rows where none can."""
     n = len(valid)
-    reasons: list[list[str]] = [[] for _ in range(n)]
+    reasons: dict[int, list[str]] = collections.defaultdict(list)
     if "target_loss" not in values:
         return reasons
     coef = {k: values.get(k, np.full(n, float(getattr(law, k)))) for k in LAW_COLUMNS}
@@ -483,9 +501,12 @@ def solve_chunk(
 
 
 # --------------------------------------------------------------------------------------- writing
-def format_float(x: float) -> str:
-    """Shortest text that reads back as the same float64 (repr), '' for NaN."""
-    return "" if not math.isfinite(x) else repr(float(x))
+def format_floats(values: np.ndarray) -> list[str]:
+    """Per value, the shortest text that reads back as the same float64 (repr); '' for a value
+    that is not finite."""
+    values = np.asarray(values, dtype=np.float64)
+    return [repr(v) if ok else "" for v, ok in
+            zip(values.tolist(), np.isfinite(values).tolist(), strict=True)]
 
 
 def atomic_write(
