@@ -516,6 +516,7 @@ def atomic_write(
     tmp_dir: str | os.PathLike | None = None,
 ) -> None:
     """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file.
+    The file gets the permissions a new file gets from `open` (0666 less the umask).
 
     The temporary file is flushed to disk before the rename, and the rename is flushed after
     it. It lives in `tmp_dir` (default: beside `path`; it must be on the same file system), so
@@ -527,6 +528,10 @@ def atomic_write(
                                dir=path.parent if tmp_dir is None else tmp_dir)
     os.close(fd)
     try:
+        # mkstemp's file is private (0600); the result gets the mode `open` would give it
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -319,3 +319,36 @@ def test_parquet_in_and_out(tmp_path, table):
                 assert g[column] == float(w[column])
             else:
                 assert g[column] is None
+
+
+def test_parquet_output_holds_the_csv_output_cell_for_cell(tmp_path):
+    """Text cells that need quoting (commas, quotes, line breaks, empty) and empty plan cells
+    come through the Parquet assembly as the CSV output has them."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = tmp_path / "in.csv"
+    src.write_text('note,target_loss,inference_tokens\n"a\nb",2.5,1e12\n"x, ""y""",abc,\n'
+                   '"",2.2,\n', newline="")
+    assert main(solve_args(src, tmp_path / "out.csv", 2)) == EXIT_OK
+    assert main(solve_args(src, tmp_path / "out.parquet", 2)) == EXIT_OK
+    with open(tmp_path / "out.csv", newline="") as handle:
+        want = list(csv.DictReader(handle))
+    got = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [g["note"] for g in got] == ["a\nb", 'x, "y"', ""]
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want, strict=True):
+        assert set(g) == set(w)
+        for column, text in w.items():
+            value = g[column]
+            if isinstance(value, float):
+                assert value == float(text)
+            else:
+                assert (value if value is not None else "") == text, column
+
+
+def test_output_has_the_permissions_of_a_new_file(tmp_path, table):
+    src, _ = table
+    out = tmp_path / "out.csv"
+    assert main(solve_args(src, out, 64)) == EXIT_OK
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert (out.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
