@@ -222,6 +222,19 @@ def throughput_in_subprocess(kind: str, sizes: list[int], repeats: int,
     return json.loads(proc.stdout[proc.stdout.rfind("@@") + 2:])
 
 
+def saturation(rows: list[dict], share: float = 0.9) -> str:
+    """Where throughput stops growing: the smallest batch within `share` of the best rate
+    (scenarios per CPU-second, the steadier measure on a shared machine)."""
+    best = max(rows, key=lambda r: r["rate_cpu"])
+    first = next(r for r in rows if r["rate_cpu"] >= share * best["rate_cpu"])
+    if first is rows[-1]:
+        return (f"Throughput still grows at the largest batch measured ({first['n']:,}, "
+                f"{first['rate_cpu']:,.0f} scenarios per CPU-second): no saturation seen.")
+    return (f"Throughput grows with the batch up to {first['n']:,} scenarios, the smallest "
+            f"batch within {share:.0%} of the best rate ({best['rate_cpu']:,.0f} scenarios per "
+            f"CPU-second, at {best['n']:,}): there this machine saturates.")
+
+
 # ------------------------------------------------------------------------ 2. compile/bucket
 def compile_per_bucket(chunk: int) -> dict[str, list[tuple[int, float, float, float, int]]]:
     """Per problem and bucket: (size, first call wall, first call CPU, second call wall,
@@ -691,7 +704,7 @@ def main(argv=None) -> int:
                    and last["n"] < cap else f"the largest size asked for (--max-batch"
                    f"{'' if kind == 'plain' else '-composed'} {cap:,})")
             notes.append(f"- {KINDS[kind]}: measured up to {last['n']:,} scenarios in one batch; "
-                         f"stopped there because {why}.")
+                         f"stopped there because {why}. {saturation(rows)}")
         results["throughput_notes"] = notes
     if "buckets" in sections:
         print("2. compile time per bucket", flush=True)
