@@ -34,6 +34,7 @@ from ._laws import PRESETS as PRESETS
 from ._laws import AbstractLossLaw as AbstractLossLaw
 from ._laws import Chinchilla as Chinchilla
 from ._shard import barrier as barrier
+from ._shard import cpu_devices as cpu_devices
 from ._shard import default_dtype as default_dtype
 from ._shard import initialize as initialize
 from ._shard import owns_chunk as owns_chunk

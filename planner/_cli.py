@@ -47,13 +47,18 @@ def _stages(args, law):
     return tuple(stages)
 
 
+def _multi_process(args) -> bool:
+    return args.distributed or any(
+        v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+
+
 def _join(args) -> None:
     """Join a multi-process run when asked to (before anything computes with JAX)."""
     given = (args.coordinator, args.num_processes, args.process_id)
     if args.distributed and any(v is not None for v in given):
         raise ValueError("give --distributed alone, or --coordinator, --num-processes and "
                          "--process-id")
-    if args.distributed or any(v is not None for v in given):
+    if _multi_process(args):
         from ._shard import initialize
 
         initialize(*given, timeout=args.join_timeout)
@@ -65,12 +70,17 @@ def cmd_solve(args) -> int:
     import numpy as np
 
     from ._compose import Pipeline, Pretraining
-    from ._shard import barrier, shard_batch
+    from ._shard import barrier, cpu_devices, shard_batch
     from ._solve import has_score
     from ._sweep import PLAN_COLUMNS, run_sweep
     from ._table import TableError, make_solver
 
     try:
+        if args.cpu_devices is not None or not _multi_process(args):
+            try:
+                cpu_devices(args.cpu_devices)
+            except RuntimeError as error:  # asked for a count after JAX started
+                raise ValueError(f"--cpu-devices: {error}") from None
         _join(args)
         law = _law(args)
         stages = _stages(args, law)
@@ -92,7 +102,10 @@ def cmd_solve(args) -> int:
             dtype=np.float32 if args.float32 else np.float64, resume=args.resume,
             options={"law": args.law, "law_file": args.law_file, "objective": args.objective,
                      "pruning": args.pruning, "sampling": args.sampling,
-                     "float32": args.float32},
+                     "float32": args.float32,
+                     # plans can differ in their last bits with the split (see _shard), so a
+                     # resumed run must split its chunks as the first one did
+                     "devices": f"{jax.default_backend()}:{jax.local_device_count()}"},
             on_progress=progress.update,
             process_index=jax.process_index(), process_count=jax.process_count(),
             barrier=barrier,
@@ -200,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "Open MPI, Cloud TPU)")
     hosts.add_argument("--join-timeout", type=int, default=300, metavar="SECONDS",
                        help="how long to wait for every process to join (default 300)")
+    solve.add_argument("--cpu-devices", type=int, metavar="K",
+                       help="CPU devices to split each chunk over (default: one per usable "
+                       "core, or one per process in a multi-process run; ignored where JAX "
+                       "runs on a GPU or TPU)")
     solve.add_argument("--progress", action="store_true",
                        help="show progress even when standard error is not a terminal")
     solve.set_defaults(func=cmd_solve)
@@ -232,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "chunk_size", 1) < 1:
         parser.error("--chunk-size must be >= 1")
+    if getattr(args, "cpu_devices", None) is not None and args.cpu_devices < 1:
+        parser.error("--cpu-devices must be >= 1")
     return args.func(args)
 
 

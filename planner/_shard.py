@@ -195,6 +195,57 @@ def _pad(x, size: int):
     return xp.concatenate([x, xp.repeat(x[-1:], size - n, axis=0)])
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cpu_devices(count: int | None = None) -> int | None:
+    """Give JAX `count` CPU devices (default: one per core this process may run on), so that
+    `shard_batch` runs one block of rows per core.
+
+    On a CPU, XLA runs one device's program with a pool of threads, splitting each large
+    enough elementwise loop between them. The pooled solver's loops are small (a few thousand
+    lanes) and many, and gain little from the split; one device per core instead runs a whole
+    program per core (measured on 2 cores, `benchmarks/RESULTS.md`: 65,536 four-variable
+    scenarios 1.4x faster, the lifetime problem 2x). Plans can then differ from a one-device
+    solve in their last bits (see the module docstring).
+
+    It must run before JAX starts its backends (before the first array is made). It does
+    nothing, and returns `None`, when asked for no particular count and either the backends
+    have started or `XLA_FLAGS` sets `--xla_force_host_platform_device_count` (the user's own
+    choice); asked for a `count` too late, it raises. Other platforms (GPU, TPU) are not
+    affected.
+
+    **Arguments:**
+
+    - `count`: CPU devices, >= 1; default one per usable core.
+
+    **Returns:** the count set, or `None`.
+    """
+    import os
+
+    from jax._src import xla_bridge
+
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                              or count < 1):
+        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    started = xla_bridge.backends_are_initialized()
+    if count is None:
+        if started or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+            return None
+        count = usable_cores()
+    elif started:
+        raise RuntimeError("cpu_devices must run before JAX starts its backends (before the "
+                           "first array is made)")
+    jax.config.update("jax_num_cpu_devices", count)
+    return count
+
+
 # ---------------------------------------------------------------------------------- precision
 def default_dtype(platform: str | None = None) -> np.dtype:
     """The float type to solve in on `platform`: float64, except float32 on TPUs.

@@ -123,8 +123,9 @@ def run_sweep(
         previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
             raise TableError(
-                f"{parts} belongs to a run with another input or other options; "
-                "remove it or rerun with the same input and options"
+                f"{parts} belongs to a run with another input or other options"
+                f"{_differences(previous, manifest)}; remove it or rerun with the same input "
+                "and options"
             )
         if not resume or previous is None:
             shutil.rmtree(parts)
@@ -155,6 +156,25 @@ def run_sweep(
     counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
     _remove_parts(parts)
     return counts
+
+
+def _differences(previous: dict, manifest: dict) -> str:
+    """' (was ..., now ...)' for the manifest entries and options that changed."""
+    def flat(m):
+        return {**{k: v for k, v in m.items() if k != "options"},
+                **{f"option {k}": v for k, v in (m.get("options") or {}).items()}}
+
+    old, new = flat(previous), flat(manifest)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if not changed:
+        return ""
+    return " (" + "; ".join(f"{k}: was {_short(old.get(k))}, now {_short(new.get(k))}"
+                            for k in changed) + ")"
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _row_checks(required: tuple[str, ...], options: dict) -> dict:

@@ -285,6 +285,22 @@ def test_subprocess_exit_code_and_no_output(tmp_path):
     assert not out.exists()
 
 
+def test_cpu_devices_must_be_positive_and_set_before_jax_starts(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["target_loss"], [[2.2]])
+    out = tmp_path / "out.csv"
+    with pytest.raises(SystemExit) as stop:
+        main(["solve", str(src), "-o", str(out), "--cpu-devices", "0"])
+    assert stop.value.code == EXIT_USAGE
+    assert "--cpu-devices must be >= 1" in capsys.readouterr().err
+    # in this process JAX has started: a count can no longer be given, and nothing is written
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    assert main(["solve", str(src), "-o", str(out), "--cpu-devices", "2"]) == EXIT_USAGE
+    assert "--cpu-devices: cpu_devices must run before JAX starts" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_header_only_table_gives_header_only_output(tmp_path):
     src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], [])
     out = tmp_path / "out.csv"

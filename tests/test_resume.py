@@ -6,6 +6,7 @@ each state a killed run can leave behind.
 """
 
 import csv
+import json
 import os
 import random
 import signal
@@ -245,7 +246,7 @@ def test_without_resume_old_parts_are_discarded(tmp_path, table, monkeypatch):
     assert out.read_bytes() == expected
 
 
-@pytest.mark.parametrize("change", ["input", "chunk", "pruning", "law"])
+@pytest.mark.parametrize("change", ["input", "chunk", "pruning", "law", "devices"])
 def test_resume_refuses_parts_of_another_run(tmp_path, table, monkeypatch, capsys, change):
     src, expected = table
     out = tmp_path / "out.csv"
@@ -262,10 +263,21 @@ def test_resume_refuses_parts_of_another_run(tmp_path, table, monkeypatch, capsy
         args = solve_args(src, out, 16, "--resume")
     elif change == "pruning":
         args += ["--pruning"]
-    else:
+    elif change == "law":
         args += ["--law", "hoffmann2022"]
+    else:  # as if the first run had split its chunks over another number of devices
+        manifest = json.loads((parts / "manifest.json").read_text())
+        manifest["options"]["devices"] = "cpu:7"
+        (parts / "manifest.json").write_text(json.dumps(manifest))
+        before = {p.name: p.read_bytes() for p in parts.iterdir()}
     assert main(args) == EXIT_USAGE
-    assert "another input or other options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another input or other options" in err
+    named = {"input": "input_sha256: was", "chunk": "chunk: was 8, now 16",
+             "pruning": "option pruning: was false, now true",
+             "law": 'option law: was "sardana2024", now "hoffmann2022"',
+             "devices": 'option devices: was "cpu:7", now "cpu:'}[change]
+    assert named in err
     assert {p.name: p.read_bytes() for p in parts.iterdir()} == before  # nothing touched
     assert not out.exists()
 

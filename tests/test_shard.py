@@ -31,6 +31,7 @@ import pytest
 from planner._shard import (
     MESH_AXIS,
     barrier,
+    cpu_devices,
     default_dtype,
     initialize,
     local_mesh,
@@ -374,3 +375,40 @@ def test_default_dtype_of_this_backend_and_bad_names():
     assert default_dtype() == np.dtype(np.float64)  # this process runs on CPU
     with pytest.raises(ValueError, match="platform name"):
         default_dtype("")
+
+
+# ------------------------------------------------------------------------------- cpu_devices
+_CPU_DEVICES = (
+    "import json, sys; from planner._shard import cpu_devices; "
+    "count = cpu_devices(int(sys.argv[1]) if len(sys.argv) > 1 else None); import jax; "
+    "print(json.dumps([count, jax.local_device_count()]))"
+)
+
+
+def _cpu_devices_in_subprocess(*args: str, flags: str = "") -> list:
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _CPU_DEVICES, *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_devices_default_one_per_usable_core():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert _cpu_devices_in_subprocess() == [cores, cores]
+    assert _cpu_devices_in_subprocess("3") == [3, 3]
+
+
+def test_cpu_devices_leaves_the_users_xla_flags_alone():
+    flags = "--xla_force_host_platform_device_count=5"
+    assert _cpu_devices_in_subprocess(flags=flags) == [None, 5]
+
+
+def test_cpu_devices_after_jax_started():
+    jax.numpy.zeros(1).block_until_ready()  # the backends have started in this process
+    assert cpu_devices() is None
+    with pytest.raises(RuntimeError, match="before JAX starts"):
+        cpu_devices(2)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="count must be an integer"):
+            cpu_devices(bad)
