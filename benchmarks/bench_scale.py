@@ -41,7 +41,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import re
 import resource
 import subprocess
@@ -49,6 +48,7 @@ import sys
 import tempfile
 import time
 
+import _results
 from _results import RESULTS, write_section
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -105,33 +105,7 @@ def load() -> float:
 
 
 def machine() -> dict[str, str]:
-    import importlib.metadata
-
-    import jax
-
-    cpu = "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = "unknown"
-    try:
-        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                memory = f"{int(line.split()[1]) / 2**20:.0f} GiB"
-    except OSError:
-        pass
-    versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "equinox")}
-    return {
-        "cpu": f"{cpu}, {usable} usable cores ({os.cpu_count()} logical), {memory} memory",
-        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
-        "versions": ", ".join(f"{k} {v}" for k, v in versions.items())
-        + f", Python {platform.python_version()}",
-    }
+    return _results.machine(("jax", "jaxlib", "equinox"))
 
 
 def peak_rss() -> int:
@@ -289,13 +263,10 @@ import bench_scale
 import planner
 from planner._shard import shard_batch
 from planner._table import make_solver
-from planner._techniques.pruning import Pruning
 kind, n = sys.argv[1], int(sys.argv[2])
 law = planner.Chinchilla.from_preset("sardana2024")
-fn = make_solver(law, () if kind == "plain" else (Pruning(law),), "compute")
-cols = bench_scale.scenarios(kind, n)
-fields = {"target_loss": jnp.asarray(cols["target_loss"]),
-          "inference_demand": jnp.asarray(cols["inference_demand"])}
+fn = make_solver(law, bench_scale.model_of(kind).techniques, "compute")
+fields = {k: jnp.asarray(v) for k, v in bench_scale.scenarios(kind, n).items()}
 run = shard_batch(fn)
 wall, cpu = time.perf_counter(), time.process_time()
 out = run({}, fields); np.asarray(out["status"])
@@ -433,6 +404,10 @@ def cli(kind: str, n: int, folder: pathlib.Path, chunk: int) -> dict:
     out = folder / f"{kind}-{n}.out.parquet"
     write_table(src, kind, n)
     flags = {"plain": [], "composed": ["--pruning"], "full": ["--pruning", "--sampling"]}[kind]
+    # the command line's default, one CPU device per usable core, given explicitly
+    from planner._shard import usable_cores
+
+    flags += ["--cpu-devices", str(usable_cores())]
     command = [sys.executable, "-m", "planner._cli", "solve", str(src), "-o", str(out), *flags,
                "--chunk-size", str(chunk)]
     before = load()
@@ -535,10 +510,12 @@ def report(meta: dict, results: dict) -> str:
         out.append("")
         out.append("The table solver wrapped in `shard_batch` on k virtual CPU devices "
                    "(`--xla_force_host_platform_device_count=k`), one subprocess per k; best of "
-                   "3 runs after a first call that compiles. The virtual devices share this "
-                   "machine's cores, so this shows what sharding costs and how XLA's CPU runtime "
-                   "runs the per-device programs side by side, not how a GPU or TPU pod "
-                   "scales.")
+                   "3 runs after a first call that compiles. One device runs its program on "
+                   "XLA's pool of threads, which splits each large enough loop between the "
+                   "cores; k devices up to the usable cores run one program per core, which "
+                   "`planner solve` does by default (`planner.cpu_devices`); more devices than "
+                   "cores share them. This shows what sharding costs and gains on this CPU, "
+                   "not how a GPU or TPU pod scales.")
         out.append("")
         out.append("| problem | scenarios | devices | first call (CPU) | run (wall) | run (CPU) | "
                    "speed-up (wall) | optimal |")
@@ -713,7 +690,7 @@ def main(argv=None) -> int:
         print("3. devices", flush=True)
         counts = [int(c) for c in args.device_counts.split(",")]
         results["devices"] = {kind: (args.device_batch, devices(kind, args.device_batch, counts))
-                              for kind in ("plain", "composed")}
+                              for kind in KINDS}
     if "precision" in sections:
         print("4. float32 against float64", flush=True)
         results["precision"] = [precision(kind, args.precision_n, args.precision_timeout)

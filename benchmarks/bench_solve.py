@@ -42,11 +42,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import math
 import os
-import pathlib
-import platform
 import sys
 import time
 import warnings
@@ -55,6 +52,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import _results  # noqa: E402
 import cvxpy as cp  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import mpmath  # noqa: E402
@@ -359,26 +357,7 @@ class Row:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    versions = {name: importlib.metadata.version(name)
-                for name in ("jax", "jaxlib", "optimistix", "scipy", "cvxpy", "clarabel")}
-    return {
-        "cpu": f"{cpu}, {usable} usable cores ({os.cpu_count()} logical)",
-        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
-        "versions": ", ".join(f"{k} {v}" for k, v in versions.items())
-        + f", Python {platform.python_version()}",
-    }
+    return _results.machine(("jax", "jaxlib", "optimistix", "scipy", "cvxpy", "clarabel"))
 
 
 def fmt_time(seconds: float) -> str:
