@@ -92,6 +92,7 @@ def model_of(kind: str):
     return planner.Pipeline(planner.Pretraining(law), *stages)
 
 
+SECTIONS = ("throughput", "buckets", "devices", "precision", "cli")
 KINDS = {
     "plain": "lifetime (N, D; loss target)",
     "composed": "+ pruning (N, D, density)",
@@ -440,17 +441,31 @@ def cli(kind: str, n: int, folder: pathlib.Path, chunk: int) -> dict:
 # -------------------------------------------------------------------------------- report
 def report(meta: dict, results: dict) -> str:
     out = [HEADING, ""]
-    out.append(f"Measured {meta['date']} by `python benchmarks/bench_scale.py "
-               f"{meta['argv']}`.".replace(" `.", "`."))
-    out.append(f"Machine: {meta['machine']['cpu']}; JAX backend {meta['machine']['backend']}; "
-               f"{meta['machine']['versions']}. 1-minute load average "
-               f"{meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end (this "
-               "machine is shared: CPU time is the steadier measure; wall-clock time includes "
-               "waiting for the other jobs).")
+    machine_line = (f"{meta['machine']['cpu']}; JAX backend {meta['machine']['backend']}; "
+                    f"{meta['machine']['versions']}")
+    out.append(f"Machine: {machine_line}. Each section says when and by which command it was "
+               "measured, and the 1-minute load average at its start and end: this machine is "
+               "shared, so CPU time is the steadier measure, and wall-clock time includes "
+               "waiting for other jobs.")
     out.append("")
+
+    def measured(name: str) -> None:
+        m = results.get("measured", {}).get(name)
+        if m is None:
+            return
+        command = f"python benchmarks/bench_scale.py {m['argv']}".rstrip()
+        line = (f"Measured {m['date']} by `{command}`; load average {m['load'][0]:.1f} at the "
+                f"start, {m['load'][1]:.1f} at the end.")
+        other = (f"{m['machine']['cpu']}; JAX backend {m['machine']['backend']}; "
+                 f"{m['machine']['versions']}")
+        if other != machine_line:
+            line += f" Machine: {other}."
+        out.extend([line, ""])
+
     if "throughput" in results:
         out.append("### Throughput against batch size")
         out.append("")
+        measured("throughput")
         out.append("One batch, `jax.jit(jax.vmap(lambda s: planner.solve(model, s, "
                    "throw=False)))`, float64, default `Solver()`; scenarios as in "
                    "`bench_solve.py` (loss targets E + [0.05, 0.8], demand 1e9 to 1e15 tokens; "
@@ -479,6 +494,7 @@ def report(meta: dict, results: dict) -> str:
     if "buckets" in results:
         out.append("### Compile time per bucket")
         out.append("")
+        measured("buckets")
         out.append("`planner solve` pads each chunk to a bucket (powers of two from 256 to the "
                    "chunk size, `planner._table.bucket`) and compiles the table solver once per "
                    "bucket it meets: a table of full chunks meets one, plus one for a shorter "
@@ -508,6 +524,7 @@ def report(meta: dict, results: dict) -> str:
     if "devices" in results:
         out.append("### Devices")
         out.append("")
+        measured("devices")
         out.append("The table solver wrapped in `shard_batch` on k virtual CPU devices "
                    "(`--xla_force_host_platform_device_count=k`), one subprocess per k; best of "
                    "3 runs after a first call that compiles. One device runs its program on "
@@ -532,6 +549,7 @@ def report(meta: dict, results: dict) -> str:
     if "precision" in results:
         out.append("### float32 against float64")
         out.append("")
+        measured("precision")
         out.append("The same random scenarios solved with 64-bit types on and off (as "
                    "`planner solve --float32`), default `Solver()` (its float32 tolerance is "
                    f"{results['precision'][0].get('tolerance32', math.nan):g} on the KKT "
@@ -556,6 +574,7 @@ def report(meta: dict, results: dict) -> str:
     if "cli" in results:
         out.append("### The command line on a large table")
         out.append("")
+        measured("cli")
         out.append("`/usr/bin/time -v planner solve TABLE.parquet -o OUT.parquet FLAGS "
                    "--chunk-size C` on a Parquet table of random scenarios (as above), float64.")
         out.append("")
@@ -639,7 +658,7 @@ def main(argv=None) -> int:
                         help="rows of the --pruning --sampling table, the headline (0: skip)")
     parser.add_argument("--cli-rows-pruning", type=int, default=1_000_000,
                         help="rows of the --pruning table (0: skip)")
-    parser.add_argument("--sections", default="throughput,buckets,devices,precision,cli")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--merge", help="a JSON file of earlier results to merge in (sections "
                         "not run now keep the earlier results)")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
@@ -660,9 +679,23 @@ def main(argv=None) -> int:
     results: dict = {}
     if args.merge and pathlib.Path(args.merge).exists():
         results = json.loads(pathlib.Path(args.merge).read_text())
-        results.pop("meta", None)
+        earlier = results.pop("meta", None)
+        if earlier and "measured" not in results:  # a dump from before sections had their own
+            results["measured"] = {name: {**{k: earlier[k] for k in ("date", "argv", "machine")},
+                                          "load": earlier["load"]}
+                                   for name in SECTIONS if name in results}
 
-    if "throughput" in sections:
+    measured = results.setdefault("measured", {})
+
+    def section(name: str, run) -> None:
+        # each section records when, by which command, on which machine and under what load
+        # it ran, so that results merged from several runs say so
+        before = load()
+        run()
+        measured[name] = {"date": meta["date"], "argv": meta["argv"],
+                          "machine": meta["machine"], "load": [before, load()]}
+
+    def run_throughput() -> None:
         print("1. throughput against batch size", flush=True)
         sizes = [10**k for k in range(0, 8) if 10**k <= args.max_batch]
         if args.smoke:
@@ -683,20 +716,24 @@ def main(argv=None) -> int:
             notes.append(f"- {KINDS[kind]}: measured up to {last['n']:,} scenarios in one batch; "
                          f"stopped there because {why}. {saturation(rows)}")
         results["throughput_notes"] = notes
-    if "buckets" in sections:
+
+    def run_buckets() -> None:
         print("2. compile time per bucket", flush=True)
         results["buckets"] = compile_per_bucket(args.chunk)
-    if "devices" in sections:
+
+    def run_devices() -> None:
         print("3. devices", flush=True)
         counts = [int(c) for c in args.device_counts.split(",")]
         results["devices"] = {kind: (args.device_batch, devices(kind, args.device_batch, counts))
                               for kind in KINDS}
-    if "precision" in sections:
+
+    def run_precision() -> None:
         print("4. float32 against float64", flush=True)
         results["precision"] = [precision(kind, args.precision_n, args.precision_timeout)
                                 for kind in KINDS]
         results["precision_notes"] = precision_notes(results["precision"])
-    if "cli" in sections:
+
+    def run_cli() -> None:
         print("5. the command line", flush=True)
         rows = []
         with tempfile.TemporaryDirectory() as folder:
@@ -707,6 +744,12 @@ def main(argv=None) -> int:
                                 args.chunk))
         results["cli"] = rows
         results["cli_notes"] = headline_notes(rows)
+
+    runs = {"throughput": run_throughput, "buckets": run_buckets, "devices": run_devices,
+            "precision": run_precision, "cli": run_cli}
+    for name, run in runs.items():
+        if name in sections:
+            section(name, run)
     meta["load"].append(load())
     text = report(meta, results)
     print()
