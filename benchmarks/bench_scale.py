@@ -441,8 +441,10 @@ def cli(kind: str, n: int, folder: pathlib.Path, chunk: int) -> dict:
 # -------------------------------------------------------------------------------- report
 def report(meta: dict, results: dict) -> str:
     out = [HEADING, ""]
-    machine_line = (f"{meta['machine']['cpu']}; JAX backend {meta['machine']['backend']}; "
-                    f"{meta['machine']['versions']}")
+    def describe(m: dict) -> str:
+        return f"{m['cpu']}; JAX backend {m['backend']}; {m['versions']}"
+
+    machine_line = describe(meta["machine"])
     out.append(f"Machine: {machine_line}. Each section says when and by which command it was "
                "measured, and the 1-minute load average at its start and end: this machine is "
                "shared, so CPU time is the steadier measure, and wall-clock time includes "
@@ -456,10 +458,8 @@ def report(meta: dict, results: dict) -> str:
         command = f"python benchmarks/bench_scale.py {m['argv']}".rstrip()
         line = (f"Measured {m['date']} by `{command}`; load average {m['load'][0]:.1f} at the "
                 f"start, {m['load'][1]:.1f} at the end.")
-        other = (f"{m['machine']['cpu']}; JAX backend {m['machine']['backend']}; "
-                 f"{m['machine']['versions']}")
-        if other != machine_line:
-            line += f" Machine: {other}."
+        if describe(m["machine"]) != machine_line:
+            line += f" Machine: {describe(m['machine'])}."
         out.extend([line, ""])
 
     if "throughput" in results:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -197,8 +198,6 @@ def _pad(x, size: int):
 
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity where the system has one)."""
-    import os
-
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -211,9 +210,9 @@ def cpu_devices(count: int | None = None) -> int | None:
     On a CPU, XLA runs one device's program with a pool of threads, splitting each large
     enough elementwise loop between them. The pooled solver's loops are small (a few thousand
     lanes) and many, and gain little from the split; one device per core instead runs a whole
-    program per core (measured on 2 cores, `benchmarks/RESULTS.md`: 65,536 four-variable
-    scenarios 1.4x faster, the lifetime problem 2x). Plans can then differ from a one-device
-    solve in their last bits (see the module docstring).
+    program per core (measured on 2 cores, `benchmarks/RESULTS.md`, section "Devices": 65,536
+    four-variable scenarios 1.3x faster, the lifetime problem 2x). Plans can then differ from
+    a one-device solve in their last bits (see the module docstring).
 
     It must run before JAX starts its backends (before the first array is made). It does
     nothing, and returns `None`, when asked for no particular count and either the backends
@@ -227,23 +226,22 @@ def cpu_devices(count: int | None = None) -> int | None:
 
     **Returns:** the count set, or `None`.
     """
-    import os
-
-    from jax._src import xla_bridge
-
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)
                               or count < 1):
         raise ValueError(f"count must be an integer >= 1, got {count!r}")
-    started = xla_bridge.backends_are_initialized()
-    if count is None:
-        if started or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    chosen = count
+    if chosen is None:
+        if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
             return None
-        count = usable_cores()
-    elif started:
+        chosen = usable_cores()
+    try:
+        jax.config.update("jax_num_cpu_devices", chosen)
+    except RuntimeError:  # JAX refuses the setting once its backends have started
+        if count is None:
+            return None
         raise RuntimeError("cpu_devices must run before JAX starts its backends (before the "
-                           "first array is made)")
-    jax.config.update("jax_num_cpu_devices", count)
-    return count
+                           "first array is made)") from None
+    return chosen
 
 
 # ---------------------------------------------------------------------------------- precision
