@@ -96,8 +96,9 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
             time.sleep(rng.uniform(0.0, 0.5 * duration))
         else:
             # once a random number of parts is written (all of them: while the output is
-            # assembled or the parts removed), plus a random fraction of a chunk
-            target = rng.randint(len(seen) + 1, n_parts)
+            # assembled or the parts removed), plus a random fraction of a chunk; after a kill
+            # that found every part written, waiting for all of them again
+            target = rng.randint(min(len(seen) + 1, n_parts), n_parts)
             deadline = time.monotonic() + 300
             while proc.poll() is None and time.monotonic() < deadline:
                 if parts.exists() and len(list(parts.glob("part-*.csv"))) >= target:
