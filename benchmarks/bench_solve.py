@@ -27,7 +27,10 @@ is at most planner's, and the table says which criterion was met.
 Loop times are extrapolated linearly to `--n` scenarios. JAX times are after compilation (reported
 separately), best of `--repeats` runs, with `block_until_ready`. Wall-clock and process CPU time
 are both reported (each the best over the runs): on a shared machine CPU time moves far less with
-the load, and every method here runs on one thread, so it estimates the unloaded wall-clock time.
+the load. CPU time counts every thread of the process: XLA may split a JAX method's loops between
+its intra-op threads (its wall-clock time is then below its CPU time), while the looped peers run
+on one thread. The ratio to optimistix is also split into iterations per scenario and CPU time
+per iteration (with `--breakdown`, planner's start, certificate and outputs apart).
 Accuracy is the relative error in $N^*$, $D^*$ and total FLOP against the reference, over every
 scenario a method was given (converged or not; the "not converged" column counts those without a
 success status).
@@ -414,6 +417,29 @@ def verdicts(planner_t: Timing, scipy_t: Timing, optx_t: Timing,
     ]
 
 
+def decomposition(planner_t: Timing, planner_steps: np.ndarray, optx_t: Timing,
+                  optx_steps: np.ndarray, start_cpu: float | None) -> str:
+    """The CPU-time ratio to optimistix as iterations per scenario times CPU time per iteration.
+
+    A planner iteration is one evaluation of the problem (its first evaluates the start); an
+    optimistix step is one evaluation of the reduction and its derivative. `start_cpu` is
+    planner's CPU time at `max_steps=0` (start, certificate and outputs), taken out of its time
+    per iteration when known.
+    """
+    p_iter, o_iter = planner_steps.mean(), optx_steps.mean()
+    spent = planner_t.cpu - (start_cpu or 0.0)
+    p_per = spent / planner_steps.sum()
+    o_per = optx_t.cpu / optx_steps.sum()
+    start = ("" if start_cpu is None else
+             f"; planner's start, certificate and outputs (`max_steps=0`) are "
+             f"{start_cpu / planner_t.cpu:.0%} of its CPU time, the rest is its iterations")
+    return (f"- Where the optimistix ratio comes from (CPU time): planner takes {p_iter:.2f} "
+            f"iterations per scenario (the evaluation of its start included) against "
+            f"optimistix's {o_iter:.2f} Newton steps ({p_iter / o_iter:.2f}×), at "
+            f"{p_per * 1e9:.0f} ns against {o_per * 1e9:.0f} ns of CPU time per scenario and "
+            f"iteration ({p_per / o_per:.2f}×){start}.")
+
+
 # -------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -539,6 +565,8 @@ def main(argv=None) -> int:
 
     load_after = os.getloadavg()
     verdict = verdicts(rows[0].seconds, rows[2].seconds, rows[1].seconds, rows[3].seconds)
+    start_cpu = breakdown[0][1].cpu if breakdown and breakdown[0][0] == 0 else None
+    verdict.append(decomposition(rows[0].seconds, steps, rows[1].seconds, o_steps, start_cpu))
     md = table(rows, args.n)
     print()
     print(md)
