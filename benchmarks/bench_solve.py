@@ -430,7 +430,8 @@ def decomposition(planner_t: Timing, planner_steps: np.ndarray, optx_t: Timing,
     spent = planner_t.cpu - (start_cpu or 0.0)
     p_per = spent / planner_steps.sum()
     o_per = optx_t.cpu / optx_steps.sum()
-    start = ("" if start_cpu is None else
+    start = ("; planner's time per iteration includes its start, certificate and outputs (run "
+             "with `--breakdown` to count them apart)" if start_cpu is None else
              f"; planner's start, certificate and outputs (`max_steps=0`) are "
              f"{start_cpu / planner_t.cpu:.0%} of its CPU time, the rest is its iterations")
     return (f"- Where the optimistix ratio comes from (CPU time): planner takes {p_iter:.2f} "
