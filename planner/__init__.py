@@ -39,6 +39,8 @@ from ._shard import default_dtype as default_dtype
 from ._shard import initialize as initialize
 from ._shard import owns_chunk as owns_chunk
 from ._shard import shard_batch as shard_batch
+from ._problem import Costs as Costs
+from ._problem import Problem as Problem
 from ._solve import OBJECTIVES as OBJECTIVES
 from ._solve import STATUS_MESSAGES as STATUS_MESSAGES
 from ._solve import Plan as Plan

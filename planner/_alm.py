@@ -36,9 +36,14 @@ def augmented_lagrangian(
     - \lambda_i^2\right)$$
     by `inner_steps` steps of `optimizer`, then updates
     $\lambda \leftarrow \max(0, \lambda + \rho g(x))$ and multiplies $\rho$ by `growth`.
+    Any `optax.GradientTransformation` serves, including those whose `update` needs the
+    objective's `value`, `grad` and `value_fn` (`optax.lbfgs`, optax's line searches).
 
     **Returns:** `(x, multipliers)`.
     """
+    # optimisers whose update reads the objective (optax.lbfgs, line searches) get `value`,
+    # `grad` and `value_fn`; the others ignore them
+    tx = optax.with_extra_args_support(optimizer)
     m = len(g(x0))
     dtype = x0[0].dtype
     lam0 = tuple(jnp.zeros((), dtype) for _ in range(m))
@@ -53,11 +58,17 @@ def augmented_lagrangian(
 
         def step(carry, _):
             x, state = carry
-            grads = jax.grad(loss)(x)
-            updates, state = optimizer.update(grads, state, x)
+            value, grads = jax.value_and_grad(loss)(x)
+            # optax's own arithmetic mixes Python floats and int32 step counts (adam's bias
+            # correction), which strict dtype promotion refuses
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = tx.update(grads, state, x, value=value, grad=grads,
+                                           value_fn=loss)
             return (optax.apply_updates(x, updates), state), None
 
-        (x, _), _ = jax.lax.scan(step, (x, optimizer.init(x)), None, length=inner_steps)
+        with jax.numpy_dtype_promotion("standard"):
+            state = tx.init(x)
+        (x, _), _ = jax.lax.scan(step, (x, state), None, length=inner_steps)
         return x
 
     def outer(carry, _):

@@ -152,6 +152,7 @@ def interior_point(
     tol: float,
     max_steps: int,
     lanes: int,
+    multipliers: Vector | None = None,
 ) -> tuple[Vector, Vector, Array]:
     """Minimise `f(x, params)` subject to `g(x, params) <= 0` from `x0` (need not be feasible).
 
@@ -170,7 +171,9 @@ def interior_point(
     next direction at once; rejected, the step is halved for the next iteration. A problem
     stops when every KKT residual is at most `tol`, when it has stalled, or after `max_steps`
     iterations. `params` are the problem's data (any pytree of arrays); batch with `vmap`,
-    which runs the batch on `lanes` pooled lanes (`planner._pool.pooled`).
+    which runs the batch on `lanes` pooled lanes (`planner._pool.pooled`). `multipliers`, if
+    given, are estimates of the optimum's multipliers (from a first-order phase) that the
+    near-active constraints start from instead of the least-squares ones (see `_init`).
 
     **Returns:** `(x, multipliers, iterations)` of the last iterate; `certify` gives its KKT
     residuals.
@@ -185,7 +188,7 @@ def interior_point(
         stopped,
         lambda state: (state.x, state.multipliers, state.steps),
         lanes=lanes,
-    )(x0, params)
+    )((x0, multipliers), params)
 
 
 class _Evaluation(eqx.Module):
@@ -271,7 +274,7 @@ def _converged(e: _Evaluation, lam: Vector, tol: float):
     return residual <= tol, residual, feas
 
 
-def _init(f, g, tol: float, x0: Vector, params) -> _State:
+def _init(f, g, tol: float, start: tuple[Vector, Vector | None], params) -> _State:
     """The starting state: slacks and multipliers at `x0` (the first iteration evaluates
     `x0` itself and prepares the first direction there).
 
@@ -281,8 +284,10 @@ def _init(f, g, tol: float, x0: Vector, params) -> _State:
     `_START_MULTIPLIERS`; the others start at $\\mu_0/s$ with $\\mu_0$ the mean of the first
     group's $s\\lambda$. From a start on the constraints of the optimum (the closed-form
     starts of `planner.solve` are) the iterates are then already near the central path, and
-    the first steps are nearly Newton steps on the KKT conditions.
+    the first steps are nearly Newton steps on the KKT conditions. Multipliers given with the
+    start (a first-order phase's) replace the least-squares ones.
     """
+    x0, given = start
     dtype = x0[0].dtype
     zero = jnp.zeros((), dtype)
     gx = g(x0, params)
@@ -296,7 +301,7 @@ def _init(f, g, tol: float, x0: Vector, params) -> _State:
                        + (jnp.where(near[i], 1e-12, 1.0) if i == j else 0.0)
                        for j in range(m)) for i in range(m))
     rhs = tuple(jnp.where(near[i], -_dot(jac0[i], grad0), 0.0) for i in range(m))
-    lsq = ldl_solve(modified_ldl(gram), rhs)
+    lsq = ldl_solve(modified_ldl(gram), rhs) if given is None else given
     low, high = _START_MULTIPLIERS
     lam_near = tuple(jnp.clip(v, low, high) for v in lsq)
     count = sum((ok.astype(dtype) for ok in near), zero)
