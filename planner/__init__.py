@@ -33,14 +33,14 @@ from ._fit import write_fit_json as write_fit_json
 from ._laws import PRESETS as PRESETS
 from ._laws import AbstractLossLaw as AbstractLossLaw
 from ._laws import Chinchilla as Chinchilla
+from ._problem import Costs as Costs
+from ._problem import Problem as Problem
 from ._shard import barrier as barrier
 from ._shard import cpu_devices as cpu_devices
 from ._shard import default_dtype as default_dtype
 from ._shard import initialize as initialize
 from ._shard import owns_chunk as owns_chunk
 from ._shard import shard_batch as shard_batch
-from ._problem import Costs as Costs
-from ._problem import Problem as Problem
 from ._solve import OBJECTIVES as OBJECTIVES
 from ._solve import STATUS_MESSAGES as STATUS_MESSAGES
 from ._solve import Plan as Plan
