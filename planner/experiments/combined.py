@@ -33,7 +33,7 @@ from .. import (
 )
 from .._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
 from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .epoch_tradeoffs import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
+from ._spans import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
 
 TOKENS_PER_QUERY = 1000.0
 """Tokens generated per sample: the report's rule of thumb of 1000 tokens a query (LAWS.md §7).
@@ -537,3 +537,7 @@ def run(output: Path, fast: bool = False) -> dict:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,24 +34,19 @@ from .. import (
     imp_training_factor,
     solve,
 )
+from .._data import codex_table
 from .._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
+from .combined import combined_spans
 from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
+    CHUNK,
+    MAX_RATE,
+    REPORTED,
+    REPORTED_COMBINED_RANGE,
+    chunked_solve,
+    window_span,
+)
 
-MAX_RATE = 6.0
-"""The report's "efficient exchange" cutoff on $|d\\log TC/d\\log IC|$ (LAWS.md §0)."""
-
-# The report's summary table, (training, inference) OOM (Villalobos & Atkinson 2023, LAWS.md §0).
-# The combination is the text's "realistic combined spans 2-3 OOM": the upper end is stored and
-# the range kept beside it.
-REPORTED: dict[str, tuple[float, float]] = {
-    "scaling_policy": (1.2, 0.7),
-    "pruning": (1.0, 1.0),
-    "mcts": (1.6, 1.6),
-    "pass_at_k": (3.0, 6.0),
-    "n_at_k": (1.0, 1.45),
-    "combined": (3.0, 3.0),
-}
-REPORTED_COMBINED_RANGE = (2.0, 3.0)
 TECHNIQUES = tuple(REPORTED)
 LABELS = {
     "scaling_policy": "scaling policy (overtraining)",
@@ -61,11 +57,13 @@ LABELS = {
     "combined": "overtraining + pruning + 10@k (report: 2–3)",
 }
 
-# Primary data for the S-curve fits (LAWS.md §4).
-# Codex on HumanEval, pass@1 / @10 / @100 (Chen et al. 2021, Table 1).
-CODEX_PARAMS = (12e9, 2.5e9, 3e8)
-CODEX_SAMPLES = (1.0, 10.0, 100.0)
-CODEX_PASS = ((0.2881, 0.4681, 0.7231), (0.2136, 0.3542, 0.5950), (0.1317, 0.2037, 0.3627))
+# Primary data for the S-curve fits.
+# Codex on HumanEval, pass@1 / @10 / @100 of all eight sizes, 12M to 12B (Chen et al. 2021,
+# Table 1), read from planner/data/codex_humaneval.csv.
+_CODEX = codex_table()
+CODEX_PARAMS = _CODEX["n_params"]
+CODEX_SAMPLES = _CODEX["samples"]
+CODEX_PASS = _CODEX["pass"]
 CODEX_TOKENS = 300e9 + 100e9
 """Codex's training tokens: GPT-3's 300B pretraining tokens (Brown et al. 2020) plus 100B of
 code fine-tuning (Chen et al. 2021, section 3.1), the same for every size."""
@@ -79,82 +77,6 @@ not found; both are taken to have seen as many, so training compute scales with 
 
 MCTS_ELOS = (-1500.0, -250.0, -50.0)
 """Low performance, high performance, near perfect play: the levels `MCTS.calibrated` uses."""
-
-
-# ------------------------------------------------------------------------------ spans
-def window_span(log_ic, log_tc, rate, max_rate: float = MAX_RATE) -> dict:
-    """The efficient-exchange part of a sampled Pareto frontier and its span in OOM.
-
-    `log_ic` (increasing) and `log_tc` are $\\log_{10}$ inference and training compute along
-    the frontier, `rate` its exchange rate $|d\\log TC/d\\log IC|$ there (decreasing along it
-    for a convex frontier). The efficient region is where $1/R \\le$ rate $\\le R$ (both
-    computes traded at no worse than $R$:1); each end is interpolated in $\\log$ rate, or is the
-    end of the sampled frontier (flagged `"domain"`) where the rate never reaches the bound.
-
-    **Returns:** a dict with `train_span_oom`, `inference_span_oom`, the two ends
-    (`log_ic`, `log_tc`) and how each end is bounded (`"rate"` or `"domain"`).
-    """
-    log_ic, log_tc, rate = (np.asarray(v, float) for v in (log_ic, log_tc, rate))
-    keep = np.isfinite(log_ic) & np.isfinite(log_tc) & np.isfinite(rate) & (rate > 0)
-    log_ic, log_tc, lr = log_ic[keep], log_tc[keep], -np.log(rate[keep])  # -log rate increases
-    order = np.argsort(lr, kind="stable")
-    log_ic, log_tc, lr = log_ic[order], log_tc[order], lr[order]
-    ends = {}
-    for name, target in (("high_rate", -math.log(max_rate)), ("low_rate", math.log(max_rate))):
-        inside = lr[0] <= target <= lr[-1]
-        ends[name] = {
-            "log_ic": float(np.interp(target, lr, log_ic)),
-            "log_tc": float(np.interp(target, lr, log_tc)),
-            "bound": "rate" if inside else "domain",
-        }
-    # absolute values: on a concave frontier (pruning's) the rate rises with IC, so the 6:1
-    # end is the one with more inference
-    return {
-        "train_span_oom": abs(ends["high_rate"]["log_tc"] - ends["low_rate"]["log_tc"]),
-        "inference_span_oom": abs(ends["low_rate"]["log_ic"] - ends["high_rate"]["log_ic"]),
-        "ends": ends,
-    }
-
-
-# --------------------------------------------------------------------- the inner solve
-@eqx.filter_jit
-def _inner(law: Chinchilla, a_param, target_loss, caps, tokens):
-    """Least training compute of a dense Chinchilla model at each (target loss, inference cap).
-
-    The planner's solver on the convex inner problem, one batched call, the law's $A$ given
-    per row; the multiplier of the cap is the exchange rate $-d\\log TC/d\\log IC$.
-    """
-    probe = Pipeline(Pretraining(law))
-    index = constraint_names(probe, Scenario(target_loss=1.0, max_inference_flops=1.0)).index(
-        "max_inference_flops")
-
-    def one(a, ell, cap):
-        model = Pipeline(Pretraining(eqx.tree_at(lambda w: w.A, law, a), tokens_per_query=tokens))
-        plan = solve(model, Scenario(target_loss=ell, max_inference_flops=cap),
-                     objective="train", throw=False)
-        return (plan.outcome.train_flops, plan.outcome.inference_flops, plan.multipliers[index],
-                plan.status, plan.allocation.n_params, plan.allocation.n_tokens)
-
-    return jax.vmap(one)(a_param, target_loss, caps)
-
-
-CHUNK = 2048
-"""Inner solves per call: every call has this shape, so the solver compiles once."""
-
-
-def chunked_solve(law: Chinchilla, a_param, target_loss, caps, tokens) -> list[np.ndarray]:
-    """`_inner` over any number of rows, `CHUNK` at a time (padded), as NumPy arrays:
-    training FLOP, inference FLOP, the cap's multiplier, status, N and D."""
-    size = a_param.size
-    pad = -size % CHUNK
-    cols = [np.r_[np.asarray(v, float), np.full(pad, np.asarray(v, float)[0])]
-            for v in (a_param, target_loss, caps)]
-    parts = []
-    for i in range(0, size + pad, CHUNK):
-        out = _inner(law, *(jnp.asarray(c[i:i + CHUNK]) for c in cols),
-                     jnp.asarray(tokens, float))
-        parts.append([np.asarray(v) for v in out])
-    return [np.concatenate(p)[:size] for p in zip(*parts, strict=True)]
 
 
 # --------------------------------------------------------------------- scaling policy
@@ -316,15 +238,62 @@ def model_jones_exponent() -> float:
 
 
 # ------------------------------------------------------------------------------ S-curves
-def _fit(residual, starts, bounds=None):
-    from scipy.optimize import least_squares
+class LeastSquares(NamedTuple):
+    """The result of `least_squares`: the point, half the sum of squared residuals there, the
+    gradient's largest component, and whether a stopping test (not the step cap) ended it."""
 
+    x: np.ndarray
+    cost: float
+    grad_max: float
+    success: bool
+
+
+def least_squares(residual, start, max_steps: int = 2000) -> LeastSquares:
+    """Levenberg–Marquardt on `residual` (a JAX function of a parameter vector), from `start`.
+
+    Marquardt's scaling (the damping proportional to the diagonal of $J^TJ$), the damping
+    divided by 3 after a step that lowers the cost and multiplied by 4 after one that does
+    not; stops when the gradient or the step is negligible. Written here so that
+    `planner reproduce` needs no SciPy: the test suite checks it against
+    `scipy.optimize.least_squares` on the same problems.
+    """
     fun, jac = jax.jit(residual), jax.jit(jax.jacfwd(residual))
+    x = np.asarray(start, float)
+    r = np.asarray(fun(jnp.asarray(x)))
+    cost, damping, success = 0.5 * float(r @ r), 1e-3, False
+    for _ in range(max_steps):
+        j = np.asarray(jac(jnp.asarray(x)))
+        g = j.T @ r
+        if np.max(np.abs(g)) <= 1e-12 * max(1.0, cost):
+            success = True
+            break
+        h = j.T @ j
+        scale = np.maximum(np.diag(h), 1e-12 * max(1.0, float(np.max(np.diag(h)))))
+        while damping < 1e16:
+            step = np.linalg.solve(h + damping * np.diag(scale), -g)
+            trial = x + step
+            r_trial = np.asarray(fun(jnp.asarray(trial)))
+            with np.errstate(over="ignore", invalid="ignore"):  # a wild trial step
+                cost_trial = 0.5 * float(r_trial @ r_trial)
+            if np.isfinite(cost_trial) and cost_trial < cost:
+                break
+            damping *= 4.0
+        else:
+            success = True  # no step lowers the cost: a stationary point to rounding
+            break
+        small = np.linalg.norm(step) <= 1e-12 * (1.0 + np.linalg.norm(x))
+        x, r, cost, damping = trial, r_trial, cost_trial, max(damping / 3.0, 1e-12)
+        if small:
+            success = True
+            break
+    g = np.asarray(jac(jnp.asarray(x))).T @ r
+    return LeastSquares(x=x, cost=cost, grad_max=float(np.max(np.abs(g))), success=success)
+
+
+def _fit(residual, starts) -> LeastSquares:
     best = None
     for start in starts:
-        kwargs = {} if bounds is None else {"bounds": bounds}
-        fit = least_squares(lambda th: np.asarray(fun(jnp.asarray(th))), np.asarray(start, float),
-                            jac=lambda th: np.asarray(jac(jnp.asarray(th))), **kwargs)
+        fit = least_squares(residual, start)
         if best is None or fit.cost < best.cost:
             best = fit
     return best
@@ -339,7 +308,7 @@ def _sample_data(params, samples, score, tokens):
 
 @functools.cache
 def fit_pass_at_k() -> tuple[PassAtKSCurve, dict]:
-    r"""Epoch's pass@k S-curve fitted to Codex's nine HumanEval points.
+    r"""Epoch's pass@k S-curve fitted to Codex's 24 HumanEval points (eight sizes, three k).
 
     $x = \log_{10} k$ (inference counted in samples of one model: the per-sample cost is
     what the accounting choice changes, see `contour_spans`), $t = \log_{10} 6ND$. One
@@ -506,8 +475,6 @@ def _sampling_summary(report, rows, headline) -> dict:
 # ---------------------------------------------------------------------------------- run
 def compute(fast: bool = False) -> dict:
     """Every technique's spans (the JSON's content, before plain-number conversion)."""
-    from .combined import combined_spans
-
     results = {
         "scaling_policy": scaling_policy(targets=(2.0, 2.5) if fast else (1.9, 2.0, 2.2, 2.5),
                                          n_points=64 if fast else 160),
@@ -659,3 +626,7 @@ def run(output: Path, fast: bool = False) -> dict:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()
