@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from scipy import optimize  # noqa: E402
 
+from planner._data import CHINCHILLA_RUNS, data_file  # noqa: E402
 from planner._fit import (  # noqa: E402
     ChinchillaForm,
     MultiStartBFGS,
@@ -51,9 +52,7 @@ from planner._fit import (  # noqa: E402
     start_grid,
 )
 
-RUNS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_fig4_extracted.csv"
-)
+RUNS = data_file(CHINCHILLA_RUNS)
 
 
 def numpy_objective(theta, log_n, log_d, log_l, weights, delta=1e-3):

@@ -40,26 +40,177 @@ def epoch(tmp_path_factory):
 
 def test_registered():
     assert EXPERIMENTS["epoch_tradeoffs"] == ("epoch_tradeoffs", True)
-    for name in ("frontiers", "combined", "allocation_rule", "joint_sampling"):
+    for name in ("frontiers", "combined", "allocation_rule", "joint_sampling", "fit_chinchilla"):
         assert EXPERIMENTS[name] == (name, False)
 
 
+# The report's summary table, typed here from Villalobos & Atkinson 2023 (the abstract and the
+# table), independently of the experiment's own constants.
+REPORT = {"scaling_policy": (1.2, 0.7), "pruning": (1.0, 1.0), "mcts": (1.6, 1.6),
+          "pass_at_k": (3.0, 6.0), "n_at_k": (1.0, 1.45)}
+REPORT_COMBINED = (2.0, 3.0)  # "realistic combined spans 2-3 OOM"
+AGREE_OOM = 0.1  # rows that reproduce the report: within this on both axes
+# Rows that differ, with the difference measured on the full run (planner - report, OOM) and
+# the reason docs/results.md gives; a change of more than KNOWN_OOM either way fails.
+KNOWN_OOM = 0.05
+KNOWN = {
+    # Epoch's IMP cost model is bounded by log10(1/0.2) = 0.70 OOM of training; 10% density
+    # costs log10(4.5) = 0.653
+    "pruning": (math.log10(4.5) - 1.0, 0.0),
+    # the calibration cannot meet Jones's slope and both headlines: 1.381 at Elo -250
+    "mcts": (1.381 - 1.6, 1.582 - 1.6),
+    # Codex's data reach 72%; the span depends on the unstated per-sample cost growth
+    "pass_at_k": (1.803 - 3.0, 3.413 - 6.0),
+}
+
+
 def test_epoch_table_files_and_keys(epoch):
-    out, _, data = epoch
+    out, summary, data = epoch
     for suffix in ("json", "md", "png"):
         assert (out / f"epoch_tradeoffs.{suffix}").stat().st_size > 0
-    for name in ("scaling_policy", "pruning", "mcts", "pass_at_k", "n_at_k", "combined"):
+    for name in epoch_tradeoffs.TECHNIQUES:
         row = data[name]
-        for key in ("train_span_oom", "inference_span_oom", "reported_train_span_oom",
-                    "reported_inference_span_oom"):
+        for key in ("train_span_oom", "inference_span_oom", "train_gap_oom",
+                    "inference_gap_oom"):
             assert isinstance(row[key], float) and math.isfinite(row[key]), (name, key)
-    # the report's table (LAWS.md §0)
-    assert (data["scaling_policy"]["reported_train_span_oom"],
-            data["scaling_policy"]["reported_inference_span_oom"]) == (1.2, 0.7)
-    assert (data["pass_at_k"]["reported_train_span_oom"],
-            data["pass_at_k"]["reported_inference_span_oom"]) == (3.0, 6.0)
-    assert (data["n_at_k"]["reported_train_span_oom"],
-            data["n_at_k"]["reported_inference_span_oom"]) == (1.0, 1.45)
+        assert summary[name] == (round(row["train_span_oom"], 3),
+                                 round(row["inference_span_oom"], 3))
+
+
+@pytest.mark.parametrize("name", sorted(REPORT))
+def test_spans_against_the_report(epoch, name):
+    """Each row against the report's number: within AGREE_OOM, or, for a row known to differ,
+    within KNOWN_OOM of the measured difference that docs/results.md explains."""
+    _, _, data = epoch
+    got = (data[name]["train_span_oom"], data[name]["inference_span_oom"])
+    want = REPORT[name]
+    if name in KNOWN:
+        for g, w, d in zip(got, want, KNOWN[name], strict=True):
+            assert g - w == pytest.approx(d, abs=KNOWN_OOM), (name, g, w)
+    else:
+        for g, w in zip(got, want, strict=True):
+            assert abs(g - w) <= AGREE_OOM, (name, g, w)
+
+
+def test_combined_row_the_reports_way(epoch):
+    """Inside the report's 2-3 OOM within 0.5 on both axes, built from the rows: the overtraining
+    + lossless-IMP grid plus the 10@k row; the composed solver's joint optimum stays larger."""
+    _, _, data = epoch
+    comb = data["combined"]
+    lo, hi = REPORT_COMBINED
+    for key in ("train", "inference"):
+        v = comb[f"{key}_span_oom"]
+        assert lo - 0.5 <= v <= hi + 0.5, (key, v)
+        grid = comb["overtraining_imp_grid"][f"{key}_span_oom"]
+        assert v == pytest.approx(grid + data["n_at_k"][f"{key}_span_oom"], abs=1e-12)
+        pair = data["scaling_policy"][f"{key}_span_oom"] + data["pruning"][f"{key}_span_oom"]
+        assert comb[f"{key}_overlap_oom"] == pytest.approx(pair - grid, abs=1e-12)
+        assert -0.02 <= comb[f"{key}_overlap_oom"] <= 0.2
+        assert data["joint_optimum"][f"{key}_span_oom"] > hi + 1.0
+    # gaps are measured to the range
+    assert data["combined"]["train_gap_oom"] == 0.0
+
+
+def test_overtraining_imp_grid_against_closed_form():
+    """The grid's span against an envelope built from LAWS.md §1's closed form ΔTC(k) and
+    Epoch's IMP factors (1-d)/0.2, its rate from the lower convex hull, written here."""
+    a, b = 0.34, 0.28
+    kmax = math.log10((a + b) / b) / a
+    k = np.linspace(-1.0, kmax * 0.9999, 40001)
+    dtc = np.where(k > 0, -np.log10((a + b) / a - (b / a) * 10 ** (a * np.maximum(k, 0)))
+                   / b - np.maximum(k, 0), 0.0)
+    densities = np.r_[0.8 ** np.arange(0, 11), 0.1]
+    factors = np.where(densities < 1, (1 - densities) / 0.2, 1.0)
+    xs, ys = [], []
+    for d, f in zip(densities, factors, strict=True):
+        xs.append(-k + math.log10(d))
+        ys.append(dtc + math.log10(f))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    hull = []
+    for i in range(x.size):
+        while len(hull) >= 2:
+            p, q = hull[-2], hull[-1]
+            if (x[q] - x[p]) * (y[i] - y[p]) - (y[q] - y[p]) * (x[i] - x[p]) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    hx, hy = x[hull], y[hull]
+    slope = -np.diff(hy) / np.diff(hx)
+    def at(rate):  # the hull's point where its slope crosses `rate`
+        j = int(np.argmax(slope <= rate))
+        return hx[j], hy[j]
+    (x6, y6), (x1, y1) = at(6.0), at(1 / 6)
+    grid = combined.overtraining_imp_grid(fast=True)
+    assert grid["train_span_oom"] == pytest.approx(y6 - y1, abs=0.02)
+    assert grid["inference_span_oom"] == pytest.approx(x1 - x6, abs=0.02)
+
+
+def test_mcts_row_is_the_reports_levels_and_the_peak_is_the_floor_switch(epoch):
+    _, _, data = epoch
+    mc = data["mcts"]
+    assert mc["train_span_oom"] == mc["levels"]["-250.0"]["train_span_oom"]
+    assert mc["inference_span_oom"] == mc["levels"]["-1500.0"]["inference_span_oom"]
+    peak = mc["peak"]
+    # the sweep's peak sits next to where the one-node floor hands the 6:1 end to the rate
+    # bound, within one step of the sweep (20 Elo on the fast grid)
+    assert abs(peak["max_train_span_elo"] - peak["switch_elo"]) <= 21.0
+    assert peak["max_train_span_oom"] > mc["train_span_oom"] + 0.3
+    # and it is not the sharpness bound: from 0.05 to 0.5 OOM it moves by less than 0.05
+    by = [v["max_train_span_oom"] for v in peak["by_search_sharpness"].values()]
+    assert max(by) - min(by) < 0.05
+
+
+def test_least_squares_against_scipy():
+    """The S-curve fitter (Levenberg-Marquardt, no SciPy at run time) reaches SciPy's cost."""
+    from scipy.optimize import least_squares as scipy_lsq
+
+    t, x, y = epoch_tradeoffs._sample_data(epoch_tradeoffs.CODEX_PARAMS,
+                                           epoch_tradeoffs.CODEX_SAMPLES,
+                                           epoch_tradeoffs.CODEX_PASS,
+                                           epoch_tradeoffs.CODEX_TOKENS)
+    tj, xj, yj = map(jnp.asarray, (t, x, y))
+
+    def residual(th):
+        curve = epoch_tradeoffs.PassAtKSCurve(a=th[0], A=th[1], x0=th[2], d0=jnp.exp(th[3]),
+                                              d1=jnp.exp(th[3]))
+        return curve.performance(tj, xj) - yj
+
+    # from each start the experiment uses a stationary point (the two methods may end in
+    # different local minima from one start), and the experiment's fit is no worse than the
+    # best SciPy finds from all of them
+    starts = [(0.05, -1.0, x0, lw) for x0 in (-3.0, -2.0, -1.0, 0.0) for lw in (-2.0, -1.0, 0.0)]
+    best = math.inf
+    for start in starts:
+        mine = epoch_tradeoffs.least_squares(residual, start)
+        if not np.all(np.isfinite(residual(jnp.asarray(start)))):
+            assert not mine.success
+            continue
+        ref = scipy_lsq(lambda th: np.asarray(residual(jnp.asarray(th))), start,
+                        xtol=1e-14, ftol=1e-14, gtol=1e-14)
+        assert mine.grad_max < 1e-6 or not mine.success  # stationary where it claims success
+        best = min(best, ref.cost)
+    curve, _ = epoch_tradeoffs.fit_pass_at_k()
+    theta = jnp.asarray([curve.a, curve.A, curve.x0, jnp.log(curve.d0)])
+    assert 0.5 * float(jnp.sum(residual(theta) ** 2)) <= best * (1 + 1e-8)
+
+
+def test_codex_table_is_chen_et_al_table_1():
+    """The shipped table against Chen et al. 2021, Table 1 (the Codex rows, in percent),
+    typed here a second time."""
+    from planner._data import codex_table
+
+    table = codex_table()
+    published = {12e6: (2.00, 3.62, 8.58), 25e6: (3.21, 7.10, 12.89), 42e6: (5.06, 8.80, 15.55),
+                 85e6: (8.22, 12.81, 22.40), 300e6: (13.17, 20.37, 36.27),
+                 679e6: (16.22, 25.70, 40.95), 2.5e9: (21.36, 35.42, 59.50),
+                 12e9: (28.81, 46.81, 72.31)}
+    assert list(table["n_params"]) == list(published)
+    np.testing.assert_allclose(np.asarray(table["pass"]),
+                               np.asarray(list(published.values())) / 100, rtol=0, atol=1e-12)
+    assert len(epoch_tradeoffs.CODEX_PARAMS) == 8
 
 
 def test_scaling_policy_span(epoch):
@@ -154,21 +305,6 @@ def test_combined_grid_against_closed_form():
     rate = 0.34 * 406.4 * n**-0.34 / (0.28 * 410.7 * d**-0.28) - 1.0
     np.testing.assert_allclose(f["inner_rate"], rate, rtol=1e-6)
     assert f["certified"] == cuts.size
-
-
-def test_combined_spans(epoch):
-    _, _, data = epoch
-    comb = data["combined"]
-    ot = comb["alone"]["overtraining"]
-    # a joint frontier offers every plan of its parts, so it trades at least as far
-    joint = comb["joint"]["overtraining + pruning + 10@k"]
-    assert joint["train_span_oom"] > ot["train_span_oom"]
-    assert joint["inference_span_oom"] > ot["inference_span_oom"]
-    assert comb["train_span_oom"] == joint["train_span_oom"]
-    # Epoch's own forms added up land in the report's 2-3 OOM
-    parts = ("scaling_policy", "pruning", "n_at_k")
-    assert comb["epoch_form_sum"]["train_span_oom"] == pytest.approx(
-        sum(data[p]["train_span_oom"] for p in parts))
 
 
 def test_overtraining_plus_mcts_adds():

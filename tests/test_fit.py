@@ -2,7 +2,7 @@
 bootstrap, FIT.json.
 
 Oracles: the published replication (Besiroglu et al. 2024, as restated in
-`../shared/data/README.md` and LAWS.md §1), a SciPy L-BFGS-B multi-start fit of an
+`planner/data/README.md`), a SciPy L-BFGS-B multi-start fit of an
 independently written NumPy objective, the closed forms of LAWS.md §1 written in NumPy,
 `numpy.quantile`, binomial bounds on interval coverage, finite differences.
 """
@@ -44,17 +44,13 @@ from planner._fit import (
     start_grid,
     write_fit_json,
 )
+from planner._data import CHINCHILLA_RUNS, data_file
 from planner._laws import Chinchilla
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CHINCHILLA_CSV = SHARED / "data" / "chinchilla_fig4_extracted.csv"
-needs_shared = pytest.mark.skipif(
-    not CHINCHILLA_CSV.exists(),
-    reason="../shared/data/chinchilla_fig4_extracted.csv is absent (fresh clones lack ../shared)",
-)
+CHINCHILLA_CSV = data_file(CHINCHILLA_RUNS)  # shipped with the package, never skipped
 
 # Besiroglu et al. 2024 on the 240 runs kept: point estimates and bootstrap 95% intervals
-# (../shared/data/README.md); standard errors of their Table 1 (LAWS.md §1).
+# (planner/data/README.md); standard errors of their Table 1.
 REPLICATION = {"E": 1.817, "A": 482.0, "B": 2085.4, "alpha": 0.348, "beta": 0.366}
 REPLICATION_CI95 = {
     "E": (1.769, 1.871),
@@ -97,8 +93,6 @@ def numpy_objective(theta, log_n, log_d, log_l, delta=1e-3):
 # ============================================================================ Chinchilla data
 @pytest.fixture(scope="module")
 def chinchilla_runs():
-    if not CHINCHILLA_CSV.exists():
-        pytest.skip("../shared/data/chinchilla_fig4_extracted.csv is absent")
     return read_runs(CHINCHILLA_CSV)
 
 
@@ -116,7 +110,6 @@ def chinchilla_fit(chinchilla_runs):
     )
 
 
-@needs_shared
 def test_reads_epoch_extraction_with_tokens_from_flop(chinchilla_runs):
     with CHINCHILLA_CSV.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -127,7 +120,6 @@ def test_reads_epoch_extraction_with_tokens_from_flop(chinchilla_runs):
     np.testing.assert_allclose(chinchilla_runs.n_tokens, c / (6 * n), rtol=1e-15)
 
 
-@needs_shared
 def test_fit_lands_on_the_replication(chinchilla_runs, chinchilla_fit):
     result = chinchilla_fit
     loss = np.asarray(chinchilla_runs.loss)
@@ -144,7 +136,6 @@ def test_fit_lands_on_the_replication(chinchilla_runs, chinchilla_fit):
     assert float(result.grad_norm) < 1e-6
 
 
-@needs_shared
 def test_fit_is_no_worse_than_scipy_multistart(chinchilla_runs, chinchilla_fit):
     loss = np.asarray(chinchilla_runs.loss)
     keep = np.sort(np.argsort(loss, kind="stable")[:-5])
@@ -166,7 +157,6 @@ def test_fit_is_no_worse_than_scipy_multistart(chinchilla_runs, chinchilla_fit):
     assert ours <= best * (1 + 1e-12)
 
 
-@needs_shared
 def test_bootstrap_matches_the_replication(chinchilla_fit):
     result = chinchilla_fit
     assert result.n_bootstrap == N_BOOT

@@ -1,8 +1,11 @@
 """Reproductions of published results: one module per result, each writing a Markdown table, a
 machine-readable JSON file and a PNG figure into an output folder.
 
-Run one with `planner reproduce NAME --output DIR`, the default set with `planner reproduce`,
-or everything with `planner reproduce all`.
+Run one with `planner reproduce NAME --output DIR` (or `python -m planner.experiments.NAME
+--output DIR`), the default set with `planner reproduce`, or everything with
+`planner reproduce all`. This package is the experiments' only home: it ships with planner, so
+`planner reproduce` works from any install, and the data the experiments read ship in
+`planner/data/`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ EXPERIMENTS: dict[str, tuple[str, bool]] = {
     "combined": ("combined", False),
     "allocation_rule": ("allocation_rule", False),
     "joint_sampling": ("joint_sampling", False),
+    "fit_chinchilla": ("fit_chinchilla", False),
 }
 
 

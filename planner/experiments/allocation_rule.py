@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import Chinchilla, Status
 from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .epoch_tradeoffs import chunked_solve
+from ._spans import chunked_solve
 from .joint_sampling import _solve_rows
 
 TARGET_LOSSES = (2.0, 2.3)
@@ -145,3 +145,7 @@ def _plot(res: dict, path: Path) -> None:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,39 +34,53 @@ from .. import (
     imp_training_factor,
     solve,
 )
+from .._data import codex_table
 from .._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
+from .combined import combined_spans
 from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
+from ._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
+    CHUNK,
+    MAX_RATE,
+    REPORTED,
+    REPORTED_COMBINED_RANGE,
+    chunked_solve,
+    window_span,
+)
 
-MAX_RATE = 6.0
-"""The report's "efficient exchange" cutoff on $|d\\log TC/d\\log IC|$ (LAWS.md §0)."""
-
-# The report's summary table, (training, inference) OOM (Villalobos & Atkinson 2023, LAWS.md §0).
-# The combination is the text's "realistic combined spans 2-3 OOM": the upper end is stored and
-# the range kept beside it.
-REPORTED: dict[str, tuple[float, float]] = {
-    "scaling_policy": (1.2, 0.7),
-    "pruning": (1.0, 1.0),
-    "mcts": (1.6, 1.6),
-    "pass_at_k": (3.0, 6.0),
-    "n_at_k": (1.0, 1.45),
-    "combined": (3.0, 3.0),
-}
-REPORTED_COMBINED_RANGE = (2.0, 3.0)
-TECHNIQUES = tuple(REPORTED)
+TECHNIQUES = (*REPORTED, "joint_optimum")
+"""The table's rows: the report's six, then the composed solver's joint optimum (no report
+number of its own: it is compared with the combined row's range, and is not the report's
+method)."""
 LABELS = {
     "scaling_policy": "scaling policy (overtraining)",
     "pruning": "pruning (IMP, 10% density)",
-    "mcts": "MCTS (Hex)",
+    "mcts": "MCTS (Hex), Elo −250 / −1500",
     "pass_at_k": "repeated sampling, pass@k",
     "n_at_k": "repeated sampling, 10@k",
-    "combined": "overtraining + pruning + 10@k (report: 2–3)",
+    "combined": "combined, the report's way (report: 2–3)",
+    "joint_optimum": "joint optimum, composed solver (not the report's method)",
 }
+RESULTS_PAGE = "docs/results.md"
+GAP_SECTIONS = {
+    "scaling_policy": "Scaling policy",
+    "pruning": "Pruning",
+    "mcts": "MCTS",
+    "pass_at_k": "pass@k",
+    "n_at_k": "10@k",
+    "combined": "Combination",
+    "joint_optimum": "Combination",
+}
+"""Where `RESULTS_PAGE` ("Where the gaps come from") explains each row's gap to the report."""
+GAP_NOTE_OOM = 0.1
+"""Gaps larger than this get a pointer to their explanation in the output."""
 
-# Primary data for the S-curve fits (LAWS.md §4).
-# Codex on HumanEval, pass@1 / @10 / @100 (Chen et al. 2021, Table 1).
-CODEX_PARAMS = (12e9, 2.5e9, 3e8)
-CODEX_SAMPLES = (1.0, 10.0, 100.0)
-CODEX_PASS = ((0.2881, 0.4681, 0.7231), (0.2136, 0.3542, 0.5950), (0.1317, 0.2037, 0.3627))
+# Primary data for the S-curve fits.
+# Codex on HumanEval, pass@1 / @10 / @100 of all eight sizes, 12M to 12B (Chen et al. 2021,
+# Table 1), read from planner/data/codex_humaneval.csv.
+_CODEX = codex_table()
+CODEX_PARAMS = _CODEX["n_params"]
+CODEX_SAMPLES = _CODEX["samples"]
+CODEX_PASS = _CODEX["pass"]
 CODEX_TOKENS = 300e9 + 100e9
 """Codex's training tokens: GPT-3's 300B pretraining tokens (Brown et al. 2020) plus 100B of
 code fine-tuning (Chen et al. 2021, section 3.1), the same for every size."""
@@ -79,82 +94,11 @@ not found; both are taken to have seen as many, so training compute scales with 
 
 MCTS_ELOS = (-1500.0, -250.0, -50.0)
 """Low performance, high performance, near perfect play: the levels `MCTS.calibrated` uses."""
-
-
-# ------------------------------------------------------------------------------ spans
-def window_span(log_ic, log_tc, rate, max_rate: float = MAX_RATE) -> dict:
-    """The efficient-exchange part of a sampled Pareto frontier and its span in OOM.
-
-    `log_ic` (increasing) and `log_tc` are $\\log_{10}$ inference and training compute along
-    the frontier, `rate` its exchange rate $|d\\log TC/d\\log IC|$ there (decreasing along it
-    for a convex frontier). The efficient region is where $1/R \\le$ rate $\\le R$ (both
-    computes traded at no worse than $R$:1); each end is interpolated in $\\log$ rate, or is the
-    end of the sampled frontier (flagged `"domain"`) where the rate never reaches the bound.
-
-    **Returns:** a dict with `train_span_oom`, `inference_span_oom`, the two ends
-    (`log_ic`, `log_tc`) and how each end is bounded (`"rate"` or `"domain"`).
-    """
-    log_ic, log_tc, rate = (np.asarray(v, float) for v in (log_ic, log_tc, rate))
-    keep = np.isfinite(log_ic) & np.isfinite(log_tc) & np.isfinite(rate) & (rate > 0)
-    log_ic, log_tc, lr = log_ic[keep], log_tc[keep], -np.log(rate[keep])  # -log rate increases
-    order = np.argsort(lr, kind="stable")
-    log_ic, log_tc, lr = log_ic[order], log_tc[order], lr[order]
-    ends = {}
-    for name, target in (("high_rate", -math.log(max_rate)), ("low_rate", math.log(max_rate))):
-        inside = lr[0] <= target <= lr[-1]
-        ends[name] = {
-            "log_ic": float(np.interp(target, lr, log_ic)),
-            "log_tc": float(np.interp(target, lr, log_tc)),
-            "bound": "rate" if inside else "domain",
-        }
-    # absolute values: on a concave frontier (pruning's) the rate rises with IC, so the 6:1
-    # end is the one with more inference
-    return {
-        "train_span_oom": abs(ends["high_rate"]["log_tc"] - ends["low_rate"]["log_tc"]),
-        "inference_span_oom": abs(ends["low_rate"]["log_ic"] - ends["high_rate"]["log_ic"]),
-        "ends": ends,
-    }
-
-
-# --------------------------------------------------------------------- the inner solve
-@eqx.filter_jit
-def _inner(law: Chinchilla, a_param, target_loss, caps, tokens):
-    """Least training compute of a dense Chinchilla model at each (target loss, inference cap).
-
-    The planner's solver on the convex inner problem, one batched call, the law's $A$ given
-    per row; the multiplier of the cap is the exchange rate $-d\\log TC/d\\log IC$.
-    """
-    probe = Pipeline(Pretraining(law))
-    index = constraint_names(probe, Scenario(target_loss=1.0, max_inference_flops=1.0)).index(
-        "max_inference_flops")
-
-    def one(a, ell, cap):
-        model = Pipeline(Pretraining(eqx.tree_at(lambda w: w.A, law, a), tokens_per_query=tokens))
-        plan = solve(model, Scenario(target_loss=ell, max_inference_flops=cap),
-                     objective="train", throw=False)
-        return (plan.outcome.train_flops, plan.outcome.inference_flops, plan.multipliers[index],
-                plan.status, plan.allocation.n_params, plan.allocation.n_tokens)
-
-    return jax.vmap(one)(a_param, target_loss, caps)
-
-
-CHUNK = 2048
-"""Inner solves per call: every call has this shape, so the solver compiles once."""
-
-
-def chunked_solve(law: Chinchilla, a_param, target_loss, caps, tokens) -> list[np.ndarray]:
-    """`_inner` over any number of rows, `CHUNK` at a time (padded), as NumPy arrays:
-    training FLOP, inference FLOP, the cap's multiplier, status, N and D."""
-    size = a_param.size
-    pad = -size % CHUNK
-    cols = [np.r_[np.asarray(v, float), np.full(pad, np.asarray(v, float)[0])]
-            for v in (a_param, target_loss, caps)]
-    parts = []
-    for i in range(0, size + pad, CHUNK):
-        out = _inner(law, *(jnp.asarray(c[i:i + CHUNK]) for c in cols),
-                     jnp.asarray(tokens, float))
-        parts.append([np.asarray(v) for v in out])
-    return [np.concatenate(p)[:size] for p in zip(*parts, strict=True)]
+MCTS_LOW_ELO, MCTS_HIGH_ELO = MCTS_ELOS[0], MCTS_ELOS[1]
+MCTS_REPORTED_LEVELS = {MCTS_LOW_ELO: (1.0, 1.6), MCTS_HIGH_ELO: (1.6, 1.1)}
+"""The report's MCTS headlines, (training, inference) OOM: at low performance 1 OOM of training
+for more than 1.6 OOM of inference (a lower bound), at high performance 1.6 for 1.1
+(Villalobos & Atkinson 2023, abstract and MCTS section; LAWS.md §5)."""
 
 
 # --------------------------------------------------------------------- scaling policy
@@ -284,28 +228,77 @@ def pruning(density: float = 0.1, rounds_fraction: float = 0.2) -> dict:
 
 # -------------------------------------------------------------------------------- MCTS
 def mcts(elos=None) -> dict:
-    """Spans of the calibrated Hex model across Elo: the reversal and the collapse."""
+    """Spans of the calibrated Hex model at the report's two performance levels, as the report
+    quotes them, and across Elo: the reversal, the collapse and the peak of the sweep.
+
+    The report's low level (Elo −1500) trades 1 OOM of training for more than 1.6 of inference;
+    its high level (Elo −250) 1.6 of training for 1.1 of inference. Its table's 1.6 / 1.6 pairs
+    the high level's training span with the low level's inference span, and so does this row.
+    """
     model = MCTS.calibrated(1.0)
     sweep = np.linspace(-2000.0, -5.0, 400) if elos is None else np.asarray(elos, float)
     train, inference = (np.asarray(v) for v in model.span(jnp.asarray(sweep)))
     levels = {str(e): {"train_span_oom": float(t), "inference_span_oom": float(i)}
               for e, t, i in zip(MCTS_ELOS, *map(np.asarray, model.span(jnp.asarray(MCTS_ELOS))))}
+    low, high = levels[str(MCTS_LOW_ELO)], levels[str(MCTS_HIGH_ELO)]
     diff = inference - train
     cross = np.nonzero(np.diff(np.sign(diff)) != 0)[0]
     reversal = (float(np.interp(0.0, -diff[cross[0]:cross[0] + 2], sweep[cross[0]:cross[0] + 2]))
                 if cross.size else None)
     best_t, best_i = int(np.argmax(train)), int(np.argmax(inference))
     return {
-        "train_span_oom": float(train[best_t]),
-        "inference_span_oom": float(inference[best_i]),
-        "train_span_elo": float(sweep[best_t]),
-        "inference_span_elo": float(sweep[best_i]),
+        "train_span_oom": high["train_span_oom"],
+        "inference_span_oom": low["inference_span_oom"],
+        "train_span_elo": MCTS_HIGH_ELO,
+        "inference_span_elo": MCTS_LOW_ELO,
+        "reported_levels": {str(k): v for k, v in MCTS_REPORTED_LEVELS.items()},
         "levels": levels,
         "reversal_elo": reversal,
+        "peak": mcts_peak(model, sweep, train, inference),
+        "sweep_max_train_span_oom": float(train[best_t]),
+        "sweep_max_train_span_elo": float(sweep[best_t]),
+        "sweep_max_inference_span_oom": float(inference[best_i]),
         "elo": sweep,
         "train_spans": train,
         "inference_spans": inference,
         "jones_rate": float(1.0 / -model_jones_exponent()),
+    }
+
+
+def mcts_peak(model: MCTS, sweep, train, inference) -> dict:
+    """Where and why the training span over Elo peaks: the Elo at which the 6:1 end of the
+    efficient region stops being the one-node search and becomes the rate bound.
+
+    Below that Elo the 6:1 end is the single-node search, whose network must supply the whole
+    Elo gap less the one-node search's deficit; that remainder shrinks towards 0 as Elo rises,
+    so the training compute there (and the span) climbs steeply until the rate bound takes
+    over, and from there the span falls with the gap. The peak's height is the value at that
+    corner; re-solved with the search-break sharpness raised from its calibration bound (0.05
+    OOM) to 0.5 OOM, it hardly moves, so the bound is not its cause.
+    """
+    gap = jnp.asarray(-np.asarray(sweep, float))
+    _, floor = model.deficits(0.0, 0.0)
+    t_floor = np.asarray(floor / gap)
+    t_rate = np.asarray(model._share_at_rate(gap, jnp.log(jnp.asarray(MAX_RATE))))
+    by_floor = t_floor < t_rate
+    last = int(np.nonzero(by_floor)[0][-1]) if by_floor.any() else None
+    switch = None
+    if last is not None and last + 1 < by_floor.size:  # where t_floor = t_rate, interpolated
+        diff = (t_floor - t_rate)[last:last + 2]
+        switch = float(np.interp(0.0, diff, np.asarray(sweep, float)[last:last + 2]))
+    sharp = {}
+    for f in (0.05, 0.1, 0.2, 0.5):
+        other = eqx.tree_at(lambda m: m.search_sharpness, model, jnp.asarray(f))
+        t = np.asarray(other.span(jnp.asarray(sweep))[0])
+        sharp[str(f)] = {"max_train_span_oom": float(t.max()),
+                         "elo": float(np.asarray(sweep)[int(np.argmax(t))])}
+    return {
+        "switch_elo": switch,
+        "one_node_deficit_elo": float(floor),
+        "end_bounded_by_one_node": by_floor,
+        "max_train_span_oom": float(np.max(train)),
+        "max_train_span_elo": float(np.asarray(sweep)[int(np.argmax(train))]),
+        "by_search_sharpness": sharp,
     }
 
 
@@ -316,15 +309,66 @@ def model_jones_exponent() -> float:
 
 
 # ------------------------------------------------------------------------------ S-curves
-def _fit(residual, starts, bounds=None):
-    from scipy.optimize import least_squares
+class LeastSquares(NamedTuple):
+    """The result of `least_squares`: the point, half the sum of squared residuals there, the
+    gradient's largest component, and whether a stopping test (not the step cap) ended it."""
 
+    x: np.ndarray
+    cost: float
+    grad_max: float
+    success: bool
+
+
+def least_squares(residual, start, max_steps: int = 2000) -> LeastSquares:
+    """Levenberg–Marquardt on `residual` (a JAX function of a parameter vector), from `start`.
+
+    Marquardt's scaling (the damping proportional to the diagonal of $J^TJ$), the damping
+    divided by 3 after a step that lowers the cost and multiplied by 4 after one that does
+    not; stops when the gradient or the step is negligible. Written here so that
+    `planner reproduce` needs no SciPy: the test suite checks it against
+    `scipy.optimize.least_squares` on the same problems.
+    """
     fun, jac = jax.jit(residual), jax.jit(jax.jacfwd(residual))
+    x = np.asarray(start, float)
+    r = np.asarray(fun(jnp.asarray(x)))
+    cost, damping, success = 0.5 * float(r @ r), 1e-3, False
+    if not np.isfinite(cost):  # a start the residual is not defined at
+        return LeastSquares(x=x, cost=math.inf, grad_max=math.inf, success=False)
+    for _ in range(max_steps):
+        j = np.asarray(jac(jnp.asarray(x)))
+        if not np.all(np.isfinite(j)):  # left the region where the model is smooth
+            break
+        g = j.T @ r
+        if np.max(np.abs(g)) <= 1e-12 * max(1.0, cost):
+            success = True
+            break
+        h = j.T @ j
+        scale = np.maximum(np.diag(h), 1e-12 * max(1.0, float(np.max(np.diag(h)))))
+        while damping < 1e16:
+            step = np.linalg.solve(h + damping * np.diag(scale), -g)
+            trial = x + step
+            r_trial = np.asarray(fun(jnp.asarray(trial)))
+            with np.errstate(over="ignore", invalid="ignore"):  # a wild trial step
+                cost_trial = 0.5 * float(r_trial @ r_trial)
+            if np.isfinite(cost_trial) and cost_trial < cost:
+                break
+            damping *= 4.0
+        else:
+            success = True  # no step lowers the cost: a stationary point to rounding
+            break
+        small = np.linalg.norm(step) <= 1e-12 * (1.0 + np.linalg.norm(x))
+        x, r, cost, damping = trial, r_trial, cost_trial, max(damping / 3.0, 1e-12)
+        if small:
+            success = True
+            break
+    g = np.asarray(jac(jnp.asarray(x))).T @ r
+    return LeastSquares(x=x, cost=cost, grad_max=float(np.max(np.abs(g))), success=success)
+
+
+def _fit(residual, starts) -> LeastSquares:
     best = None
     for start in starts:
-        kwargs = {} if bounds is None else {"bounds": bounds}
-        fit = least_squares(lambda th: np.asarray(fun(jnp.asarray(th))), np.asarray(start, float),
-                            jac=lambda th: np.asarray(jac(jnp.asarray(th))), **kwargs)
+        fit = least_squares(residual, start)
         if best is None or fit.cost < best.cost:
             best = fit
     return best
@@ -339,7 +383,7 @@ def _sample_data(params, samples, score, tokens):
 
 @functools.cache
 def fit_pass_at_k() -> tuple[PassAtKSCurve, dict]:
-    r"""Epoch's pass@k S-curve fitted to Codex's nine HumanEval points.
+    r"""Epoch's pass@k S-curve fitted to Codex's 24 HumanEval points (eight sizes, three k).
 
     $x = \log_{10} k$ (inference counted in samples of one model: the per-sample cost is
     what the accounting choice changes, see `contour_spans`), $t = \log_{10} 6ND$. One
@@ -455,10 +499,36 @@ def contour_spans(curve: AbstractSCurve, target: float, log_samples=None) -> dic
 
 
 def pass_at_k(targets=(0.3, 0.5, 0.7, 0.9, 0.99), headline: float = 0.99) -> dict:
-    """pass@k spans from the Codex fit; the headline is near-perfect accuracy, as the report's."""
+    """pass@k spans from the Codex fit; the headline is near-perfect accuracy, as the report's.
+
+    Also the headline's spans when a sample's FLOP grow as $TC^s$ for $s$ from 0 (counted in
+    samples) to 1 (the primary accounting): how the gap to the report depends on the one
+    quantity the report leaves unstated.
+    """
     curve, report = fit_pass_at_k()
     rows = {str(p): contour_spans(curve, p) for p in targets}
-    return _sampling_summary(report, rows, headline)
+    out = _sampling_summary(report, rows, headline)
+    c = rows[str(headline)]["contour"]
+    scan = []
+    for s_ in np.round(np.linspace(0.0, 1.0, 11), 2):
+        span = accounting_span(c, float(s_))
+        if span is not None:
+            scan.append({"s": float(s_), "train_span_oom": span["train_span_oom"],
+                         "inference_span_oom": span["inference_span_oom"]})
+    out["accounting_scan"] = scan
+    data_top = float(np.max(np.asarray(CODEX_PASS)))
+    out["data_reach"] = {"best_observed": data_top, "largest_log_samples": 2.0}
+    return out
+
+
+def accounting_span(c: dict, s: float) -> dict | None:
+    """The span of a contour (`contour`'s output) with a sample's FLOP growing as $TC^s$."""
+    r = c["rate"]
+    ok = np.isfinite(r) & (s * r < 1.0)
+    if ok.sum() <= 2:
+        return None
+    log_ic = c["log_samples"] + s * c["log_tc"]
+    return window_span(log_ic[ok], c["log_tc"][ok], r[ok] / (1.0 - s * r[ok]))
 
 
 def n_at_k(targets=(0.2, 0.25, 0.3), headline: float = 0.3) -> dict:
@@ -506,8 +576,6 @@ def _sampling_summary(report, rows, headline) -> dict:
 # ---------------------------------------------------------------------------------- run
 def compute(fast: bool = False) -> dict:
     """Every technique's spans (the JSON's content, before plain-number conversion)."""
-    from .combined import combined_spans
-
     results = {
         "scaling_policy": scaling_policy(targets=(2.0, 2.5) if fast else (1.9, 2.0, 2.2, 2.5),
                                          n_points=64 if fast else 160),
@@ -515,31 +583,83 @@ def compute(fast: bool = False) -> dict:
         "mcts": mcts(np.linspace(-2000.0, -5.0, 100) if fast else None),
         "pass_at_k": pass_at_k(),
         "n_at_k": n_at_k(),
-        "combined": combined_spans(fast=fast),
     }
-    for name, value in results.items():
+    comb = combined_spans(fast=fast, rows=results)
+    results["combined"] = comb
+    results["joint_optimum"] = {**comb["joint_optimum"], "method": comb["techniques"]}
+    for name in REPORTED:
+        value = results[name]
         value["reported_train_span_oom"], value["reported_inference_span_oom"] = REPORTED[name]
         value["train_gap_oom"] = value["train_span_oom"] - REPORTED[name][0]
         value["inference_gap_oom"] = value["inference_span_oom"] - REPORTED[name][1]
     lo, hi = REPORTED_COMBINED_RANGE
-    comb = results["combined"]
-    # Epoch's own forms added up: overtraining + IMP at 10% + the 10@k S-curve
-    parts = ("scaling_policy", "pruning", "n_at_k")
-    comb["epoch_form_sum"] = {f"{k}_span_oom": sum(results[p][f"{k}_span_oom"] for p in parts)
-                              for k in ("train", "inference")}
-    comb["reported_range_oom"] = REPORTED_COMBINED_RANGE
-    for key in ("train", "inference"):
-        v = comb[f"{key}_span_oom"]
-        comb[f"{key}_gap_oom"] = 0.0 if lo <= v <= hi else (v - hi if v > hi else v - lo)
+    for name in ("combined", "joint_optimum"):  # gaps to the range
+        value = results[name]
+        value["reported_range_oom"] = REPORTED_COMBINED_RANGE
+        for key in ("train", "inference"):
+            v = value[f"{key}_span_oom"]
+            value[f"{key}_gap_oom"] = 0.0 if lo <= v <= hi else (v - hi if v > hi else v - lo)
     return results
+
+
+def gap_notes(results: dict) -> list[str]:
+    """One line per row whose gap to the report exceeds `GAP_NOTE_OOM` on either axis, naming
+    the section of `RESULTS_PAGE` that explains it."""
+    notes = []
+    for name in TECHNIQUES:
+        r = results[name]
+        gaps = (r["train_gap_oom"], r["inference_gap_oom"])
+        if max(abs(g) for g in gaps) > GAP_NOTE_OOM:
+            notes.append(f"- {LABELS[name]}: gap {gaps[0]:+.2f} / {gaps[1]:+.2f} OOM. "
+                         + _reason(name, results)
+                         + f" See {RESULTS_PAGE}, \"Where the gaps come from\", "
+                         f"{GAP_SECTIONS[name]}.")
+    return notes
+
+
+def _reason(name: str, results: dict) -> str:
+    """The measured cause of a row's gap, in one sentence, from the results themselves."""
+    r = results[name]
+    if name == "pruning":
+        return (f"Epoch's IMP cost model is bounded by 1/x = {r['bound_oom']:.2f} OOM of "
+                "training however far one prunes, so the table's ~1 cannot come from it.")
+    if name == "mcts":
+        low = r["levels"][str(MCTS_LOW_ELO)]
+        high = r["levels"][str(MCTS_HIGH_ELO)]
+        return (f"The calibration cannot meet Jones's slope and both headlines: "
+                f"{high['train_span_oom']:.2f} / {high['inference_span_oom']:.2f} at Elo "
+                f"{MCTS_HIGH_ELO:g} (report 1.6 / 1.1), {low['train_span_oom']:.2f} / "
+                f"{low['inference_span_oom']:.2f} at {MCTS_LOW_ELO:g} (report 1 / >1.6).")
+    if name == "pass_at_k":
+        scan = {v["s"]: v for v in r.get("accounting_scan", [])}
+        zero, half = scan.get(0.0), scan.get(0.4)
+        text = (f"Codex's data reach {100 * r['data_reach']['best_observed']:.0f}% at 100 "
+                "samples, so spans near pass@k = 0.99 extrapolate; and the span depends on how a "
+                "sample's FLOP grow with training compute (TC^s), which the report leaves "
+                "unstated")
+        if zero and half:
+            text += (f": s = 0.4 gives {half['train_span_oom']:.2f} / "
+                     f"{half['inference_span_oom']:.2f}, s = 0 (samples) "
+                     f"{zero['train_span_oom']:.2f} / {zero['inference_span_oom']:.2f}; no s "
+                     "gives 3 / 6")
+        return text + "."
+    if name in ("joint_optimum", "combined"):
+        alone = results["joint_optimum"].get("sampling_alone")
+        return ("Not the report's method: the composed solver's sampling law keeps rising as a "
+                "power law in k"
+                + ("" if alone is None else f" (10@k alone {alone['train_span_oom']:.2f} / "
+                   f"{alone['inference_span_oom']:.2f})")
+                + " and it prunes to 1% density.")
+    return ""
 
 
 def _table(results: dict) -> str:
     rows = []
     for name in TECHNIQUES:
         r = results[name]
-        rep_t, rep_i = REPORTED[name]
-        if name == "combined":
+        if name in REPORTED and name != "combined":
+            rep_t, rep_i = REPORTED[name]
+        else:
             rep_t = rep_i = f"{REPORTED_COMBINED_RANGE[0]:g}–{REPORTED_COMBINED_RANGE[1]:g}"
         rows.append([LABELS[name], round(r["train_span_oom"], 3), rep_t,
                      round(r["train_gap_oom"], 3), round(r["inference_span_oom"], 3), rep_i,
@@ -585,13 +705,23 @@ def _details(results: dict) -> str:
                        [[round(f["density"], 4), round(f["factor"], 3), round(f["oom"], 3) + 0.0]
                         for f in pr["factors"]]),
         "\n## MCTS (calibrated Hex model)\n",
-        markdown_table(["Elo", "training span", "inference span"],
-                       [[e, round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3)]
+        markdown_table(["Elo", "training span", "inference span", "report"],
+                       [[e, round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3),
+                         ("{:g} / {:g}".format(*mc["reported_levels"][e])
+                          if e in mc["reported_levels"] else "–")]
                         for e, v in mc["levels"].items()]),
-        f"\nLargest spans over Elo −2000…−5: training {mc['train_span_oom']:.3f} OOM (Elo "
-        f"{mc['train_span_elo']:.0f}), inference {mc['inference_span_oom']:.3f} OOM (Elo "
-        f"{mc['inference_span_elo']:.0f}); inference span = training span at Elo "
-        f"{mc['reversal_elo']:.0f}.\n",
+        f"\nThe table's row pairs the high level's training span with the low level's "
+        f"inference span, as the report's 1.6 / 1.6 does: {mc['train_span_oom']:.3f} / "
+        f"{mc['inference_span_oom']:.3f} OOM. Inference span = training span at Elo "
+        f"{mc['reversal_elo']:.0f}. Over Elo −2000…−5 the training span peaks at "
+        f"{mc['peak']['max_train_span_oom']:.3f} OOM (Elo {mc['peak']['max_train_span_elo']:.0f})"
+        f", next to the Elo ({mc['peak']['switch_elo']:.0f}) where the 6:1 end of the "
+        f"efficient region stops being the one-node search (whose deficit is "
+        f"{mc['peak']['one_node_deficit_elo']:.0f} Elo) and becomes the rate bound. The peak is "
+        "that corner, not a level the report quotes; with the search break's sharpness raised "
+        "from its calibration bound it stays: "
+        + ", ".join(f"{v['max_train_span_oom']:.3f} at sharpness {k}"
+                    for k, v in mc["peak"]["by_search_sharpness"].items()) + ".\n",
     ]
     for name, res, label in (("pass@k", pk, "Codex"), ("10@k", nk, "AlphaCode")):
         fit = res["fit"]
@@ -613,31 +743,62 @@ def _details(results: dict) -> str:
         if res["span_growth_per_oom"] is not None:
             lines.append(f"\nTraining span grows {res['span_growth_per_oom']:.2f} OOM per OOM of "
                          "training compute across the targets.\n")
+        if "accounting_scan" in res:
+            lines.append(f"\nSpans at pass@k = {res['headline_target']:g} with a sample's FLOP "
+                         "growing as TC^s (s = 0: counted in samples; s = 1: this row):\n")
+            lines.append(markdown_table(
+                ["s", "training span", "inference span"],
+                [[v["s"], round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3)]
+                 for v in res["accounting_scan"]]))
     comb = results["combined"]
     lines.append("\n## Combined\n")
     lines.append(comb.get("summary", "") + "\n")
+    notes = gap_notes(results)
+    if notes:
+        lines.append(f"\n## Gaps over {GAP_NOTE_OOM:g} OOM\n")
+        lines += notes
     return "\n".join(lines)
 
 
 def _plot(results: dict, path: Path) -> None:
+    """Bars for the planner's spans; the report's as hatched bars, or as a shaded range for the
+    combined rows (its "2–3 OOM"); every gap over `GAP_NOTE_OOM` marked with its section of
+    `RESULTS_PAGE`."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.6))
+    fig, ax = plt.subplots(figsize=(12, 5.4))
     x = np.arange(len(TECHNIQUES))
     w = 0.2
-    got_t = [results[n]["train_span_oom"] for n in TECHNIQUES]
-    got_i = [results[n]["inference_span_oom"] for n in TECHNIQUES]
-    rep_t = [REPORTED[n][0] for n in TECHNIQUES]
-    rep_i = [REPORTED[n][1] for n in TECHNIQUES]
+    got_t = np.array([results[n]["train_span_oom"] for n in TECHNIQUES])
+    got_i = np.array([results[n]["inference_span_oom"] for n in TECHNIQUES])
+    ranged = np.array([n not in REPORTED or n == "combined" for n in TECHNIQUES])
+    rep_t = np.array([np.nan if r else REPORTED[n][0] for n, r in zip(TECHNIQUES, ranged)])
+    rep_i = np.array([np.nan if r else REPORTED[n][1] for n, r in zip(TECHNIQUES, ranged)])
     ax.bar(x - 1.5 * w, got_t, w, color="C0", label="training span, planner")
     ax.bar(x - 0.5 * w, rep_t, w, color="C0", alpha=0.4, hatch="//", label="training span, report")
     ax.bar(x + 0.5 * w, got_i, w, color="C1", label="inference span, planner")
     ax.bar(x + 1.5 * w, rep_i, w, color="C1", alpha=0.4, hatch="//",
            label="inference span, report")
+    lo, hi = REPORTED_COMBINED_RANGE
+    for i in np.nonzero(ranged)[0]:
+        ax.fill_between([i - 2 * w, i + 2 * w], lo, hi, color="grey", alpha=0.3, lw=0,
+                        label="report: combined 2–3 OOM (a range)" if i == np.nonzero(ranged)[0][0]
+                        else None)
+    top = float(np.nanmax(np.r_[got_t, got_i, rep_t, rep_i]))
+    for i, name in enumerate(TECHNIQUES):
+        r = results[name]
+        if max(abs(r["train_gap_oom"]), abs(r["inference_gap_oom"])) > GAP_NOTE_OOM:
+            ax.annotate(f"gap {r['train_gap_oom']:+.2f} / {r['inference_gap_oom']:+.2f}\n"
+                        f"see results.md:\n{GAP_SECTIONS[name]}",
+                        (i, max(got_t[i], got_i[i], np.nan_to_num(rep_t[i]),
+                                np.nan_to_num(rep_i[i]), hi if ranged[i] else 0) + 0.1),
+                        ha="center", va="bottom", fontsize=7, color="0.25")
+    ax.set_ylim(0, top * 1.3)
     ax.set_xticks(x, [LABELS[n].replace(", ", ",\n").replace(" (", "\n(") for n in TECHNIQUES],
-                  fontsize=8)
+                  fontsize=7.5)
     ax.set_ylabel("span (orders of magnitude of FLOP)")
-    ax.set_title("Training–inference trade-off spans: planner vs Villalobos & Atkinson (2023)")
-    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Training–inference trade-off spans: planner vs Villalobos & Atkinson (2023); "
+                 "gaps are training / inference, planner − report", fontsize=10)
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
     plt.close(fig)
@@ -659,3 +820,7 @@ def run(output: Path, fast: bool = False) -> dict:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -281,3 +281,7 @@ def run(output: Path, fast: bool = False) -> dict:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

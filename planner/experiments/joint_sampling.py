@@ -205,3 +205,7 @@ def _plot(res: dict, path: Path) -> None:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -147,3 +147,7 @@ def run(output: Path) -> dict:
 
 def main() -> None:
     command_line(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()

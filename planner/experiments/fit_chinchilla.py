@@ -7,6 +7,10 @@
 # Writes fit_chinchilla.{png,json,md} and FIT.json into --output. The figure shows the runs with
 # the fitted loss-vs-N curves at the data's FLOP levels, the residuals, the compute-optimal N*(C)
 # with its bootstrap band, and the bootstrap distribution of N* for the target.
+# Runs as `planner reproduce fit_chinchilla --output DIR` or
+# `python -m planner.experiments.fit_chinchilla --output DIR [--runs CSV ...]`.
+"""Refit of the Chinchilla loss law to Hoffmann et al.'s runs, with bootstrap uncertainty."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +19,11 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from planner._fit import (  # noqa: E402
+from .._data import CHINCHILLA_RUNS, data_file
+from .._fit import (
     COEFFICIENTS,
     compute_optimal_quantiles,
     fit,
@@ -30,8 +32,8 @@ from planner._fit import (  # noqa: E402
     read_runs,
     write_fit_json,
 )
-from planner._laws import Chinchilla  # noqa: E402
-from planner.experiments._common import (  # noqa: E402
+from .._laws import Chinchilla
+from ._common import (
     markdown_table,
     pyplot,
     save_figure,
@@ -39,9 +41,7 @@ from planner.experiments._common import (  # noqa: E402
     write_markdown,
 )
 
-DEFAULT_RUNS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_fig4_extracted.csv"
-)
+DEFAULT_RUNS = data_file(CHINCHILLA_RUNS)
 
 REPLICATION = {
     "point": {"E": 1.817, "A": 482.0, "B": 2085.4, "alpha": 0.348, "beta": 0.366},
@@ -55,7 +55,7 @@ REPLICATION = {
     },
 }
 """Besiroglu et al. 2024 (arXiv 2404.10102): Table 1 estimates and standard errors, and the
-bootstrap 95% intervals restated in the shared data README."""
+bootstrap 95% intervals of their section 3 (restated in planner/data/README.md)."""
 
 CHINCHILLA_FLOP = 5.76e23
 """Chinchilla's (and Gopher's) training budget, Hoffmann et al. 2022, Table 3."""
@@ -64,7 +64,7 @@ CHINCHILLA_FLOP = 5.76e23
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="runs table (CSV)")
-    parser.add_argument("--output", type=Path, default=Path("fit_chinchilla"), help="output folder")
+    parser.add_argument("--output", type=Path, default=Path("out"), help="output folder")
     parser.add_argument("--drop-highest-loss", type=int, default=5)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +72,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.runs.exists():
         raise SystemExit(f"runs table not found: {args.runs}")
+    run(args.output, runs=args.runs, drop_highest_loss=args.drop_highest_loss,
+        bootstrap=args.bootstrap, seed=args.seed, target_loss=args.target_loss)
 
+
+def run(output: Path, fast: bool = False, *, runs: Path = DEFAULT_RUNS,
+        drop_highest_loss: int = 5, bootstrap: int = 1000, seed: int = 0,
+        target_loss: float = 2.0) -> dict:
+    """Fit, bootstrap (200 resamples when `fast`), print and write the outputs into `output`;
+    the summary is the point fit's coefficients."""
+    jax.config.update("jax_enable_x64", True)
+    args = argparse.Namespace(runs=Path(runs), output=Path(output),
+                              drop_highest_loss=drop_highest_loss,
+                              bootstrap=200 if fast else bootstrap, seed=seed,
+                              target_loss=target_loss)
     runs = read_runs(args.runs)
     start = time.perf_counter()
     result = fit(
@@ -221,6 +234,7 @@ def main(argv=None):
     )
     figure(result, runs, laws, target, out / "fit_chinchilla.png")
     print(f"wrote {out / 'fit_chinchilla.png'}, fit_chinchilla.json, fit_chinchilla.md, FIT.json")
+    return {name: round(float(point[name]), 4) for name in COEFFICIENTS}
 
 
 def figure(result, runs, laws, target, path):
