@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,28 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _set_precision(float32: bool) -> None:
-    """float64 unless `float32`: set before any array is made."""
+    """float64 unless `float32`: set before any array is made. Also turns on the compilation
+    cache (`compilation_cache_dir`)."""
     import jax
 
     jax.config.update("jax_enable_x64", not float32)
+    folder = compilation_cache_dir()
+    if folder is not None:
+        # compiled solvers are kept on disk: a later run with the same batch shapes, stages
+        # and JAX version loads its program instead of compiling it again (seconds per bucket)
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where the command line keeps compiled programs: `$PLANNER_CACHE_DIR` if set (empty or
+    `off` turns the cache off), else `$XDG_CACHE_HOME/planner/jax` (default
+    `~/.cache/planner/jax`)."""
+    value = os.environ.get("PLANNER_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "none") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "planner" / "jax"
 
 
 class _Progress:
