@@ -7,8 +7,9 @@ double-to-string cast and joined into lines without a Python object per cell. Ev
 here returns what the plain-Python path returns for the same input (tests compare both), and
 any input this path does not handle identically falls back to it:
 
-- reading: a table that pyarrow refuses (a row with the wrong number of fields, bad quoting,
-  text that is not UTF-8) is re-read by the `csv` module, which names the line at fault;
+- reading: a table with quoted cells, or one that pyarrow refuses (a row with the wrong
+  number of fields, text that is not UTF-8), is read by the `csv` module, which names the line
+  at fault;
 - numbers: a column whose cells pyarrow's cast refuses (empty cells, surrounding spaces, text)
   is parsed cell by cell by `float`, which says which cell is wrong and why;
 - floats: pyarrow writes the shortest digits that read back as the same double, as `repr` does,
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
+import os
 
 import numpy as np
 
@@ -59,8 +62,8 @@ def _read_options(n_columns: int, block_size: int = 1 << 22):
     names = [f"c{i}" for i in range(n_columns)]
     read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_size,
                              encoding="utf8")
-    # a quoted cell may hold a line break, as the csv module allows
-    parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True)
+    # tables with quotes are read by the csv module (`count_rows`)
+    parse = pacsv.ParseOptions(quote_char=False, ignore_empty_lines=True)
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False,
                                    check_utf8=True)
@@ -68,7 +71,14 @@ def _read_options(n_columns: int, block_size: int = 1 << 22):
 
 
 def count_rows(path, n_columns: int) -> int:
-    """The number of data rows of a CSV file; `ArrowUnsupported` if pyarrow refuses any row."""
+    """The number of data rows of a CSV file; `ArrowUnsupported` if pyarrow refuses any row,
+    or if the file has a quote character anywhere (the csv module's strict quoting rules, which
+    refuse text after a closing quote, are not pyarrow's: a quoted table is left to it)."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if data.find(b'"') >= 0:
+                    raise ArrowUnsupported("quoted cells")
     total = 0
     try:
         for batch in _open(path, n_columns):

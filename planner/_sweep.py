@@ -25,6 +25,7 @@ from ._shard import owns_chunk
 from ._solve import STATUS_MESSAGES, Status
 from ._table import (
     LAW_COLUMNS,
+    PARQUET_HINT,
     STATUS_NAMES,
     TableError,
     TableReader,
@@ -353,7 +354,7 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> SweepCounts:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:  # pragma: no cover - depends on the extra
-            raise TableError("writing Parquet needs the 'parquet' extra (pyarrow)") from None
+            raise TableError(f"writing Parquet needs pyarrow: {PARQUET_HINT}") from None
         import pyarrow.csv as pacsv
 
         numeric = set(PLAN_COLUMNS)

@@ -61,6 +61,38 @@ Cells = Sequence[str]
 """A column of text cells: a list of strings, or a pyarrow string array."""
 
 
+PARQUET_HINT = 'pip install -e ".[parquet]" in a planner checkout'
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def check_output_suffix(path: str | os.PathLike, what: str = "output") -> bool:
+    """Whether `path` is Parquet; `TableError` for a suffix that is neither CSV nor Parquet,
+    or for Parquet without pyarrow. Called before any work, so nothing is solved in vain."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise TableError(f"{path}: unknown {what} suffix {suffix or '(none)'!r}: write .csv, "
+                         ".parquet or .pq")
+    if suffix != ".csv":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise TableError(f"{path}: writing Parquet needs pyarrow: {PARQUET_HINT}") from None
+        return True
+    return False
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The column names of a table, reading only its header (`TableError` if unreadable)."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq") or not path.is_file():
+        return TableReader(path).columns
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        try:
+            return [h.strip() for h in next(csv.reader(handle, strict=True))]
+        except (StopIteration, csv.Error, UnicodeDecodeError):
+            return TableReader(path).columns  # raises the reader's own error
+
+
 class TableError(ValueError):
     """A malformed table: raised before any row is solved."""
 
@@ -84,7 +116,7 @@ class TableReader:
             try:
                 import pyarrow.parquet as pq
             except ImportError:  # pragma: no cover - depends on the extra
-                raise TableError("reading Parquet needs the 'parquet' extra (pyarrow)") from None
+                raise TableError(f"reading Parquet needs pyarrow: {PARQUET_HINT}") from None
             try:
                 meta = pq.ParquetFile(self.path)
             except Exception as error:  # pyarrow raises its own exception types
@@ -140,6 +172,13 @@ class TableReader:
         self.columns = [h.strip() for h in header]
         if not any(self.columns):
             raise TableError(f"{self.path}: the header row names no column")
+        if len(self.columns) == 1:
+            for sep, name in ((";", "semicolon"), ("\t", "tab")):
+                if sep in self.columns[0]:
+                    raise TableError(
+                        f"{self.path}: the header is one column, {self.columns[0][:60]!r}, "
+                        f"that looks {name}-separated; planner reads comma-separated values "
+                        "(save the table as CSV with commas)")
         if self.fast:
             try:
                 return self.columns, _arrowio.count_rows(self.path, len(self.columns))

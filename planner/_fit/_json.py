@@ -30,7 +30,8 @@ def write_fit_json(
     (bootstrap standard deviations and percentile 95% intervals `[low, high]`, keyed the same;
     `null` without a bootstrap); `n_runs`, `dropped` (input row indices left out),
     `huber_delta`, `n_starts`, `n_bootstrap`, `objective` (summed Huber loss), `grad_norm`,
-    `converged`, `bootstrap_converged` (fraction of resamples) and, unless
+    `converged`, `bootstrap_converged` (fraction of resamples), `fitted_range` (the smallest
+    and largest `n_params` and `n_tokens` of the runs used, `[low, high]` each) and, unless
     `include_bootstrap=False`, `bootstrap`: the resampled coefficients as lists keyed by name.
     """
     record = fit_result.to_record(include_bootstrap=include_bootstrap)
@@ -81,6 +82,15 @@ def _validate_fit_record(record: Any, where: str) -> None:
         ok = _is_number(v) and math.isfinite(v) and (v > low if low is not None else v >= 0)
         if not ok:
             fail(name, f"must be a finite number {'> 0' if low is not None else '>= 0'}, got {v!r}")
+    if record.get("fitted_range") is not None:  # absent from files of earlier versions
+        ranges = record["fitted_range"]
+        if not isinstance(ranges, dict):
+            fail("fitted_range", "must be an object keyed by n_params and n_tokens")
+        for k in ("n_params", "n_tokens"):
+            v = ranges.get(k)
+            if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
+                    and 0 < v[0] <= v[1] and math.isfinite(v[1])):
+                fail(f"fitted_range.{k}", f"must be [low, high] with 0 < low <= high, got {v!r}")
     if "dropped" not in record:
         fail("dropped", "is missing")
     dropped = record["dropped"]

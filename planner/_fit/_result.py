@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -40,6 +40,8 @@ class LawFit(eqx.Module):
     - `n_runs`: runs used (after dropping).
     - `dropped`: indices (in the input order) of the runs left out.
     - `huber_delta`, `n_starts`, `n_bootstrap`: the settings used.
+    - `fitted_range`: the smallest and largest `n_params` and `n_tokens` of the runs used,
+      the range within which the law was tested.
     """
 
     law: AbstractLossLaw
@@ -58,6 +60,7 @@ class LawFit(eqx.Module):
     huber_delta: float = eqx.field(static=True)
     n_starts: int = eqx.field(static=True)
     n_bootstrap: int = eqx.field(static=True)
+    fitted_range: dict[str, tuple[float, float]] | None = eqx.field(static=True, default=None)
 
     def coefficients(self) -> dict[str, float]:
         """The point estimate, by coefficient name."""
@@ -114,6 +117,8 @@ class LawFit(eqx.Module):
             grad_norm=float(self.grad_norm),
             converged=bool(self.converged),
         )
+        if self.fitted_range is not None:
+            record["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
         if self.bootstrap_converged is not None:
             record["bootstrap_converged"] = float(np.mean(np.asarray(self.bootstrap_converged)))
         if include_bootstrap and self.bootstrap is not None:
@@ -130,6 +135,13 @@ def highest_loss(loss: ArrayLike, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
+@eqx.filter_jit
+def _refit(form, theta, n, d, ell, weights, delta, solver):
+    """One batch of bootstrap refits, started from the point estimate `theta`."""
+    return jax.vmap(huber_fit, in_axes=(None, None, None, None, None, 0, None, None))(
+        form, theta, n, d, ell, weights, delta, solver)
+
+
 def fit(
     n_params: ArrayLike,
     n_tokens: ArrayLike,
@@ -142,6 +154,8 @@ def fit(
     n_bootstrap: int = 1000,
     key: PRNGKeyArray | None = None,
     solver: MultiStartBFGS = MultiStartBFGS(),
+    bootstrap_batch: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> LawFit:
     r"""Fit a loss law to training runs by the published method, with bootstrap uncertainty.
 
@@ -163,6 +177,12 @@ def fit(
     - `n_bootstrap`: resamples (0 for none; otherwise at least 2).
     - `key`: PRNG key of the resampling; default `jax.random.key(0)`.
     - `solver`: iteration counts and tolerance.
+    - `bootstrap_batch`: refit the resamples this many at a time (each batch one compiled
+      solve of the same shape, the last padded); default: all at once, or 50 at a time with
+      `on_progress`. A resample's refit does not depend on the others in its batch, only (in
+      its last bits) on the batch's size.
+    - `on_progress`: called as `on_progress(done, n_bootstrap)` once the point estimate is
+      found (`done` 0) and after each batch.
 
     **Returns:** a [`LawFit`][planner.LawFit].
 
@@ -223,9 +243,25 @@ def fit(
     if n_bootstrap:
         key = jax.random.key(0) if key is None else key
         weights = bootstrap_weights(key, keep.size, n_bootstrap).astype(dtype)
-        resampled = jax.vmap(huber_fit, in_axes=(None, None, None, None, None, 0, None, None))(
-            form, point.theta[None, :], n, d, ell, weights, delta, solver
-        )
+        if bootstrap_batch is None:
+            bootstrap_batch = n_bootstrap if on_progress is None else 50
+        if bootstrap_batch < 1:
+            raise ValueError(f"bootstrap_batch must be >= 1, got {bootstrap_batch}")
+        size = min(bootstrap_batch, n_bootstrap)
+        batches = []
+        if on_progress is not None:
+            on_progress(0, n_bootstrap)
+        for start in range(0, n_bootstrap, size):
+            part = weights[start:start + size]
+            rows = part.shape[0]
+            if rows < size:  # the last batch, padded with copies of its first resample
+                part = jnp.concatenate([part, jnp.repeat(part[:1], size - rows, axis=0)])
+            out = _refit(form, point.theta[None, :], n, d, ell, part, delta, solver)
+            batches.append(jax.tree.map(lambda v, rows=rows: v[:rows], out))
+            if on_progress is not None:
+                jax.block_until_ready(batches[-1])
+                on_progress(min(start + size, n_bootstrap), n_bootstrap)
+        resampled = jax.tree.map(lambda *v: jnp.concatenate(v), *batches)
         boot_law = jax.vmap(form.law)(resampled.theta)
         boot_obj, boot_grad, boot_conv = (
             resampled.objective,
@@ -249,4 +285,6 @@ def fit(
         huber_delta=float(huber_delta),
         n_starts=int(starts.shape[0]),
         n_bootstrap=int(n_bootstrap),
+        fitted_range={"n_params": (float(jnp.min(n)), float(jnp.max(n))),
+                      "n_tokens": (float(jnp.min(d)), float(jnp.max(d)))},
     )
