@@ -14,8 +14,9 @@ writes it) is solved three ways, each in a fresh process:
 Each is timed by wall clock and by the CPU time of the child process. Then one more process
 runs the stages of `planner solve` one after the other with a timer around each (import;
 scan = the header and a count of rows; read; parse and check; compile = the first chunk's
-solve less a later chunk's; solve; format = the CSV text of the plans; write = part files and
-the assembled output), with the warm cache.
+solve less a later chunk's (with the warm cache: loading the compiled solver, and tracing
+it); solve; format = the extrapolation notes and the CSV text of the plans; write = part
+files and the assembled output), with the warm cache.
 
 Run: `python benchmarks/bench_io.py [--rows 1000000] [--no-write]`. A full run rewrites the
 section "Files: `planner solve` end to end" of `benchmarks/RESULTS.md`.
@@ -52,7 +53,8 @@ _set_precision(False)
 import numpy as np
 from planner._laws import Chinchilla
 from planner._shard import cpu_devices, shard_batch
-from planner._sweep import PLAN_COLUMNS, _assemble, _format_chunk, _part_name
+from planner._sweep import (PLAN_COLUMNS, PRESET_RANGES, _assemble, _flag_extrapolation,
+                            _format_chunk, _part_name)
 from planner._table import TableReader, atomic_write, make_solver, parse_columns, solve_chunk
 import pathlib
 cpu_devices(None)
@@ -75,13 +77,19 @@ for values, status, messages in parsed:
 mark("solve")
 later = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else 0.0
 plan = [c for c in PLAN_COLUMNS if c in outs[0]]
-texts = [_format_chunk(c, o, plan, m) for c, o, (_, _, m) in zip(chunks, outs, parsed)]
+fitted = PRESET_RANGES["sardana2024"]
+texts = [_format_chunk(c, o, plan, _flag_extrapolation(v, o, m, law, fitted))
+         for c, o, (v, _, m) in zip(chunks, outs, parsed)]
 mark("format")
 parts.mkdir()
-for i, text in enumerate(texts):
+known = {}
+for i, (text, out) in enumerate(zip(texts, outs)):
     atomic_write(parts / _part_name(i), lambda tmp, text=text: pathlib.Path(tmp).write_bytes(text),
                  tmp_dir=parts)
-_assemble(parts, parts.with_suffix(".csv"), reader.columns + plan + ["status", "message"])
+    codes, k = np.unique(out["status"], return_counts=True)
+    known[_part_name(i)] = ({str(c): int(n) for c, n in zip(codes, k)}, 0)
+_assemble(parts, parts.with_suffix(".csv"), reader.columns + plan + ["status", "message"],
+          known=known)
 mark("write")
 compile_s = times[0] - later
 marks["compile"] = compile_s

@@ -147,11 +147,18 @@ def format_floats(values: np.ndarray):
     # pyarrow writes [1e10, 1e16) in exponent notation, repr in positional: rewritten here
     spread = finite & ~python_exponent & arrow_exponent & ~whole & (magnitude >= 1e10)
     if spread.any():
-        exponent = 10 + sum((magnitude >= 10.0 ** k).astype(int) for k in range(11, 16))
-        for power in np.unique(exponent[spread]).tolist():
-            where = spread & (exponent == power)
-            text = pc.replace_with_mask(text, pa.array(where),
-                                        _positional(text.filter(pa.array(where)), power))
+        where = np.flatnonzero(spread)
+        exponent = 10 + sum((magnitude[where] >= 10.0 ** k).astype(np.int64)
+                            for k in range(11, 16))
+        order = np.argsort(exponent, kind="stable")
+        picked = text.take(pa.array(where[order]))
+        # one slice per exponent (10 to 15) of the texts sorted by exponent
+        bounds = np.searchsorted(exponent[order], np.arange(10, 17))
+        pieces = [_positional(picked.slice(a, b - a), power)
+                  for power, a, b in zip(range(10, 16), bounds[:-1], bounds[1:], strict=True)
+                  if b > a]
+        rewritten = pa.concat_arrays(pieces).take(pa.array(np.argsort(order, kind="stable")))
+        text = pc.replace_with_mask(text, pa.array(spread), rewritten)
     redo = finite & ~spread & ((python_exponent != arrow_exponent) | (whole & ~python_exponent)
                                | ((magnitude < 1e-4) & (magnitude != 0)))
     if redo.any():
@@ -165,12 +172,27 @@ def format_floats(values: np.ndarray):
 
 
 def _positional(text, power: int):
-    """'d.ddde+P' texts (all of exponent `power`, not whole numbers) written positionally."""
-    digits = pc.replace_substring_regex(pc.replace_substring(text, ".", ""), r"e\+\d+$", "")
-    head = pc.utf8_rpad(pc.utf8_slice_codeunits(digits, 0, power + 1), width=power + 1,
-                        padding="0")
-    tail = pc.utf8_slice_codeunits(digits, power + 1, 64)
+    """'d.fffe+PP' texts (all of two-digit exponent `power`, none a whole number, so with more
+    than `power` digits after the point) written positionally: 'dfff.ff'."""
+    head = pc.utf8_slice_codeunits(pc.replace_substring(text, ".", "", max_replacements=1),
+                                   0, power + 1)
+    tail = pc.utf8_slice_codeunits(text, power + 2, -4)
     return pc.binary_join_element_wise(head, tail, ".")
+
+
+_POOL: list = []
+
+
+def format_columns(columns: list[np.ndarray]) -> list:
+    """`format_floats` of each column, on a few threads (pyarrow's kernels release the GIL)."""
+    if len(columns) < 2:
+        return [format_floats(c) for c in columns]
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(min(4, os.cpu_count() or 1),
+                                        thread_name_prefix="planner-format"))
+    return list(_POOL[0].map(format_floats, columns))
 
 
 def quote(cells):

@@ -85,9 +85,20 @@ PRESET_RANGES: dict[str, FittedRange] = {
 
 
 class SweepCounts(dict):
-    """The count of each status, and `extrapolated`: optimal plans flagged by `FittedRange`."""
+    """The count of each status, and `extrapolated`: optimal plans flagged by `FittedRange`.
+    `parts` holds the counts of each part file written by this process (by name), which the
+    assembly then need not read back."""
 
     extrapolated: int = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parts: dict[str, tuple[dict[str, int], int]] = {}
+
+    def add(self, found: dict[str, int], flagged: int) -> None:
+        for status, k in found.items():
+            self[status] = self.get(status, 0) + k
+        self.extrapolated += flagged
 
 
 PLAN_COLUMNS = ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
@@ -118,7 +129,7 @@ def _format_chunk(columns: dict, out: dict[str, np.ndarray], plan_columns: list[
     if _arrowio.AVAILABLE if fast is None else fast:
         return _arrowio.csv_lines(
             [_arrowio.quote(c) for c in columns.values()]
-            + [_arrowio.format_floats(out[c]) for c in plan_columns]
+            + _arrowio.format_columns([out[c] for c in plan_columns])
             + [_arrowio.quote(names[codes].tolist()), _arrowio.quote(message.tolist())])
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(zip(
@@ -211,9 +222,9 @@ def run_sweep(
     if process_count > 1:
         barrier("sweep-prepared")
     try:
-        _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
-                     _row_checks(required, options), process_index, process_count, barrier,
-                     on_progress, fitted_range)
+        owned = _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
+                             _row_checks(required, options), process_index, process_count,
+                             barrier, on_progress, fitted_range)
     except Exception:
         # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
         # behind; finished chunks are kept for --resume
@@ -226,7 +237,8 @@ def run_sweep(
         if missing:
             raise TableError(f"{parts}: chunks {missing[:10]} were not written by the process "
                              "that owns them; rerun every process with --resume")
-    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
+    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"],
+                       known=owned.parts)
     _remove_parts(parts)
     return counts
 
@@ -289,9 +301,11 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
             out = solve_chunk(values, status, fn, size=size, dtype=dtype)
             if fitted_range is not None:
                 messages = _flag_extrapolation(values, out, messages, law, fitted_range)
-            for code, k in zip(*np.unique(out["status"], return_counts=True), strict=True):
-                name = STATUS_NAMES[Status(int(code))]
-                counts[name] = counts.get(name, 0) + int(k)
+            found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
+                     zip(*np.unique(out["status"], return_counts=True), strict=True)}
+            flagged = sum(m.startswith(EXTRAPOLATED) for m in messages)
+            counts.add(found, flagged)
+            counts.parts[part.name] = (found, flagged)
             text = _format_chunk(columns, out, plan_columns, messages)
             atomic_write(part, lambda tmp, text=text: Path(tmp).write_bytes(text),
                          tmp_dir=parts)
@@ -338,9 +352,12 @@ def _part_files(parts: Path) -> list[Path]:
     return sorted(parts.glob("part-*.csv"))
 
 
-def _assemble(parts: Path, output: Path, header: list[str]) -> SweepCounts:
+def _assemble(parts: Path, output: Path, header: list[str],
+              known: dict[str, tuple[dict[str, int], int]] | None = None) -> SweepCounts:
     """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses and
-    the plans flagged as extrapolations."""
+    the plans flagged as extrapolations (taken from `known` for the parts it names, read back
+    from the others)."""
+    known = known or {}
     counts = SweepCounts()
     status_at = header.index("status")
 
@@ -388,12 +405,11 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> SweepCounts:
         with open(tmp, "wb") as out:
             out.write(buffer.getvalue().encode())
             for part in _part_files(parts):
-                if _arrowio.AVAILABLE and part.stat().st_size:
-                    found, flagged = _arrowio.status_counts(part, len(header), status_at,
-                                                            EXTRAPOLATED)
-                    for status, k in found.items():
-                        counts[status] = counts.get(status, 0) + k
-                    counts.extrapolated += flagged
+                if part.name in known:
+                    counts.add(*known[part.name])
+                elif _arrowio.AVAILABLE and part.stat().st_size:
+                    counts.add(*_arrowio.status_counts(part, len(header), status_at,
+                                                       EXTRAPOLATED))
                 else:
                     with open(part, newline="", encoding="utf-8") as handle:
                         count(csv.reader(handle))
