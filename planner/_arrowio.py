@@ -96,7 +96,10 @@ def _open(path, n_columns: int):
 
 
 def chunks(path, names: list[str], size: int):
-    """Consecutive chunks of exactly `size` rows (the last may be shorter) as string arrays."""
+    """Consecutive chunks of exactly `size` rows (the last may be shorter) as string arrays.
+
+    The file has no quote character (`count_rows`), so no cell holds a comma, a quote or a line
+    break: the cells need no quoting when written back (`Unquoted`)."""
     pending: list = []
     held = 0
     try:
@@ -115,10 +118,14 @@ def chunks(path, names: list[str], size: int):
         yield _columns(pending, names)
 
 
+class Unquoted(dict):
+    """Text columns read from a file without quotes: written back as they are."""
+
+
 def _columns(batches: list, names: list[str]) -> dict:
     table = pa.Table.from_batches(batches).combine_chunks()
-    return {name: table.column(i).chunk(0) if table.column(i).num_chunks else
-            pa.array([], pa.string()) for i, name in enumerate(names)}
+    return Unquoted({name: table.column(i).chunk(0) if table.column(i).num_chunks else
+                     pa.array([], pa.string()) for i, name in enumerate(names)})
 
 
 def to_floats(cells) -> np.ndarray | None:
@@ -201,9 +208,10 @@ def quote(cells):
         cells = pa.array(cells, pa.string())
     if not len(cells) or not QUOTE_CHARS:
         return cells
-    pattern = "[" + "".join("\\n" if c == "\n" else "\\r" if c == "\r" else c
-                            for c in QUOTE_CHARS) + "]"
-    needs = pc.match_substring_regex(cells, pattern)
+    needs = None
+    for char in QUOTE_CHARS:  # plain substring searches: far faster than one regex
+        found = pc.match_substring(cells, char)
+        needs = found if needs is None else pc.or_(needs, found)
     if not pc.any(needs).as_py():
         return cells
     quoted = pc.binary_join_element_wise("", pc.replace_substring(cells, '"', '""'), "", '"')

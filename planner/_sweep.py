@@ -9,6 +9,7 @@ once complete (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -16,6 +17,7 @@ import io
 import json
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +129,13 @@ def _format_chunk(columns: dict, out: dict[str, np.ndarray], plan_columns: list[
     message = np.array(messages, dtype=object).reshape(len(codes))
     message = np.where(message == "", notes[codes], message)
     if _arrowio.AVAILABLE if fast is None else fast:
-        return _arrowio.csv_lines(
+        given = list(columns.values()) if isinstance(columns, _arrowio.Unquoted) else \
             [_arrowio.quote(c) for c in columns.values()]
-            + _arrowio.format_columns([out[c] for c in plan_columns])
-            + [_arrowio.quote(names[codes].tolist()), _arrowio.quote(message.tolist())])
+        # status names never need quoting
+        return _arrowio.csv_lines(
+            given + _arrowio.format_columns([out[c] for c in plan_columns])
+            + [_arrowio.pa.array(names[codes].tolist(), _arrowio.pa.string()),
+               _arrowio.quote(message.tolist())])
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(zip(
         *(as_list(c) for c in columns.values()), *(format_floats(out[c]) for c in plan_columns),
@@ -282,35 +287,52 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
                  checks, process_index, process_count, barrier, on_progress,
                  fitted_range=None) -> SweepCounts:
     """Solve and write the missing parts this process owns; then wait at the `"solved"`
-    barrier (with more than one process). Returns the counts of the chunks it solved."""
+    barrier (with more than one process). Returns the counts of the chunks it solved.
+
+    A solved chunk is formatted and written on a second thread while the next one is read and
+    solved (pyarrow and XLA release the GIL), at most two chunks behind; a failure waits for
+    the parts already handed over, which are whole, before it propagates."""
     fn = None
     done = 0
     counts = SweepCounts()
-    for index, columns in enumerate(reader.chunks(chunk)):
-        part = parts / _part_name(index)
-        rows = len(next(iter(columns.values()))) if columns else 0
-        if owns_chunk(index, process_index=process_index, process_count=process_count) \
-                and not part.exists():
-            if fn is None:
-                fn = make_fn()
-            values, status, messages = parse_columns(columns, law, first_row=done + 1,
-                                                     **checks)
-            # a table of several chunks pads its last one to a whole chunk: one batch size,
-            # one compilation
-            size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
-            out = solve_chunk(values, status, fn, size=size, dtype=dtype)
-            if fitted_range is not None:
-                messages = _flag_extrapolation(values, out, messages, law, fitted_range)
-            found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
-                     zip(*np.unique(out["status"], return_counts=True), strict=True)}
-            flagged = sum(m.startswith(EXTRAPOLATED) for m in messages)
-            counts.add(found, flagged)
-            counts.parts[part.name] = (found, flagged)
-            text = _format_chunk(columns, out, plan_columns, messages)
-            atomic_write(part, lambda tmp, text=text: Path(tmp).write_bytes(text),
-                         tmp_dir=parts)
-        done += rows
-        on_progress(done, reader.n_rows)
+
+    def write(part, columns, values, out, messages):
+        if fitted_range is not None:
+            messages = _flag_extrapolation(values, out, messages, law, fitted_range)
+        found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
+                 zip(*np.unique(out["status"], return_counts=True), strict=True)}
+        flagged = sum(m.startswith(EXTRAPOLATED) for m in messages)
+        text = _format_chunk(columns, out, plan_columns, messages)
+        atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts)
+        return part.name, found, flagged
+
+    def finish(future):
+        name, found, flagged = future.result()
+        counts.add(found, flagged)
+        counts.parts[name] = (found, flagged)
+
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="planner-write") as writer:
+        for index, columns in enumerate(reader.chunks(chunk)):
+            part = parts / _part_name(index)
+            rows = len(next(iter(columns.values()))) if columns else 0
+            if owns_chunk(index, process_index=process_index, process_count=process_count) \
+                    and not part.exists():
+                if fn is None:
+                    fn = make_fn()
+                values, status, messages = parse_columns(columns, law, first_row=done + 1,
+                                                         **checks)
+                # a table of several chunks pads its last one to a whole chunk: one batch
+                # size, one compilation
+                size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
+                out = solve_chunk(values, status, fn, size=size, dtype=dtype)
+                pending.append(writer.submit(write, part, columns, values, out, messages))
+                while len(pending) > 1:
+                    finish(pending.popleft())
+            done += rows
+            on_progress(done, reader.n_rows)
+        while pending:
+            finish(pending.popleft())
     if process_count > 1:
         barrier("sweep-solved")
     return counts
