@@ -115,11 +115,24 @@ def write_table(path: pathlib.Path, rows: int, seed: int) -> None:
         handle.writelines(f"{a!r},{b!r}\n" for a, b in zip(target.tolist(), tokens.tolist()))
 
 
-def timed(argv: list[str], env: dict) -> tuple[float, float]:
+def same_but_notes(before: pathlib.Path, after: pathlib.Path) -> tuple[int, int]:
+    """(lines that differ, of which only by an extrapolation note appended to an empty message):
+    the baseline wrote no such notes."""
+    differ = notes = 0
+    with open(before, "rb") as old, open(after, "rb") as new:
+        for a, b in zip(old, new, strict=True):
+            if a != b:
+                differ += 1
+                a = a.rstrip(b"\n")
+                notes += b.startswith(a) and b[len(a):].lstrip(b'"').startswith(b"extrapolated: ")
+    return differ, notes
+
+
+def timed(argv: list[str], env: dict, cwd: pathlib.Path = ROOT) -> tuple[float, float]:
     """Wall-clock and CPU seconds of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, cwd=ROOT)
+    subprocess.run(argv, env=env, check=True, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -132,6 +145,11 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=65536, help="planner solve --chunk-size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a checkout of an earlier planner (e.g. `git archive COMMIT planner "
+                        "| tar -x -C DIR`) to time the same command with, cold")
+    parser.add_argument("--baseline-label", default="an earlier commit",
+                        help="how RESULTS.md names the baseline (e.g. its commit)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as folder:
@@ -150,6 +168,17 @@ def main(argv=None) -> int:
             print(f"{name}: {runs[name][0]:.2f} s wall, {runs[name][1]:.2f} s CPU", flush=True)
         same = all((folder / f"{n}.csv").read_bytes() == (folder / "python.csv").read_bytes()
                    for n in ("cold", "warm"))
+        baseline = None
+        if args.baseline:
+            out = folder / "baseline.csv"
+            base = pathlib.Path(args.baseline).resolve()
+            base_env = {**env, "PYTHONPATH": str(base)}
+            base_env.pop("PLANNER_CACHE_DIR")
+            # run from the baseline's folder: `python -c` puts the working folder first
+            baseline = timed([sys.executable, "-c", "import sys; from planner._cli import main; "
+                              "sys.exit(main())", *solve, str(out)], base_env, cwd=base)
+            print(f"baseline: {baseline[0]:.2f} s wall, {baseline[1]:.2f} s CPU", flush=True)
+            baseline = (*baseline, *same_but_notes(out, folder / "warm.csv"))
         size = (folder / "warm.csv").stat().st_size
         stages = subprocess.run(
             [sys.executable, "-c", STAGES, str(table), str(folder / "parts"), str(args.chunk)],
@@ -178,13 +207,21 @@ def main(argv=None) -> int:
         f"| warm: the compiled solver loaded from the cache | {runs['warm'][0]:.2f} s | "
         f"{runs['warm'][1]:.2f} s |",
         f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {runs['python'][0]:.2f} s | "
-        f"{runs['python'][1]:.2f} s |", "",
+        f"{runs['python'][1]:.2f} s |",
+        *([f"| before: {args.baseline_label} (no cache, `csv` module) | {baseline[0]:.2f} s | "
+           f"{baseline[1]:.2f} s |"] if baseline else []), "",
         f"- Output of the pyarrow path and of the plain-Python path byte for byte the same: "
         f"**{'yes' if same else 'no'}**.",
         f"- {args.rows:,} rows end to end, warm cache: {runs['warm'][0]:.2f} s wall-clock "
         f"(target ≤ {TARGET_S:g} s): **{'met' if runs['warm'][0] <= TARGET_S else 'not met'}**;"
-        f" cold: {runs['cold'][0]:.2f} s.", "",
-        "Where the time goes (one process, warm cache, each stage timed on its own):", "",
+        f" cold: {runs['cold'][0]:.2f} s.",
+        *([f"- Output against {args.baseline_label}: {baseline[2]:,} of {args.rows:,} lines "
+           f"differ, {baseline[3]:,} of them only by the extrapolation note this change adds "
+           "to the message of an optimal plan; every other byte is the same."]
+          if baseline else []), "",
+        "Where the time goes (one process, warm cache, the stages run one after the other and "
+        "timed on their own; `planner solve` formats and writes a chunk while it solves the "
+        "next, so its total is below their sum):", "",
         "| stage | wall-clock | share |", "|---|---:|---:|",
         *(f"| {k} | {split[k]:.2f} s | {split[k] / total:.0%} |" for k in order),
         f"| total | {total:.2f} s | 100% |",
