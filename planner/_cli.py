@@ -3,35 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PLOTS_HINT = 'pip install -e ".[plots]" in a planner checkout'
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+WIDE_INTERVAL = 10.0
+"""`planner fit` warns when a coefficient's 95% interval spans this factor or more."""
 
 
 def _set_precision(float32: bool) -> None:
-    """float64 unless `float32`: set before any array is made."""
+    """float64 unless `float32`: set before any array is made. Also turns on the compilation
+    cache (`compilation_cache_dir`)."""
     import jax
 
     jax.config.update("jax_enable_x64", not float32)
+    folder = compilation_cache_dir()
+    if folder is not None:
+        # compiled solvers are kept on disk: a later run with the same batch shapes, stages
+        # and JAX version loads its program instead of compiling it again (seconds per bucket)
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where the command line keeps compiled programs: `$PLANNER_CACHE_DIR` if set (empty or
+    `off` turns the cache off), else `$XDG_CACHE_HOME/planner/jax` (default
+    `~/.cache/planner/jax`)."""
+    value = os.environ.get("PLANNER_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "none") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "planner" / "jax"
 
 
 class _Progress:
-    """Scenarios solved and scenarios per second on standard error, redrawn in place."""
+    """Work done and its rate on standard error, redrawn in place: `solve` counts scenarios,
+    `fit` bootstrap resamples."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, verb: str = "solved", noun: str = "scenarios"):
         self.enabled, self.start = enabled, time.perf_counter()
+        self.verb, self.noun = verb, noun
 
     def update(self, done: int, total: int) -> None:
+        if done == 0:  # the work counted starts now
+            self.start = time.perf_counter()
         if not self.enabled:
             return
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         end = "\n" if done >= total else ""
-        sys.stderr.write(
-            f"\rsolved {done:,}/{total:,} scenarios ({done / elapsed:,.0f} scenarios/s)" + end
-        )
+        sys.stderr.write(f"\r{self.verb} {done:,}/{total:,} {self.noun} "
+                         f"({done / elapsed:,.{0 if done / elapsed >= 10 else 2}f} "
+                         f"{self.noun}/s)" + end)
         sys.stderr.flush()
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun if n == 1 else noun + 's'}"
 
 
 def _stages(args, law):
@@ -65,6 +97,22 @@ def _join(args) -> None:
 
 
 def cmd_solve(args) -> int:
+    from ._table import TableError, check_output_suffix, read_header
+
+    try:
+        # everything that can be refused without solving is refused first
+        check_output_suffix(args.output)
+        header = read_header(args.scenarios)
+        if "target_score" in header and not args.sampling:
+            raise TableError(f"{args.scenarios}: column 'target_score' is a score target, which "
+                             "needs repeated sampling to turn losses into scores: add "
+                             "--sampling")
+        if args.quantile is not None and not args.law_file:
+            raise ValueError("--quantile plans under the bootstrap laws of a fit: give "
+                             "--law-file FIT.json (written by `planner fit` with its samples)")
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner solve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     _set_precision(args.float32)
     import jax
     import numpy as np
@@ -73,7 +121,7 @@ def cmd_solve(args) -> int:
     from ._shard import barrier, cpu_devices, shard_batch
     from ._solve import has_score
     from ._sweep import PLAN_COLUMNS, run_sweep
-    from ._table import TableError, make_solver
+    from ._table import make_solver
 
     try:
         if args.cpu_devices is not None or not _multi_process(args):
@@ -94,34 +142,76 @@ def cmd_solve(args) -> int:
             required = ()
         else:
             required = ("target_loss",)
-        progress = _Progress(args.progress or sys.stderr.isatty())
-        counts = run_sweep(
-            args.scenarios, args.output, law=law,
-            make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
-            plan_columns=plan_columns, required=required, chunk=args.chunk_size,
-            dtype=np.float32 if args.float32 else np.float64, resume=args.resume,
-            options={"law": args.law, "law_file": args.law_file, "objective": args.objective,
-                     "pruning": args.pruning, "sampling": args.sampling,
-                     "float32": args.float32,
-                     # plans can differ in their last bits with the split (see _shard), so a
-                     # resumed run must split its chunks as the first one did
-                     "devices": f"{jax.default_backend()}:{jax.local_device_count()}"},
-            on_progress=progress.update,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            barrier=barrier,
-        )
+        dtype = np.float32 if args.float32 else np.float64
+        if args.quantile is not None:
+            from ._quantile import solve_quantile
+
+            counts = solve_quantile(
+                args.scenarios, args.output, args.law_file, args.quantile, law=law,
+                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
+                plan_columns=plan_columns, required=required, chunk=args.chunk_size,
+                dtype=dtype, checks={"needs_target": args.objective != "loss",
+                                     "dense_inference": not args.pruning},
+                on_progress=_Progress(args.progress or sys.stderr.isatty()).update,
+                fitted_range=_fitted_range(args))
+        else:
+            counts = run_sweep(
+                args.scenarios, args.output, law=law,
+                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
+                plan_columns=plan_columns, required=required, chunk=args.chunk_size,
+                dtype=dtype, resume=args.resume,
+                options={"law": args.law, "law_file": args.law_file,
+                         "objective": args.objective, "pruning": args.pruning,
+                         "sampling": args.sampling, "float32": args.float32,
+                         # plans can differ in their last bits with the split (see _shard), so
+                         # a resumed run must split its chunks as the first one did
+                         "devices": f"{jax.default_backend()}:{jax.local_device_count()}"},
+                on_progress=_Progress(args.progress or sys.stderr.isatty()).update,
+                process_index=jax.process_index(), process_count=jax.process_count(),
+                barrier=barrier, fitted_range=_fitted_range(args),
+            )
     except (TableError, ValueError, OSError) as error:
         print(f"planner solve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     total = sum(counts.values())
     summary = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
     if jax.process_index() == 0:
-        print(f"planner solve: {total:,} scenarios -> {args.output}: {summary}",
-              file=sys.stderr)
+        if total:
+            print(f"planner solve: {_plural(total, 'scenario')} -> {args.output}: {summary}",
+                  file=sys.stderr)
+        else:
+            print(f"planner solve: {args.scenarios} has no scenarios; wrote the header to "
+                  f"{args.output}", file=sys.stderr)
+        flagged = getattr(counts, "extrapolated", 0)
+        if flagged:
+            from ._sweep import EXTRAPOLATION_FACTOR
+
+            print(f"planner solve: warning: {_plural(flagged, 'plan')} of {total:,} "
+                  f"extrapolate{'s' if flagged == 1 else ''}: n_params or n_tokens more than "
+                  f"{EXTRAPOLATION_FACTOR:g}x the largest the law was fitted on; the law is "
+                  "untested there (see their message column)", file=sys.stderr)
     else:
-        print(f"planner solve: process {jax.process_index()} solved {total:,} scenarios: "
-              f"{summary or 'none'}", file=sys.stderr)
+        print(f"planner solve: process {jax.process_index()} solved "
+              f"{_plural(total, 'scenario')}{': ' + summary if summary else ''}",
+              file=sys.stderr)
     return EXIT_OK
+
+
+def _fitted_range(args):
+    """The range the law of the command line was fitted on, if known."""
+    from ._sweep import PRESET_RANGES, FittedRange
+
+    if not getattr(args, "law_file", None):
+        return PRESET_RANGES.get(args.law)
+    import json
+
+    try:
+        record = json.loads(Path(args.law_file).read_text())
+        largest = record["fitted_range"]
+        return FittedRange(float(largest["n_params"][1]), float(largest["n_tokens"][1]),
+                           f"the runs of {Path(args.law_file).name}")
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # a FIT.json from before fitted ranges were recorded
 
 
 def _law(args):
@@ -141,27 +231,328 @@ def cmd_reproduce(args) -> int:
     return run(args.name, Path(args.output))
 
 
+def _need_pyplot(command: str):
+    """matplotlib's pyplot (Agg backend), or None after saying how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"planner {command}: error: figures need matplotlib: {PLOTS_HINT}",
+              file=sys.stderr)
+        return None
+    return plt
+
+
+def _check_figure_suffix(path: str) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_SUFFIXES:
+        raise ValueError(f"{path}: unknown figure suffix {suffix or '(none)'!r}: write "
+                         + ", ".join(FIGURE_SUFFIXES))
+
+
 def cmd_fit(args) -> int:
+    try:
+        if args.bootstrap == 1 or args.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be 0 (no intervals) or at least 2, got "
+                             f"{args.bootstrap}")
+        if not args.output.lower().endswith(".json"):
+            raise ValueError(f"{args.output}: the fit is written as JSON: name it .json")
+        if args.plot:
+            _check_figure_suffix(args.plot)
+    except ValueError as error:
+        print(f"planner fit: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    plt = _need_pyplot("fit") if args.plot else None
+    if args.plot and plt is None:
+        return EXIT_USAGE
     _set_precision(float32=False)
     import jax
 
-    from ._fit import fit, read_runs, write_fit_json
+    from ._fit import ChinchillaForm, fit, read_runs, write_fit_json
 
+    progress = _Progress(args.progress or sys.stderr.isatty(), "refitted",
+                         "bootstrap resamples")
     try:
         runs = read_runs(args.runs)
+        n_runs = int(runs.loss.shape[0]) - args.drop_highest_loss
+        if progress.enabled:
+            n_starts = ChinchillaForm().starts().shape[0]
+            print(f"planner fit: fitting {_plural(n_runs, 'run')} of {args.runs} from "
+                  f"{_plural(n_starts, 'start')}, then refitting "
+                  f"{_plural(args.bootstrap, 'bootstrap resample')}", file=sys.stderr)
         result = fit(runs.n_params, runs.n_tokens, runs.loss,
                      drop_highest_loss=args.drop_highest_loss, n_bootstrap=args.bootstrap,
-                     huber_delta=args.huber_delta, key=jax.random.key(args.seed))
+                     huber_delta=args.huber_delta, key=jax.random.key(args.seed),
+                     on_progress=progress.update)
         write_fit_json(result, args.output, include_bootstrap=not args.no_samples)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"planner fit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     record = result.to_record(include_bootstrap=False)
     for name in ("E", "A", "B", "alpha", "beta"):
-        low, high = record["ci95"][name] if record["ci95"] else (float("nan"),) * 2
-        print(f"{name:>5} = {record[name]:.6g}  (95% interval {low:.4g} to {high:.4g})")
-    print(f"planner fit: {record['n_runs']} runs -> {args.output}", file=sys.stderr)
+        if record["ci95"]:
+            low, high = record["ci95"][name]
+            print(f"{name:>5} = {record[name]:.6g}  (95% interval {low:.4g} to {high:.4g})")
+        else:
+            print(f"{name:>5} = {record[name]:.6g}")
+    if not record["ci95"]:
+        print("planner fit: no intervals without bootstrap resamples (--bootstrap 0); give "
+              "--bootstrap B (B >= 2) for standard errors and 95% intervals", file=sys.stderr)
+    else:
+        for name in ("E", "A", "B", "alpha", "beta"):
+            low, high = record["ci95"][name]
+            if low > 0 and high / low >= WIDE_INTERVAL:
+                print(f"planner fit: warning: the 95% interval of {name}, {low:.4g} to "
+                      f"{high:.4g}, spans {math.log10(high / low):.1f} orders of magnitude: the "
+                      "runs do not pin it down (more runs, or runs over a wider range of sizes, "
+                      "would)", file=sys.stderr)
+            elif low <= 0 < high:
+                print(f"planner fit: warning: the 95% interval of {name}, {low:.4g} to "
+                      f"{high:.4g}, includes 0: the runs do not pin it down", file=sys.stderr)
+    if args.plot:
+        try:
+            _plot_fit(plt, result, runs, args.plot)
+        except (OSError, ValueError) as error:
+            print(f"planner fit: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"planner fit: figure -> {args.plot}", file=sys.stderr)
+    print(f"planner fit: {_plural(record['n_runs'], 'run')} -> {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def _plot_fit(plt, result, runs, path: str) -> None:
+    """Observed against predicted loss, and loss against training compute with the law's
+    compute-optimal frontier."""
+    import numpy as np
+
+    n, d, loss = (np.asarray(v, dtype=np.float64) for v in (runs.n_params, runs.n_tokens,
+                                                             runs.loss))
+    law = result.law
+    predicted = np.asarray(law.loss(n, d))
+    kept = np.ones(n.shape, dtype=bool)
+    kept[list(result.dropped)] = False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.scatter(predicted[kept], loss[kept], s=10, label="runs fitted")
+    if (~kept).any():
+        left.scatter(predicted[~kept], loss[~kept], s=14, marker="x", label="runs dropped")
+    bounds = [min(predicted.min(), loss.min()), max(predicted.max(), loss.max())]
+    left.plot(bounds, bounds, "k--", lw=1, label="predicted = observed")
+    left.set(xscale="log", yscale="log", xlabel="loss predicted by the fit",
+             ylabel="observed loss", title="Fit against runs")
+    left.legend()
+    flops = 6.0 * n * d
+    points = right.scatter(flops, loss, c=np.log10(n), s=10, cmap="viridis")
+    fig.colorbar(points, ax=right, label="log10 parameters")
+    grid = np.geomspace(flops.min(), flops.max(), 100)
+    best = np.asarray([law.loss(*law.compute_optimal(c)) for c in grid], dtype=np.float64)
+    right.plot(grid, best, "k-", lw=1.5, label="compute-optimal loss of the fit")
+    right.set(xscale="log", yscale="log", xlabel="training FLOP (6ND)", ylabel="loss",
+              title=f"E={float(law.E):.3g}, A={float(law.A):.3g}, B={float(law.B):.3g}, "
+                    f"α={float(law.alpha):.3g}, β={float(law.beta):.3g}")
+    right.legend()
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str) -> None:
+    from ._table import atomic_write
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=150))
+    finally:
+        plt.close(fig)
+
+
+def cmd_frontier(args) -> int:
+    from ._table import TableError, check_output_suffix
+
+    try:
+        check_output_suffix(args.output)
+        if not args.target_loss > 0:
+            raise ValueError(f"--target-loss must be > 0, got {args.target_loss}")
+        if args.points < 2:
+            raise ValueError(f"--points must be at least 2, got {args.points}")
+    except (TableError, ValueError) as error:
+        print(f"planner frontier: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _set_precision(float32=False)
+    import numpy as np
+
+    from ._compose import Pipeline, Pretraining
+    from ._solve import Scenario, frontier
+    from ._sweep import _assemble, _format_chunk, _part_name, _remove_parts
+    from ._table import atomic_write
+
+    try:
+        law = _law(args)
+        e, a = float(law.E), float(law.A)
+        alpha, beta = float(law.alpha), float(law.beta)
+        gap = args.target_loss - e
+        if gap <= 0:
+            raise ValueError(f"--target-loss {args.target_loss:g} is at or below the law's "
+                             f"irreducible loss E = {e:g}: no model reaches it")
+        # Hoffmann et al. 2022, eq. (2): N_min = (A / (L - E))^(1/alpha) is the least model
+        # reaching the target (with unlimited data); N_c the training-optimal one. Inference
+        # caps below 2 N_min are infeasible, caps above 2 N_c do not bind.
+        n_min = (a / gap) ** (1.0 / alpha)
+        n_c = (a * (1.0 + alpha / beta) / gap) ** (1.0 / alpha)
+        low = args.min_flops if args.min_flops is not None else 2.0 * n_min * 1.05
+        high = args.max_flops if args.max_flops is not None else 2.0 * n_c
+        if not 0 < low < high:
+            raise ValueError(f"the inference FLOP range must satisfy 0 < min < max, got "
+                             f"{low:g} to {high:g}")
+        caps = np.geomspace(low, high, args.points)
+        plan = frontier(Pipeline(Pretraining(law)), Scenario(target_loss=args.target_loss),
+                        caps)
+        out = {"n_params": np.asarray(plan.allocation.n_params),
+               "n_tokens": np.asarray(plan.allocation.n_tokens),
+               "train_flops": np.asarray(plan.outcome.train_flops),
+               "loss": np.asarray(plan.outcome.loss),
+               "status": np.asarray(plan.status).astype(int)}
+        for k in ("n_params", "n_tokens", "train_flops", "loss"):
+            out[k] = np.where(out["status"] == 0, out[k], np.nan)
+        columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
+                   "max_inference_flops": [repr(float(c)) for c in caps]}
+        plan_columns = ["n_params", "n_tokens", "train_flops", "loss"]
+        output = Path(args.output)
+        parts = output.with_name(output.name + ".parts")
+        parts.mkdir(parents=True, exist_ok=True)
+        try:
+            text = _format_chunk(columns, out, plan_columns, [""] * len(caps))
+            atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
+                         tmp_dir=parts)
+            counts = _assemble(parts, output, [*columns, *plan_columns, "status", "message"])
+        finally:
+            _remove_parts(parts)
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner frontier: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    summary = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    print(f"planner frontier: {_plural(len(caps), 'inference cap')} from {low:.4g} to "
+          f"{high:.4g} FLOP per token -> {args.output}: {summary}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from ._table import TableError, TableReader, as_list
+
+    try:
+        _check_figure_suffix(args.output)
+        reader = TableReader(args.plans)
+        if "status" not in reader.columns:
+            raise TableError(f"{args.plans}: no 'status' column: plot the output of "
+                             "`planner solve` or `planner frontier`")
+        for name in (args.x, args.y):
+            if name is not None and name not in reader.columns:
+                raise TableError(f"{args.plans}: no column {name!r} (columns: "
+                                 f"{', '.join(reader.columns)})")
+        if (args.x is None) != (args.y is None):
+            raise ValueError("give --x and --y together")
+    except (TableError, ValueError) as error:
+        print(f"planner plot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    plt = _need_pyplot("plot")
+    if plt is None:
+        return EXIT_USAGE
+    import numpy as np
+
+    columns: dict[str, list[str]] = {h: [] for h in reader.columns}
+    for chunk in reader.chunks(1 << 16):
+        for h in reader.columns:
+            columns[h].extend(as_list(chunk[h]))
+    ok = np.array([s == "optimal" for s in columns["status"]], dtype=bool)
+
+    def number(name):
+        with np.errstate(all="ignore"):
+            return np.array([float(v) if v.strip() else np.nan for v in columns[name]])[ok]
+
+    try:
+        views = _plot_views(columns, args)
+        if not views:
+            raise TableError(f"{args.plans}: none of the usual views has its columns; give "
+                             "--x and --y")
+        if not ok.any():
+            raise TableError(f"{args.plans}: no optimal plan to plot")
+        fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.4), squeeze=False)
+        for ax, (x, y, c, title) in zip(axes[0], views, strict=True):
+            xs, ys = number(x), number(y)
+            if c is not None:
+                points = ax.scatter(xs, ys, c=np.log10(np.maximum(number(c), 1.0)), s=8,
+                                    cmap="viridis")
+                fig.colorbar(points, ax=ax, label=f"log10 {c}")
+            else:
+                ax.plot(xs, ys, "o-", ms=4)
+            ax.set(xlabel=x, ylabel=y, title=title)
+            for axis, values in (("x", xs), ("y", ys)):
+                finite = values[np.isfinite(values)]
+                if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+                    getattr(ax, f"set_{axis}scale")("log")
+        shown = int(ok.sum())
+        fig.suptitle(f"{Path(args.plans).name}: {_plural(shown, 'optimal plan')}"
+                     + (f" ({len(ok) - shown:,} others not shown)" if shown < len(ok) else ""))
+        fig.tight_layout()
+        _save(plt, fig, args.output)
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner plot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"planner plot: {_plural(len(views), 'view')} of {_plural(int(ok.sum()), 'plan')} "
+          f"-> {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plot_views(columns, args) -> list[tuple[str, str, str | None, str]]:
+    """(x, y, colour, title) of each panel: --x/--y, or the usual views the table allows."""
+    if args.x is not None:
+        return [(args.x, args.y, None, f"{args.y} against {args.x}")]
+    have = set(columns)
+    if {"max_inference_flops", "train_flops"} <= have and "inference_tokens" not in have:
+        return [("max_inference_flops", "train_flops", None,
+                 "Least training compute per inference cap"),
+                ("n_params", "n_tokens", None, "Allocation along the frontier")]
+    demand = "inference_tokens" if "inference_tokens" in have else None
+    views = [("n_params", "n_tokens", demand, "Allocation"),
+             ("loss", "total_flops", demand, "Lifetime compute against loss"),
+             ("train_flops", "inference_flops", None, "Training against inference compute")]
+    return [v for v in views if {v[0], v[1]} <= have]
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("planner")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "unknown (not installed)"
+
+
+def _experiments_help() -> str:
+    """Every experiment of `planner reproduce`, its first docstring line, and the default set;
+    read from the modules' source, so that --help imports none of them."""
+    import ast
+    import importlib.util
+
+    from .experiments import EXPERIMENTS
+
+    lines = ["experiments:"]
+    for name, (module, default) in EXPERIMENTS.items():
+        summary = ""
+        spec = importlib.util.find_spec(f"planner.experiments.{module}")
+        if spec is not None and spec.origin:
+            source = Path(spec.origin).read_text()
+            doc = ast.get_docstring(ast.parse(source)) or ""
+            if not doc:  # a module that opens with a comment instead: its first line
+                head = source.split("\n", 1)[0]
+                doc = head.lstrip("#").strip() if head.startswith("#") else ""
+            summary = " ".join(doc.split("\n\n")[0].split())
+        mark = " [default]" if default else ""
+        lines.append(f"  {name}{mark}: {summary}" if summary else f"  {name}{mark}")
+    chosen = [n for n, (_, d) in EXPERIMENTS.items() if d]
+    lines += ["", f"'planner reproduce' with no name runs the default set: {', '.join(chosen)}; "
+              "'planner reproduce all' runs every experiment."]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="planner",
         description="Split compute between training a model and running it.",
     )
+    parser.add_argument("--version", action="version", version=f"planner {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     solve = sub.add_parser(
@@ -189,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--law", default="sardana2024", choices=sorted(PRESETS),
                      help="loss-law preset (default: sardana2024)")
     law.add_argument("--law-file", help="a FIT.json written by `planner fit`")
+    solve.add_argument("--quantile", type=float, metavar="Q",
+                       help="with --law-file: solve every row under each bootstrap law of the "
+                       "fit and write each plan column's Q quantile over the laws (e.g. 0.975; "
+                       "holds the table in memory)")
     solve.add_argument("--objective", default="compute", choices=("compute", "loss"),
                        help="compute: least lifetime FLOP for the target (default); loss: lowest "
                        "loss within train_budget (and inference_budget)")
@@ -221,11 +617,55 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show progress even when standard error is not a terminal")
     solve.set_defaults(func=cmd_solve)
 
-    reproduce = sub.add_parser("reproduce", help="reproduce published results: tables, figures")
+    reproduce = sub.add_parser(
+        "reproduce", help="reproduce published results: tables, figures",
+        description="Reproduce published results: each experiment writes a Markdown table, a "
+        "JSON file and a PNG figure into the output folder.",
+        epilog=_experiments_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     reproduce.add_argument("name", nargs="?", default="default",
-                           help="an experiment name, 'default' or 'all'")
-    reproduce.add_argument("--output", "-o", default="out", help="output folder")
+                           help="an experiment name (below), 'default' (the experiments "
+                           "marked default) or 'all'")
+    reproduce.add_argument("--output", "-o", default="out", help="output folder (default: out)")
     reproduce.set_defaults(func=cmd_reproduce)
+
+    frontier = sub.add_parser(
+        "frontier", help="least training compute for each cap on inference compute",
+        description="The Pareto frontier of training against inference compute at a fixed "
+        "loss (planner.frontier): for each cap on inference FLOP per token, the least "
+        "training compute that reaches --target-loss. Output columns: target_loss, "
+        "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message.")
+    frontier.add_argument("--target-loss", type=float, required=True, metavar="L",
+                          help="the loss every point reaches")
+    frontier.add_argument("--output", "-o", required=True, help="output table (.csv or "
+                          ".parquet)")
+    flaw = frontier.add_mutually_exclusive_group()
+    flaw.add_argument("--law", default="sardana2024", choices=sorted(PRESETS),
+                      help="loss-law preset (default: sardana2024)")
+    flaw.add_argument("--law-file", help="a FIT.json written by `planner fit`")
+    frontier.add_argument("--points", type=int, default=25,
+                          help="number of caps, log-spaced (default 25)")
+    frontier.add_argument("--min-flops", type=float, metavar="C",
+                          help="smallest cap, FLOP per token (default: 1.05 x 2 N_min, N_min "
+                          "the least model that reaches the target)")
+    frontier.add_argument("--max-flops", type=float, metavar="C",
+                          help="largest cap, FLOP per token (default: 2 N_c, N_c the "
+                          "training-optimal model for the target, above which caps do not "
+                          "bind)")
+    frontier.set_defaults(func=cmd_frontier)
+
+    plot = sub.add_parser(
+        "plot", help="figures of a plans table",
+        description="Plot the optimal rows of a table written by `planner solve` (allocation "
+        "N against D, lifetime compute against loss, training against inference compute; "
+        "coloured by inference_tokens where the table has it) or by `planner frontier` (the "
+        "frontier and the allocations along it), or any two columns with --x and --y. Axes "
+        "spanning more than a factor of 100 are logarithmic.")
+    plot.add_argument("plans", help="a table written by planner solve or planner frontier")
+    plot.add_argument("--output", "-o", required=True,
+                      help="the figure (" + ", ".join(FIGURE_SUFFIXES) + ")")
+    plot.add_argument("--x", metavar="COLUMN", help="column on the horizontal axis")
+    plot.add_argument("--y", metavar="COLUMN", help="column on the vertical axis")
+    plot.set_defaults(func=cmd_plot)
 
     fit = sub.add_parser("fit", help="fit a loss law to training runs")
     fit.add_argument("runs", help="table with columns n_params, n_tokens (or train_flops), loss")
@@ -234,12 +674,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out the K runs with the highest loss (outliers; Besiroglu et "
                      "al. drop 5 of Hoffmann et al.'s 245)")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
-                     help="bootstrap resamples for standard errors and 95%% intervals")
+                     help="bootstrap resamples for standard errors and 95%% intervals "
+                     "(default 1000; 0 for none)")
     fit.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
     fit.add_argument("--huber-delta", type=float, default=1e-3,
                      help="Huber loss threshold on log-loss residuals (default 1e-3)")
     fit.add_argument("--no-samples", action="store_true",
                      help="leave the bootstrap samples out of FIT.json")
+    fit.add_argument("--plot", metavar="FIGURE",
+                     help="also draw the fit against the runs (" + ", ".join(FIGURE_SUFFIXES)
+                     + "; needs matplotlib)")
+    fit.add_argument("--progress", action="store_true",
+                     help="show progress even when standard error is not a terminal")
     fit.set_defaults(func=cmd_fit)
     return parser
 

@@ -9,22 +9,29 @@ once complete (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import collections
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from . import _arrowio
 from ._shard import owns_chunk
 from ._solve import STATUS_MESSAGES, Status
 from ._table import (
+    LAW_COLUMNS,
+    PARQUET_HINT,
     STATUS_NAMES,
     TableError,
     TableReader,
+    as_list,
     atomic_write,
     bucket,
     check_columns,
@@ -32,6 +39,69 @@ from ._table import (
     parse_columns,
     solve_chunk,
 )
+
+EXTRAPOLATED = "extrapolated"
+EXTRAPOLATION_FACTOR = 100.0
+"""A plan is flagged as an extrapolation when its `n_params` or `n_tokens` is more than this
+many times the largest model or dataset the law was fitted on: two orders of magnitude, where
+a power law's coefficients, fitted within a range, are no longer tested by any run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedRange:
+    """The largest model and dataset a law was fitted on, and where that is stated."""
+
+    n_params: float
+    n_tokens: float
+    source: str
+
+    def notes(self, n_params: np.ndarray, n_tokens: np.ndarray) -> list[str | None]:
+        """Per plan, why it extrapolates (see `EXTRAPOLATION_FACTOR`), or None."""
+        notes: list[str | None] = [None] * len(n_params)
+        for name, values, largest, what in (
+                ("n_params", n_params, self.n_params, "model"),
+                ("n_tokens", n_tokens, self.n_tokens, "dataset")):
+            with np.errstate(invalid="ignore"):
+                far = np.flatnonzero(values > EXTRAPOLATION_FACTOR * largest)
+            for i in far.tolist():
+                note = (f"{name} {values[i]:.3g} is {values[i] / largest:.3g}x the largest "
+                        f"{what} the law was fitted on ({largest:.3g}, {self.source})")
+                notes[i] = note if notes[i] is None else f"{notes[i]}; {note}"
+        return [None if n is None else f"{EXTRAPOLATED}: {n}" for n in notes]
+
+
+# Hoffmann et al. 2022 (abstract and section 3): "over 400 language models ranging from 70
+# million to over 16 billion parameters on 5 to 500 billion tokens". Besiroglu et al. 2024 refit
+# the same runs (Hoffmann et al.'s Figure 4), and Sardana et al. 2024 adopt Hoffmann et al.'s
+# fit, so every preset law rests on this range.
+_HOFFMANN_RANGE = FittedRange(16e9, 500e9, "Hoffmann et al. 2022")
+PRESET_RANGES: dict[str, FittedRange] = {
+    "hoffmann2022": _HOFFMANN_RANGE,
+    "hoffmann2022-unrounded": _HOFFMANN_RANGE,
+    "besiroglu2024": FittedRange(16e9, 500e9, "the Hoffmann et al. 2022 runs Besiroglu et al. "
+                                 "2024 refit"),
+    "sardana2024": FittedRange(16e9, 500e9, "the Hoffmann et al. 2022 fit Sardana et al. 2024 "
+                               "adopt"),
+}
+"""The fitted range of each law preset."""
+
+
+class SweepCounts(dict):
+    """The count of each status, and `extrapolated`: optimal plans flagged by `FittedRange`.
+    `parts` holds the counts of each part file written by this process (by name), which the
+    assembly then need not read back."""
+
+    extrapolated: int = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parts: dict[str, tuple[dict[str, int], int]] = {}
+
+    def add(self, found: dict[str, int], flagged: int) -> None:
+        for status, k in found.items():
+            self[status] = self.get(status, 0) + k
+        self.extrapolated += flagged
+
 
 PLAN_COLUMNS = ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
                 "score", "density", "n_samples")
@@ -46,17 +116,31 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _format_chunk(columns: dict[str, list[str]], out: dict[str, np.ndarray],
-                  plan_columns: list[str], messages: list[str]) -> str:
+def _format_chunk(columns: dict, out: dict[str, np.ndarray], plan_columns: list[str],
+                  messages: list[str], *, fast: bool | None = None) -> bytes:
+    """The CSV lines (UTF-8) of one solved chunk: its input cells as read, then the plan.
+
+    With pyarrow (`fast`, the default when it is installed) the lines are built by
+    `_arrowio`, byte for byte as the `csv` module writes them here otherwise."""
+    codes = np.asarray(out["status"]).astype(int)
+    names = np.array([STATUS_NAMES[Status(c)] for c in range(len(Status))], dtype=object)
+    notes = np.array(["" if s == Status.OPTIMAL else STATUS_MESSAGES[s] for s in Status],
+                     dtype=object)
+    message = np.array(messages, dtype=object).reshape(len(codes))
+    message = np.where(message == "", notes[codes], message)
+    if _arrowio.AVAILABLE if fast is None else fast:
+        given = list(columns.values()) if isinstance(columns, _arrowio.Unquoted) else \
+            [_arrowio.quote(c) for c in columns.values()]
+        # status names never need quoting
+        return _arrowio.csv_lines(
+            given + _arrowio.format_columns([out[c] for c in plan_columns])
+            + [_arrowio.pa.array(names[codes].tolist(), _arrowio.pa.string()),
+               _arrowio.quote(message.tolist())])
     buffer = io.StringIO()
-    codes = np.asarray(out["status"]).astype(int).tolist()
-    names = {int(s): STATUS_NAMES[s] for s in Status}
-    notes = {int(s): "" if s == Status.OPTIMAL else STATUS_MESSAGES[s] for s in Status}
     csv.writer(buffer, lineterminator="\n").writerows(zip(
-        *columns.values(), *(format_floats(out[c]) for c in plan_columns),
-        [names[c] for c in codes], [m or notes[c] for m, c in zip(messages, codes, strict=True)],
-        strict=True))
-    return buffer.getvalue()
+        *(as_list(c) for c in columns.values()), *(format_floats(out[c]) for c in plan_columns),
+        names[codes].tolist(), message.tolist(), strict=True))
+    return buffer.getvalue().encode()
 
 
 def run_sweep(
@@ -75,8 +159,13 @@ def run_sweep(
     process_index: int = 0,
     process_count: int = 1,
     barrier: Callable[[str], None] = lambda name: None,
-) -> dict[str, int]:
+    fitted_range: FittedRange | None = None,
+) -> SweepCounts:
     """Solve `input_path` into `output_path`; returns the count of each status.
+
+    With `fitted_range`, the message of an optimal plan of the table's law (not of a row that
+    gives its own coefficients) says when the plan extrapolates (`FittedRange.notes`), and the
+    counts say how many do.
 
     Across `process_count` processes (each calling `run_sweep` with the same arguments and its
     own `process_index`, with `barrier` keeping them in step): process 0 prepares the parts
@@ -118,7 +207,7 @@ def run_sweep(
                              "options: give every process the same arguments")
         return _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
                             _row_checks(required, options), process_index, process_count,
-                            barrier, on_progress)
+                            barrier, on_progress, fitted_range)
     if parts.exists():
         previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
@@ -138,9 +227,9 @@ def run_sweep(
     if process_count > 1:
         barrier("sweep-prepared")
     try:
-        _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
-                            _row_checks(required, options), process_index, process_count,
-                            barrier, on_progress)
+        owned = _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
+                             _row_checks(required, options), process_index, process_count,
+                             barrier, on_progress, fitted_range)
     except Exception:
         # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
         # behind; finished chunks are kept for --resume
@@ -153,7 +242,8 @@ def run_sweep(
         if missing:
             raise TableError(f"{parts}: chunks {missing[:10]} were not written by the process "
                              "that owns them; rerun every process with --resume")
-    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
+    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"],
+                       known=owned.parts)
     _remove_parts(parts)
     return counts
 
@@ -194,33 +284,70 @@ def _n_chunks(n_rows: int, chunk: int) -> int:
 
 
 def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, chunk, dtype,
-                 checks, process_index, process_count, barrier, on_progress) -> dict[str, int]:
+                 checks, process_index, process_count, barrier, on_progress,
+                 fitted_range=None) -> SweepCounts:
     """Solve and write the missing parts this process owns; then wait at the `"solved"`
-    barrier (with more than one process). Returns the counts of the chunks it solved."""
+    barrier (with more than one process). Returns the counts of the chunks it solved.
+
+    A solved chunk is formatted and written on a second thread while the next one is read and
+    solved (pyarrow and XLA release the GIL), at most two chunks behind; a failure waits for
+    the parts already handed over, which are whole, before it propagates."""
     fn = None
     done = 0
-    counts: dict[str, int] = {}
-    for index, columns in enumerate(reader.chunks(chunk)):
-        part = parts / _part_name(index)
-        rows = len(next(iter(columns.values()))) if columns else 0
-        if owns_chunk(index, process_index=process_index, process_count=process_count) \
-                and not part.exists():
-            if fn is None:
-                fn = make_fn()
-            values, status, messages = parse_columns(columns, law, first_row=done + 1,
-                                                     **checks)
-            out = solve_chunk(values, status, fn, size=bucket(rows, chunk), dtype=dtype)
-            for code, k in zip(*np.unique(out["status"], return_counts=True), strict=True):
-                name = STATUS_NAMES[Status(int(code))]
-                counts[name] = counts.get(name, 0) + int(k)
-            text = _format_chunk(columns, out, plan_columns, messages)
-            atomic_write(part, lambda tmp, text=text: Path(tmp).write_text(text),
-                         tmp_dir=parts)
-        done += rows
-        on_progress(done, reader.n_rows)
+    counts = SweepCounts()
+
+    def write(part, columns, values, out, messages):
+        if fitted_range is not None:
+            messages = _flag_extrapolation(values, out, messages, law, fitted_range)
+        found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
+                 zip(*np.unique(out["status"], return_counts=True), strict=True)}
+        flagged = sum(m.startswith(EXTRAPOLATED) for m in messages)
+        text = _format_chunk(columns, out, plan_columns, messages)
+        atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts)
+        return part.name, found, flagged
+
+    def finish(future):
+        name, found, flagged = future.result()
+        counts.add(found, flagged)
+        counts.parts[name] = (found, flagged)
+
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="planner-write") as writer:
+        for index, columns in enumerate(reader.chunks(chunk)):
+            part = parts / _part_name(index)
+            rows = len(next(iter(columns.values()))) if columns else 0
+            if owns_chunk(index, process_index=process_index, process_count=process_count) \
+                    and not part.exists():
+                if fn is None:
+                    fn = make_fn()
+                values, status, messages = parse_columns(columns, law, first_row=done + 1,
+                                                         **checks)
+                # a table of several chunks pads its last one to a whole chunk: one batch
+                # size, one compilation
+                size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
+                out = solve_chunk(values, status, fn, size=size, dtype=dtype)
+                pending.append(writer.submit(write, part, columns, values, out, messages))
+                while len(pending) > 1:
+                    finish(pending.popleft())
+            done += rows
+            on_progress(done, reader.n_rows)
+        while pending:
+            finish(pending.popleft())
     if process_count > 1:
         barrier("sweep-solved")
     return counts
+
+
+def _flag_extrapolation(values, out, messages, law, fitted_range: FittedRange) -> list[str]:
+    """`messages` with a note on every optimal plan of the table's law that extrapolates."""
+    own = np.zeros(len(messages), dtype=bool)
+    for name in LAW_COLUMNS:
+        if name in values:
+            own |= values[name] != float(getattr(law, name))
+    notes = fitted_range.notes(np.where(own, np.nan, out["n_params"]),
+                               np.where(own, np.nan, out["n_tokens"]))
+    return [m if n is None else n if not m else f"{m}; {n}"
+            for m, n in zip(messages, notes, strict=True)]
 
 
 def _remove_parts(parts: Path) -> None:
@@ -247,21 +374,26 @@ def _part_files(parts: Path) -> list[Path]:
     return sorted(parts.glob("part-*.csv"))
 
 
-def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
-    """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses."""
-    counts: dict[str, int] = {}
+def _assemble(parts: Path, output: Path, header: list[str],
+              known: dict[str, tuple[dict[str, int], int]] | None = None) -> SweepCounts:
+    """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses and
+    the plans flagged as extrapolations (taken from `known` for the parts it names, read back
+    from the others)."""
+    known = known or {}
+    counts = SweepCounts()
     status_at = header.index("status")
 
     def count(rows):
         for row in rows:
             counts[row[status_at]] = counts.get(row[status_at], 0) + 1
+            counts.extrapolated += row[-1].startswith(EXTRAPOLATED)
 
     if output.suffix.lower() in (".parquet", ".pq"):
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:  # pragma: no cover - depends on the extra
-            raise TableError("writing Parquet needs the 'parquet' extra (pyarrow)") from None
+            raise TableError(f"writing Parquet needs pyarrow: {PARQUET_HINT}") from None
         import pyarrow.csv as pacsv
 
         numeric = set(PLAN_COLUMNS)
@@ -282,19 +414,29 @@ def _assemble(parts: Path, output: Path, header: list[str]) -> dict[str, int]:
                                            convert_options=convert)
                     for status in table.column("status").to_pylist():
                         counts[status] = counts.get(status, 0) + 1
+                    counts.extrapolated += sum(
+                        m.startswith(EXTRAPOLATED) for m in table.column("message").to_pylist())
                     writer.write_table(table.combine_chunks())
 
         atomic_write(output, write, tmp_dir=parts)
         return counts
 
     def write(tmp):
-        with open(tmp, "w", newline="") as out:
-            csv.writer(out, lineterminator="\n").writerow(header)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(header)
+        with open(tmp, "wb") as out:
+            out.write(buffer.getvalue().encode())
             for part in _part_files(parts):
-                with open(part, newline="") as handle:
-                    text = handle.read()
-                count(csv.reader(io.StringIO(text)))
-                out.write(text)
+                if part.name in known:
+                    counts.add(*known[part.name])
+                elif _arrowio.AVAILABLE and part.stat().st_size:
+                    counts.add(*_arrowio.status_counts(part, len(header), status_at,
+                                                       EXTRAPOLATED))
+                else:
+                    with open(part, newline="", encoding="utf-8") as handle:
+                        count(csv.reader(handle))
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 22)
 
     atomic_write(output, write, tmp_dir=parts)
     return counts

@@ -8,7 +8,7 @@ import difflib
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import equinox as eqx
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _arrowio
 from ._compose import Pipeline, Pretraining
 from ._laws import Chinchilla
 from ._solve import Objective, Scenario, Solver, Status, solve
@@ -56,6 +57,42 @@ ABSENT = {
 _MARGIN = 1e-9
 
 
+Cells = Sequence[str]
+"""A column of text cells: a list of strings, or a pyarrow string array."""
+
+
+PARQUET_HINT = 'pip install -e ".[parquet]" in a planner checkout'
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def check_output_suffix(path: str | os.PathLike, what: str = "output") -> bool:
+    """Whether `path` is Parquet; `TableError` for a suffix that is neither CSV nor Parquet,
+    or for Parquet without pyarrow. Called before any work, so nothing is solved in vain."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise TableError(f"{path}: unknown {what} suffix {suffix or '(none)'!r}: write .csv, "
+                         ".parquet or .pq")
+    if suffix != ".csv":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise TableError(f"{path}: writing Parquet needs pyarrow: {PARQUET_HINT}") from None
+        return True
+    return False
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The column names of a table, reading only its header (`TableError` if unreadable)."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq") or not path.is_file():
+        return TableReader(path).columns
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        try:
+            return [h.strip() for h in next(csv.reader(handle, strict=True))]
+        except (StopIteration, csv.Error, UnicodeDecodeError):
+            return TableReader(path).columns  # raises the reader's own error
+
+
 class TableError(ValueError):
     """A malformed table: raised before any row is solved."""
 
@@ -68,8 +105,10 @@ class TableReader:
     the rows, so a table larger than memory is never held whole.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, fast: bool = True):
         self.path = Path(path)
+        # with pyarrow, CSV is parsed by its reader into string arrays (see `_arrowio`)
+        self.fast = fast and _arrowio.AVAILABLE
         if not self.path.is_file():
             raise TableError(f"{self.path}: no such file")
         self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
@@ -77,7 +116,7 @@ class TableReader:
             try:
                 import pyarrow.parquet as pq
             except ImportError:  # pragma: no cover - depends on the extra
-                raise TableError("reading Parquet needs the 'parquet' extra (pyarrow)") from None
+                raise TableError(f"reading Parquet needs pyarrow: {PARQUET_HINT}") from None
             try:
                 meta = pq.ParquetFile(self.path)
             except Exception as error:  # pyarrow raises its own exception types
@@ -133,12 +172,29 @@ class TableReader:
         self.columns = [h.strip() for h in header]
         if not any(self.columns):
             raise TableError(f"{self.path}: the header row names no column")
+        if len(self.columns) == 1:
+            for sep, name in ((";", "semicolon"), ("\t", "tab")):
+                if sep in self.columns[0]:
+                    raise TableError(
+                        f"{self.path}: the header is one column, {self.columns[0][:60]!r}, "
+                        f"that looks {name}-separated; planner reads comma-separated values "
+                        "(save the table as CSV with commas)")
+        if self.fast:
+            try:
+                return self.columns, _arrowio.count_rows(self.path, len(self.columns))
+            except _arrowio.ArrowUnsupported:
+                # the csv module reads it (and names the line at fault if it cannot)
+                self.fast = False
         with self._open() as handle:
             n_rows = sum(1 for _ in self._rows(handle))
         return self.columns, n_rows
 
-    def chunks(self, size: int) -> Iterator[dict[str, list[str]]]:
-        """Consecutive chunks of at most `size` rows, as text columns."""
+    def chunks(self, size: int) -> Iterator[dict[str, Cells]]:
+        """Consecutive chunks of at most `size` rows, as text columns (lists of strings, or
+        pyarrow string arrays when the table is read by pyarrow)."""
+        if not self.parquet and self.fast:
+            yield from _arrowio.chunks(self.path, self.columns, size)
+            return
         if self.parquet:
             import pyarrow.parquet as pq
 
@@ -165,8 +221,13 @@ def read_table(path: str | os.PathLike) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {h: [] for h in reader.columns}
     for chunk in reader.chunks(1 << 16):
         for h in reader.columns:
-            out[h].extend(chunk[h])
+            out[h].extend(as_list(chunk[h]))
     return out
+
+
+def as_list(cells: Cells) -> list[str]:
+    """Text cells as a list of strings."""
+    return cells if isinstance(cells, list) else cells.to_pylist()
 
 
 def _cells(values: list) -> list[str]:
@@ -285,6 +346,11 @@ def _parse_column(cells: list[str], name: str, required: bool, first_row: int,
     n = len(cells)
     blank = np.zeros(n, dtype=bool)
     text = np.zeros(n, dtype=bool)  # neither empty nor a number
+    if not isinstance(cells, list):  # a pyarrow string array
+        out = _arrowio.to_floats(cells)
+        if out is not None:
+            return _check_finite(out, cells, name, first_row, problems), blank
+        cells = cells.to_pylist()
     try:  # a column of numbers only, the common case: parsed in one pass
         out = np.array(list(map(float, cells)), dtype=np.float64).reshape(n)
     except ValueError:  # empty cells or text: cell by cell, to say which
@@ -302,10 +368,15 @@ def _parse_column(cells: list[str], name: str, required: bool, first_row: int,
     for i in np.flatnonzero(text):
         problems[i].append(f"row {i + first_row}: column {name!r} is not a number "
                            f"({cells[i]!r})")
-    for i in np.flatnonzero(~np.isfinite(out) & ~blank & ~text):
-        problems[i].append(f"row {i + first_row}: column {name!r} must be finite "
-                           f"({cells[i]!r})")
+    _check_finite(out, cells, name, first_row, problems, ~blank & ~text)
     return out, blank
+
+
+def _check_finite(out, cells, name, first_row, problems, mask=True) -> np.ndarray:
+    for i in np.flatnonzero(~np.isfinite(out) & mask):
+        problems[i].append(f"row {i + first_row}: column {name!r} must be finite "
+                           f"({as_list(cells[i:i + 1])[0]!r})")
+    return out
 
 
 def _infeasible(values, empty, law, valid, first_row, dense_inference) -> dict[int, list[str]]:

@@ -293,10 +293,14 @@ def test_cpu_devices_must_be_positive_and_set_before_jax_starts(tmp_path, capsys
     assert stop.value.code == EXIT_USAGE
     assert "--cpu-devices must be >= 1" in capsys.readouterr().err
     # in this process JAX has started: a count can no longer be given, and nothing is written
+    # (a count other than the one it started with: an earlier test may have started it with
+    # one device per core, which JAX accepts again as no change)
+    import jax
     import jax.numpy as jnp
 
     jnp.zeros(1).block_until_ready()
-    assert main(["solve", str(src), "-o", str(out), "--cpu-devices", "2"]) == EXIT_USAGE
+    other = str(jax.local_device_count() + 1)
+    assert main(["solve", str(src), "-o", str(out), "--cpu-devices", other]) == EXIT_USAGE
     assert "--cpu-devices: cpu_devices must run before JAX starts" in capsys.readouterr().err
     assert not out.exists()
 
@@ -399,3 +403,335 @@ def test_sardana_table_through_the_command_line(tmp_path):
         if t == 0:
             assert abs(float(got["n_params"]) / n_c - 1) <= 1e-6
             assert abs(float(got["n_tokens"]) / d_c - 1) <= 1e-6
+
+
+# --------------------------------------------------------------------------- commands and messages
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+    # in-process runs compile into this process only; the cache has its own test
+    monkeypatch.setenv("PLANNER_CACHE_DIR", "off")
+
+
+def test_version_and_python_m_planner(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"planner {importlib.metadata.version('planner')}"
+    done = subprocess.run([sys.executable, "-m", "planner", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("planner "), done.stderr
+
+
+def test_reproduce_help_lists_every_experiment_and_the_default_set(capsys):
+    from planner.experiments import EXPERIMENTS
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    text = capsys.readouterr().out
+    defaults = [n for n, (_, default) in EXPERIMENTS.items() if default]
+    for name, (_, default) in EXPERIMENTS.items():
+        line = next(x for x in text.splitlines() if x.strip().startswith(name))
+        assert ("[default]" in line) == default, line
+        assert len(line.split(":", 1)[1].strip()) > 10, line  # a description, not just a name
+    assert f"runs the default set: {', '.join(defaults)}" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "out", "out.CSV.txt"])
+def test_unknown_output_suffix_is_refused_before_any_work(tmp_path, capsys, name):
+    src = write_csv(tmp_path / "in.csv", ["target_loss"], [[2.2]])
+    assert main(["solve", str(src), "-o", str(tmp_path / name)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown output suffix" in err and ".csv, .parquet or .pq" in err, err
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_parquet_output_without_pyarrow_is_refused_before_solving(tmp_path, capsys,
+                                                                  monkeypatch):
+    import planner._sweep
+
+    src = write_csv(tmp_path / "in.csv", ["target_loss"], [[2.2]])
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # import fails
+
+    def never(*args, **kwargs):
+        raise AssertionError("solved before refusing")
+
+    monkeypatch.setattr(planner._sweep, "run_sweep", never)
+    assert main(["solve", str(src), "-o", str(tmp_path / "out.parquet")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert 'writing Parquet needs pyarrow: pip install -e ".[parquet]"' in err, err
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_score_target_without_sampling_says_to_add_it(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["target_score"], [[0.5]])
+    assert main(["solve", str(src), "-o", str(tmp_path / "out.csv")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "'target_score'" in err and "add --sampling" in err, err
+
+
+def test_semicolon_separated_file_is_named_as_such(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text("target_loss;inference_tokens\n2.2;0\n")
+    assert main(["solve", str(src), "-o", str(tmp_path / "out.csv")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "semicolon-separated" in err and "'target_loss;inference_tokens'" in err, err
+
+
+def test_summaries_count_in_words(tmp_path, capsys):
+    src = write_csv(tmp_path / "one.csv", ["target_loss"], [[2.2]])
+    assert main(["solve", str(src), "-o", str(tmp_path / "one_out.csv")]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "planner solve: 1 scenario -> " in err and ": 1 optimal" in err, err
+    empty = write_csv(tmp_path / "empty.csv", ["target_loss"], [])
+    assert main(["solve", str(empty), "-o", str(tmp_path / "empty_out.csv")]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "has no scenarios; wrote the header to" in err, err
+    assert not any(line.rstrip().endswith(":") for line in err.splitlines()), err
+
+
+def test_plans_far_outside_the_fitted_range_are_flagged(tmp_path, capsys):
+    from planner._sweep import EXTRAPOLATION_FACTOR, PRESET_RANGES
+
+    # the issue's example: a target 1e-4 above E, certified optimal at an absurd scale
+    src = write_csv(tmp_path / "in.csv", ["target_loss"], [[E + 1e-4], [2.2]])
+    out = tmp_path / "out.csv"
+    assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
+    far, near = read_csv(out)
+    fitted = PRESET_RANGES["sardana2024"]
+    assert far["status"] == "optimal" and near["status"] == "optimal"
+    assert float(far["n_params"]) > EXTRAPOLATION_FACTOR * fitted.n_params
+    ratio = float(far["n_params"]) / fitted.n_params
+    assert far["message"].startswith(f"extrapolated: n_params {float(far['n_params']):.3g} is "
+                                     f"{ratio:.3g}x the largest model"), far["message"]
+    assert "Hoffmann et al. 2022" in far["message"]
+    assert float(near["n_params"]) < EXTRAPOLATION_FACTOR * fitted.n_params
+    assert near["message"] == ""
+    err = capsys.readouterr().err
+    assert "warning: 1 plan of 2 extrapolates" in err, err
+    # a row with its own law is not judged by the preset's range
+    own = write_csv(tmp_path / "own.csv", ["target_loss", "E", "A", "B", "alpha", "beta"],
+                    [[E + 1e-4, E, A, B, ALPHA, BETA * (1 + 1e-12)]])
+    assert main(["solve", str(own), "-o", str(tmp_path / "own_out.csv")]) == EXIT_OK
+    assert read_csv(tmp_path / "own_out.csv")[0]["message"] == ""
+
+
+def test_frontier_command(tmp_path, capsys):
+    out = tmp_path / "frontier.csv"
+    assert main(["frontier", "--target-loss", "2.1", "--points", "6", "-o", str(out)]) == EXIT_OK
+    rows = read_csv(out)
+    assert len(rows) == 6 and all(r["status"] == "optimal" for r in rows)
+    caps = [float(r["max_inference_flops"]) for r in rows]
+    n_c, _ = loss_optimal(2.1)
+    assert caps[0] == pytest.approx(1.05 * 2 * n_min(2.1), rel=1e-12)
+    assert caps[-1] == pytest.approx(2 * n_c, rel=1e-12)
+    train = [float(r["train_flops"]) for r in rows]
+    assert all(a > b for a, b in zip(train, train[1:]))  # a looser cap never costs more
+    for r, cap in zip(rows, caps):
+        assert float(r["loss"]) == pytest.approx(2.1, rel=1e-9)
+        assert 2 * float(r["n_params"]) <= cap * (1 + 1e-9)
+    # at the loosest cap the frontier meets the training optimum of Hoffmann et al. (flat
+    # there: the cost to within 1e-9, the size, at the cap's edge, to the solver's tolerance)
+    n_c, d_c = loss_optimal(2.1)
+    assert float(rows[-1]["train_flops"]) == pytest.approx(6 * n_c * d_c, rel=1e-9)
+    assert float(rows[-1]["n_params"]) == pytest.approx(n_c, rel=1e-4)
+    assert "6 inference caps" in capsys.readouterr().err
+    assert main(["frontier", "--target-loss", "1.5", "-o", str(out)]) == EXIT_USAGE
+    assert "irreducible loss E = 1.69" in capsys.readouterr().err
+
+
+def test_plot_command(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"],
+                    [[2.2, 0], [2.1, 1e12], [2.0, 1e13], [-1, 0]])
+    plans = tmp_path / "plans.csv"
+    assert main(["solve", str(src), "-o", str(plans)]) == EXIT_OK
+    capsys.readouterr()
+    figure = tmp_path / "plans.png"
+    assert main(["plot", str(plans), "-o", str(figure)]) == EXIT_OK
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 views of 3 plans" in capsys.readouterr().err
+    assert main(["plot", str(plans), "-o", str(tmp_path / "xy.svg"), "--x", "n_params",
+                 "--y", "loss"]) == EXIT_OK
+    assert (tmp_path / "xy.svg").read_text().lstrip().startswith("<?xml")
+    assert main(["plot", str(plans), "-o", str(figure), "--x", "size", "--y", "loss"]) \
+        == EXIT_USAGE
+    assert "no column 'size'" in capsys.readouterr().err
+    assert main(["plot", str(src), "-o", str(figure)]) == EXIT_USAGE
+    assert "no 'status' column" in capsys.readouterr().err
+    assert main(["plot", str(plans), "-o", str(tmp_path / "fig.bmp")]) == EXIT_USAGE
+    assert "unknown figure suffix '.bmp'" in capsys.readouterr().err
+
+
+def _fit_json(path: Path, laws: list[tuple[float, ...]]) -> Path:
+    """A FIT.json whose bootstrap holds `laws` (E, A, B, alpha, beta each)."""
+    import json
+
+    names = ("E", "A", "B", "alpha", "beta")
+    columns = {k: [law[i] for law in laws] for i, k in enumerate(names)}
+    record = {k: float(np.median(v)) for k, v in columns.items()}
+    record.update(standard_errors={k: float(np.std(v, ddof=1)) for k, v in columns.items()},
+                  ci95={k: [min(v), max(v)] for k, v in columns.items()}, n_runs=10,
+                  dropped=[], huber_delta=1e-3, n_starts=1, n_bootstrap=len(laws),
+                  objective=0.0, bootstrap=columns,
+                  fitted_range={"n_params": [1e8, 1e10], "n_tokens": [1e9, 1e11]})
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_solve_quantile_is_the_quantile_of_the_plans_under_each_law(tmp_path, capsys):
+    laws = [(E, A, B, ALPHA, BETA), (E + 0.02, A, B, ALPHA, BETA), (E - 0.03, A * 1.1, B, ALPHA,
+                                                                     BETA * 1.01)]
+    fit_json = _fit_json(tmp_path / "FIT.json", laws)
+    scenarios = [[2.2, 0], [2.1, 1e12], [1.67, 0]]  # the last: below two laws' E
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], scenarios)
+    out = tmp_path / "q.csv"
+    assert main(["solve", str(src), "-o", str(out), "--law-file", str(fit_json),
+                 "--quantile", "0.75"]) == EXIT_OK
+    got = read_csv(out)
+    # the same scenarios under each law, as rows with their own law columns
+    each = write_csv(tmp_path / "each.csv", ["target_loss", "inference_tokens", "E", "A", "B",
+                                             "alpha", "beta"],
+                     [[*s, *law] for s in scenarios[:2] for law in laws])
+    assert main(["solve", str(each), "-o", str(tmp_path / "each_out.csv")]) == EXIT_OK
+    plans = read_csv(tmp_path / "each_out.csv")
+    for i, row in enumerate(got[:2]):
+        assert row["status"] == "optimal" and row["message"] == ""
+        for col in PLAN:
+            values = [float(p[col]) for p in plans[3 * i:3 * i + 3]]
+            assert float(row[col]) == pytest.approx(np.quantile(values, 0.75), rel=1e-9), col
+    assert got[2]["status"] == "infeasible"
+    assert got[2]["message"].startswith("2 of 3 bootstrap laws: infeasible (law 1: row 3: ")
+    assert "3 scenarios" in capsys.readouterr().err
+    assert main(["solve", str(src), "-o", str(out), "--quantile", "0.5"]) == EXIT_USAGE
+    assert "give --law-file" in capsys.readouterr().err
+    assert main(["solve", str(each), "-o", str(out), "--law-file", str(fit_json),
+                 "--quantile", "0.5"]) == EXIT_USAGE
+    assert "give a law per row" in capsys.readouterr().err
+    assert main(["solve", str(src), "-o", str(out), "--law-file", str(fit_json),
+                 "--quantile", "1.5"]) == EXIT_USAGE
+    assert "--quantile must lie in [0, 1]" in capsys.readouterr().err
+
+
+def _runs_csv(path: Path, n_runs: int = 24) -> Path:
+    rng = np.random.default_rng(3)
+    n = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), n_runs))
+    d = n * np.exp(rng.uniform(np.log(2.0), np.log(200.0), n_runs))
+    loss = (E + A * n ** -ALPHA + B * d ** -BETA) * np.exp(0.01 * rng.standard_normal(n_runs))
+    return write_csv(path, ["n_params", "n_tokens", "loss"], zip(n, d, loss))
+
+
+def test_fit_without_bootstrap_prints_no_intervals_and_draws_its_figure(tmp_path, capsys):
+    runs = _runs_csv(tmp_path / "runs.csv")
+    assert main(["fit", str(runs), "-o", str(tmp_path / "bad.json"), "--bootstrap", "1"]) \
+        == EXIT_USAGE
+    assert "--bootstrap must be 0 (no intervals) or at least 2, got 1" in capsys.readouterr().err
+    args = ["fit", str(runs), "-o", str(tmp_path / "FIT.json"), "--bootstrap", "0"]
+    if __import__("importlib").util.find_spec("matplotlib"):
+        args += ["--plot", str(tmp_path / "fit.png")]
+    assert main(args) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "nan" not in captured.out and "interval" not in captured.out, captured.out
+    assert len(captured.out.splitlines()) == 5
+    assert "no intervals without bootstrap resamples" in captured.err
+    if "--plot" in args:
+        assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("n_params,n_tokens,loss\n1e8,2e9,3.1\n1e9,x,2.5\n")
+    assert main(["fit", str(bad), "-o", str(tmp_path / "F.json")]) == EXIT_USAGE
+    assert "row 2 (line 3): column 'n_tokens' is not a number ('x')" in capsys.readouterr().err
+
+
+def test_fit_warns_of_intervals_spanning_orders_of_magnitude(tmp_path, capsys, monkeypatch):
+    import planner._fit as fitting
+
+    runs = _runs_csv(tmp_path / "runs.csv")
+    real_fit = fitting.fit
+    seen = {}
+
+    def quick_fit(*args, on_progress=None, **kwargs):
+        # a few starts: the warning, not the optimiser, is under test
+        out = real_fit(*args, starts=fitting.ChinchillaForm().starts()[::450],
+                       on_progress=on_progress, **kwargs)
+        seen["intervals"] = out.interval(0.95)
+        return out
+
+    monkeypatch.setattr(fitting, "fit", quick_fit)
+    assert main(["fit", str(runs), "-o", str(tmp_path / "FIT.json"), "--bootstrap", "8",
+                 "--progress"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "refitted 8/8 bootstrap resamples" in err
+    for name, (low, high) in seen["intervals"].items():
+        wide = high / low >= 10
+        assert (f"warning: the 95% interval of {name}," in err) == wide, (name, low, high, err)
+
+
+# ---------------------------------------------------------------------------------- file paths
+def _solve_both_ways(tmp_path, monkeypatch, src, *flags) -> tuple[bytes, bytes]:
+    """The output of `planner solve` through pyarrow and through the csv module."""
+    import planner._arrowio as arrowio
+
+    outputs = []
+    for fast in (True, False):
+        monkeypatch.setattr(arrowio, "AVAILABLE", fast)
+        out = tmp_path / f"out_{fast}.csv"
+        assert main(["solve", str(src), "-o", str(out), "--chunk-size", "4", *flags]) == EXIT_OK
+        outputs.append(out.read_bytes())
+    return outputs[0], outputs[1]
+
+
+def test_pyarrow_and_csv_module_paths_write_the_same_bytes(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    rows = [row(id=f"id {i}", target_loss=2.0 + 0.05 * i, inference_tokens=10.0 ** (i + 8))
+            for i in range(7)]
+    rows += [row(id="ünï", target_loss="abc"), row(id="blank", inference_tokens=0),
+             row(id="tiny", target_loss=E + 1e-4, inference_tokens=0),
+             row(id="below", target_loss=1.5, max_params=1e9),
+             row(id="mixed", target_loss=" 2.2", inference_tokens="1e12 ")]
+    src = write_csv(tmp_path / "in.csv", COLUMNS, rows)
+    fast, slow = _solve_both_ways(tmp_path, monkeypatch, src)
+    assert fast == slow
+    text = fast.decode()
+    assert '"' in text  # messages with commas are quoted, the same way on both paths
+    assert "extrapolated" in text and "invalid_input" in text and "infeasible" in text
+    # a quoted table is read by the csv module on both paths, and written the same
+    quoted = write_csv(tmp_path / "quoted.csv", ["id", "target_loss"],
+                       [['say "hi", twice', 2.2], ["line\nbreak", 2.3], ["plain", 2.4]])
+    fast, slow = _solve_both_ways(tmp_path, monkeypatch, quoted)
+    assert fast == slow
+    assert read_csv(tmp_path / "out_True.csv")[1]["id"] == "line\nbreak"
+
+
+def test_arrow_float_text_is_repr():
+    arrowio = pytest.importorskip("planner._arrowio")
+    if not arrowio.AVAILABLE:
+        pytest.skip("pyarrow is not installed")
+    rng = np.random.default_rng(5)
+    values = np.concatenate([
+        rng.lognormal(0, 30, 20000) * rng.choice([-1, 1], 20000),
+        10.0 ** rng.uniform(-10, 20, 20000), np.round(rng.uniform(0, 1e6, 2000)),
+        rng.standard_normal(20000).view(np.int64).view(np.float64),
+        10.0 ** np.arange(-30, 30), [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 2.0 ** 60,
+                                     1.7976931348623157e308, 1.9999999999994695, 2.0, 1e16 - 2,
+                                     123456789012345.6, 9999999999.5, 1e-5, 3e-7]])
+    want = [repr(v) if math.isfinite(v) else "" for v in values.tolist()]
+    assert arrowio.format_floats(values).to_pylist() == want
+
+
+def test_compiled_solver_is_cached_between_runs(tmp_path):
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], [[2.2, 1e12]])
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PLANNER_CACHE_DIR": str(cache)}
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}.csv"
+        done = subprocess.run([sys.executable, "-m", "planner", "solve", str(src), "-o",
+                               str(out)], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+        if i == 0:
+            entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+            assert entries, "nothing was cached"
+    assert outputs[0] == outputs[1]
+    assert set(entries) <= {p.name for p in cache.rglob("*") if p.is_file()}

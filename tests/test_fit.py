@@ -576,6 +576,9 @@ def test_fit_json_write_is_atomic(small_fit, tmp_path, monkeypatch):
         (lambda r: r["standard_errors"].pop("A"), "'standard_errors.A' is missing"),
         (lambda r: r.update(standard_errors=None), "'standard_errors'"),
         (lambda r: r["bootstrap"].update(E=[1.0]), "'bootstrap'"),
+        (lambda r: r.update(fitted_range={"n_params": [2e9, 1e9], "n_tokens": [1.0, 2.0]}),
+         "'fitted_range.n_params' must be"),
+        (lambda r: r.update(fitted_range=[1, 2]), "'fitted_range' must be an object"),
     ],
 )
 def test_read_fit_json_names_the_bad_field(small_fit, tmp_path, edit, field):
@@ -621,5 +624,45 @@ def test_read_runs_columns_and_errors(tmp_path):
     with pytest.raises(ValueError, match="no loss column"):
         read_runs(path)
     path.write_text("n_params,n_tokens,loss\n1e8,2e9,\n")
-    with pytest.raises(ValueError, match="'loss' row 1: not a number"):
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\): column 'loss' is empty"):
         read_runs(path)
+
+
+def test_read_runs_names_the_row_and_line_of_every_bad_cell(tmp_path):
+    path = tmp_path / "runs.csv"
+    # a blank line: data row 3 is on line 5
+    path.write_text("n_params,n_tokens,loss\n1e8,2e9,3.1\n2e9,abc,2.4\n\n-5,4e10,inf\n")
+    with pytest.raises(ValueError) as info:
+        read_runs(path)
+    message = str(info.value)
+    assert "row 2 (line 3): column 'n_tokens' is not a number ('abc')" in message
+    assert "row 3 (line 5): column 'n_params' must be a finite number > 0 ('-5')" in message
+    assert "row 3 (line 5): column 'loss' must be a finite number > 0 ('inf')" in message
+    path.write_text("n_params;n_tokens;loss\n1e8;2e9;3.1\n")
+    with pytest.raises(ValueError, match="semicolon-separated"):
+        read_runs(path)
+    path.write_text("n_params,n_tokens,loss\n1e8,2e9\n")
+    with pytest.raises(ValueError, match="line 2 has 2 fields, the header has 3"):
+        read_runs(path)
+
+
+def test_fit_in_batches_reports_progress_and_records_the_fitted_range(small_fit, synthetic):
+    n, d, losses = (np.asarray(x) for x in synthetic)
+    n = np.insert(n, [4, 17], [1e9, 2e9])
+    d = np.insert(d, [4, 17], [2e10, 4e10])
+    loss = np.insert(losses[0], [4, 17], [9.0, 8.0])
+    calls = []
+    batched = fit(n, d, loss, drop_highest_loss=2, starts=SMALL_STARTS, n_bootstrap=20,
+                  bootstrap_batch=7, on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 20), (7, 20), (14, 20), (20, 20)]
+    # each resample is refitted alone: only its batch's size may move its last bits
+    for name in COEFFICIENTS:
+        np.testing.assert_allclose(batched.bootstrap_coefficients()[name],
+                                   small_fit.bootstrap_coefficients()[name], rtol=1e-6)
+    kept = np.ones(n.size, dtype=bool)
+    kept[list(small_fit.dropped)] = False
+    record = small_fit.to_record()
+    assert record["fitted_range"] == {"n_params": [n[kept].min(), n[kept].max()],
+                                      "n_tokens": [d[kept].min(), d[kept].max()]}
+    with pytest.raises(ValueError, match="bootstrap_batch must be >= 1"):
+        fit(n, d, loss, starts=SMALL_STARTS, n_bootstrap=4, bootstrap_batch=0)

@@ -1,0 +1,237 @@
+"""Files: `planner solve` end to end on a large CSV table, and where its time goes.
+
+A table of `--rows` random lifetime scenarios (Sardana et al. 2024 law; targets E + [0.05, 0.8],
+inference demand log-uniform in [1e9, 1e15] tokens, seeded; every number written as `repr`
+writes it) is solved three ways, each in a fresh process:
+
+1. `python -m planner solve IN.csv -o OUT.csv` with an empty compilation cache (cold: the
+   solver is compiled), then
+2. the same command again (warm: the compiled solver is loaded from the cache that run 1 left,
+   as on every run after the first on a machine), and
+3. the same command with pyarrow hidden from planner (the plain-Python `csv` path), whose
+   output must be byte for byte the output of runs 1 and 2.
+
+Each is timed by wall clock and by the CPU time of the child process. Then one more process
+runs the stages of `planner solve` one after the other with a timer around each (import;
+scan = the header and a count of rows; read; parse and check; compile = the first chunk's
+solve less a later chunk's (with the warm cache: loading the compiled solver, and tracing
+it); solve; format = the extrapolation notes and the CSV text of the plans; write = part
+files and the assembled output), with the warm cache.
+
+Run: `python benchmarks/bench_io.py [--rows 1000000] [--no-write]`. A full run rewrites the
+section "Files: `planner solve` end to end" of `benchmarks/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import _results
+from _results import write_section
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HEADING = "## Files: `planner solve` end to end"
+TARGET_S = 4.0  # the issue's target for 1,000,000 rows, end to end
+
+STAGES = r"""
+import json, sys, time
+t0 = time.perf_counter()
+marks = {}
+def mark(name, _last=[t0]):
+    now = time.perf_counter(); marks[name] = marks.get(name, 0.0) + now - _last[0]; _last[0] = now
+from planner._cli import _set_precision
+_set_precision(False)
+import numpy as np
+from planner._laws import Chinchilla
+from planner._shard import cpu_devices, shard_batch
+from planner._sweep import (PLAN_COLUMNS, PRESET_RANGES, _assemble, _flag_extrapolation,
+                            _format_chunk, _part_name)
+from planner._table import TableReader, atomic_write, make_solver, parse_columns, solve_chunk
+import pathlib
+cpu_devices(None)
+inp, parts, chunk = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+law = Chinchilla.from_preset("sardana2024")
+mark("import")
+fn = shard_batch(make_solver(law, (), "compute"))
+reader = TableReader(inp); mark("scan")
+chunks = list(reader.chunks(chunk)); mark("read")
+parsed, first = [], 1
+for c in chunks:
+    parsed.append(parse_columns(c, law, first, required=("target_loss",), needs_target=True))
+    first += len(c["target_loss"])
+mark("parse")
+outs, times = [], []
+for values, status, messages in parsed:
+    start = time.perf_counter()
+    outs.append(solve_chunk(values, status, fn, size=chunk))
+    times.append(time.perf_counter() - start)
+mark("solve")
+later = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else 0.0
+plan = [c for c in PLAN_COLUMNS if c in outs[0]]
+fitted = PRESET_RANGES["sardana2024"]
+texts = [_format_chunk(c, o, plan, _flag_extrapolation(v, o, m, law, fitted))
+         for c, o, (v, _, m) in zip(chunks, outs, parsed)]
+mark("format")
+parts.mkdir()
+known = {}
+for i, (text, out) in enumerate(zip(texts, outs)):
+    atomic_write(parts / _part_name(i), lambda tmp, text=text: pathlib.Path(tmp).write_bytes(text),
+                 tmp_dir=parts)
+    codes, k = np.unique(out["status"], return_counts=True)
+    known[_part_name(i)] = ({str(c): int(n) for c, n in zip(codes, k)}, 0)
+_assemble(parts, parts.with_suffix(".csv"), reader.columns + plan + ["status", "message"],
+          known=known)
+mark("write")
+compile_s = times[0] - later
+marks["compile"] = compile_s
+marks["solve"] -= compile_s
+print(json.dumps(marks))
+"""
+
+PYTHON_PATH = ("import sys, planner._arrowio as a; a.AVAILABLE = False; "
+               "from planner._cli import main; sys.exit(main())")
+
+
+def write_table(path: pathlib.Path, rows: int, seed: int) -> None:
+    import numpy as np
+
+    from planner._laws import Chinchilla
+
+    rng = np.random.default_rng(seed)
+    e = float(Chinchilla.from_preset("sardana2024").E)
+    target = e + rng.uniform(0.05, 0.8, rows)
+    tokens = 10.0 ** rng.uniform(9, 15, rows)
+    with open(path, "w") as handle:
+        handle.write("target_loss,inference_tokens\n")
+        handle.writelines(f"{a!r},{b!r}\n" for a, b in zip(target.tolist(), tokens.tolist()))
+
+
+def same_but_notes(before: pathlib.Path, after: pathlib.Path) -> tuple[int, int]:
+    """(lines that differ, of which only by an extrapolation note appended to an empty message):
+    the baseline wrote no such notes."""
+    differ = notes = 0
+    with open(before, "rb") as old, open(after, "rb") as new:
+        for a, b in zip(old, new, strict=True):
+            if a != b:
+                differ += 1
+                a = a.rstrip(b"\n")
+                notes += b.startswith(a) and b[len(a):].lstrip(b'"').startswith(b"extrapolated: ")
+    return differ, notes
+
+
+def timed(argv: list[str], env: dict, cwd: pathlib.Path = ROOT) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, cwd=cwd)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--chunk", type=int, default=65536, help="planner solve --chunk-size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a checkout of an earlier planner (e.g. `git archive COMMIT planner "
+                        "| tar -x -C DIR`) to time the same command with, cold")
+    parser.add_argument("--baseline-label", default="an earlier commit",
+                        help="how RESULTS.md names the baseline (e.g. its commit)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = pathlib.Path(folder)
+        table = folder / "scenarios.csv"
+        write_table(table, args.rows, args.seed)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PLANNER_CACHE_DIR": str(folder / "cache")}
+        solve = ["solve", str(table), "--chunk-size", str(args.chunk), "-o"]
+        load = [os.getloadavg()[0]]
+        runs = {}
+        for name, code in (("cold", "-m planner"), ("warm", "-m planner"),
+                           ("python", "-c " + PYTHON_PATH)):
+            flag, rest = code.split(" ", 1)
+            out = folder / f"{name}.csv"
+            runs[name] = timed([sys.executable, flag, rest, *solve, str(out)], env)
+            print(f"{name}: {runs[name][0]:.2f} s wall, {runs[name][1]:.2f} s CPU", flush=True)
+        same = all((folder / f"{n}.csv").read_bytes() == (folder / "python.csv").read_bytes()
+                   for n in ("cold", "warm"))
+        baseline = None
+        if args.baseline:
+            out = folder / "baseline.csv"
+            base = pathlib.Path(args.baseline).resolve()
+            base_env = {**env, "PYTHONPATH": str(base)}
+            base_env.pop("PLANNER_CACHE_DIR")
+            # run from the baseline's folder: `python -c` puts the working folder first
+            baseline = timed([sys.executable, "-c", "import sys; from planner._cli import main; "
+                              "sys.exit(main())", *solve, str(out)], base_env, cwd=base)
+            print(f"baseline: {baseline[0]:.2f} s wall, {baseline[1]:.2f} s CPU", flush=True)
+            baseline = (*baseline, *same_but_notes(out, folder / "warm.csv"))
+        size = (folder / "warm.csv").stat().st_size
+        stages = subprocess.run(
+            [sys.executable, "-c", STAGES, str(table), str(folder / "parts"), str(args.chunk)],
+            env=env, check=True, capture_output=True, text=True, cwd=ROOT)
+        split = json.loads(stages.stdout.strip().splitlines()[-1])
+        load.append(os.getloadavg()[0])
+
+    order = ("import", "compile", "scan", "read", "parse", "solve", "format", "write")
+    total = sum(split[k] for k in order)
+    print("identical output:", same)
+    for k in order:
+        print(f"  {k:8s} {split[k]:6.2f} s  {split[k] / total:5.1%}")
+    meta = _results.machine(("jax", "jaxlib", "numpy", "pyarrow"))
+    report = [
+        HEADING, "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench_io.py "
+        f"--rows {args.rows}` (float64, chunk {args.chunk:,}).",
+        f"Machine: {meta['cpu']}; JAX backend {meta['backend']}; 1-minute load average "
+        f"{load[0]:.2f} before, {load[1]:.2f} after.",
+        f"Versions: {meta['versions']}.", "",
+        f"`python -m planner solve scenarios.csv -o plans.csv` on {args.rows:,} random lifetime "
+        f"scenarios (a {size / 2**20:.0f} MiB output), each run in a fresh process.", "",
+        "| run | wall-clock | CPU time |", "|---|---:|---:|",
+        f"| cold: empty compilation cache (the solver is compiled) | {runs['cold'][0]:.2f} s | "
+        f"{runs['cold'][1]:.2f} s |",
+        f"| warm: the compiled solver loaded from the cache | {runs['warm'][0]:.2f} s | "
+        f"{runs['warm'][1]:.2f} s |",
+        f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {runs['python'][0]:.2f} s | "
+        f"{runs['python'][1]:.2f} s |",
+        *([f"| before: {args.baseline_label} (no cache, `csv` module) | {baseline[0]:.2f} s | "
+           f"{baseline[1]:.2f} s |"] if baseline else []), "",
+        f"- Output of the pyarrow path and of the plain-Python path byte for byte the same: "
+        f"**{'yes' if same else 'no'}**.",
+        f"- {args.rows:,} rows end to end, warm cache: {runs['warm'][0]:.2f} s wall-clock "
+        f"(target ≤ {TARGET_S:g} s): **{'met' if runs['warm'][0] <= TARGET_S else 'not met'}**;"
+        f" cold: {runs['cold'][0]:.2f} s.",
+        *([f"- Output against {args.baseline_label}: {baseline[2]:,} of {args.rows:,} lines "
+           f"differ, {baseline[3]:,} of them only by the extrapolation note this change adds "
+           "to the message of an optimal plan; every other byte is the same."]
+          if baseline else []), "",
+        "Where the time goes (one process, warm cache, the stages run one after the other and "
+        "timed on their own; `planner solve` formats and writes a chunk while it solves the "
+        "next, so its total is below their sum):", "",
+        "| stage | wall-clock | share |", "|---|---:|---:|",
+        *(f"| {k} | {split[k]:.2f} s | {split[k] / total:.0%} |" for k in order),
+        f"| total | {total:.2f} s | 100% |",
+    ]
+    text = "\n".join(report)
+    print(text)
+    if not args.no_write:
+        write_section(HEADING, text)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
