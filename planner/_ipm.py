@@ -44,14 +44,16 @@ _START_MULTIPLIERS = (1e-2, 1e6)
 def _max(values) -> Array:
     """The largest of a few scalars, as elementwise maxima: under `vmap` a `jnp.max` of a
     stack is a reduction, which XLA gives a loop (and on CPU a pass over memory) of its own."""
-    return functools.reduce(jnp.maximum, values)
+    return functools.reduce(jnp.maximum, values, -jnp.inf)
 
 
 def _min(values) -> Array:
-    return functools.reduce(jnp.minimum, values)
+    return functools.reduce(jnp.minimum, values, jnp.inf)
 
 
 def _dot(a: Vector, b: Vector) -> Array:
+    if not a:
+        return jnp.zeros(())
     return sum((ai * bi for ai, bi in zip(a, b, strict=True)), jnp.zeros_like(a[0]))
 
 
@@ -132,7 +134,7 @@ def _residuals(grad_f: Vector, jac: Matrix, gx: Vector, lam: Vector) -> tuple[Ve
     scale = jnp.maximum(1.0, _max([jnp.abs(v) for v in grad_f + jt_lam]))
     stat = _max([jnp.abs(r) for r in r_d]) / scale
     feas = jnp.maximum(_max(gx), 0.0)
-    comp = _max([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)])
+    comp = jnp.maximum(_max([jnp.abs(gi * li) for gi, li in zip(gx, lam, strict=True)]), 0.0)
     return r_d, stat, feas, comp
 
 
@@ -301,7 +303,10 @@ def _init(f, g, tol: float, start: tuple[Vector, Vector | None], params) -> _Sta
                        + (jnp.where(near[i], 1e-12, 1.0) if i == j else 0.0)
                        for j in range(m)) for i in range(m))
     rhs = tuple(jnp.where(near[i], -_dot(jac0[i], grad0), 0.0) for i in range(m))
-    lsq = ldl_solve(modified_ldl(gram), rhs) if given is None else given
+    if given is not None:
+        lsq = given
+    else:
+        lsq = ldl_solve(modified_ldl(gram), rhs) if m else ()
     low, high = _START_MULTIPLIERS
     lam_near = tuple(jnp.clip(v, low, high) for v in lsq)
     count = sum((ok.astype(dtype) for ok in near), zero)

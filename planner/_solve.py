@@ -242,7 +242,7 @@ def solve(
         allocation=allocation, outcome=outcome, total_flops=total, status=status,
         stationarity=result.stationarity, feasibility=result.feasibility,
         complementarity=result.complementarity,
-        multipliers=jnp.stack(result.multipliers), steps=result.steps,
+        multipliers=_stack(result.multipliers, dtype), steps=result.steps,
     )
     if throw:
         plan = eqx.error_if(plan, status != Status.OPTIMAL,
@@ -368,9 +368,14 @@ def _diverged(result, tol: float) -> Array:
     """The signature of a locally infeasible problem: the iterates stay infeasible while the
     multipliers grow without bound (they reach ~1e270 on caps below the target's minimum).
     A constraint violation alone is not enough: a stalled solve can also end infeasible."""
-    largest = jnp.max(jnp.stack(result.multipliers))
+    largest = jnp.max(_stack(result.multipliers, result.x[0].dtype), initial=-jnp.inf)
     return (result.feasibility > jnp.sqrt(tol)) & ~(largest < 1e10)
 
+
+
+def _stack(values: Vector, dtype) -> Array:
+    """`jnp.stack`, also of no values (a problem without constraints)."""
+    return jnp.stack(values) if values else jnp.zeros((0,), dtype)
 
 
 def _implicit(f, g, result, params) -> Vector:
@@ -378,13 +383,16 @@ def _implicit(f, g, result, params) -> Vector:
     theorem: with $R(z, \\theta) = 0$ the KKT conditions in $z = (x, s, \\lambda)$,
     $dz/d\\theta = -(\\partial R/\\partial z)^{-1}\\partial R/\\partial\\theta$."""
     n = len(result.x)
-    z = jax.lax.stop_gradient(jnp.stack(result.x + result.slack + result.multipliers))
+    z = jax.lax.stop_gradient(jnp.stack(result.x + tuple(result.slack)
+                                        + tuple(result.multipliers)))
     m = len(result.slack)
 
     def residual(z, params):
         x = tuple(z[:n])
         s, lam = z[n:n + m], z[n + m:]
         grad_f = jnp.stack(jax.grad(f)(x, params))
+        if not m:  # an unconstrained problem: stationarity alone
+            return grad_f
         gx = jnp.stack(g(x, params))
         jac = jnp.stack([jnp.stack(row) for row in jax.jacfwd(g)(x, params)])
         return jnp.concatenate([grad_f + jac.T @ lam, gx + s, s * lam])
