@@ -1,0 +1,728 @@
+r"""Large allocation problems: many items (models a lab trains and serves, classes of queries)
+solved as one problem, coupled by shared budgets and, optionally, by one shared model.
+
+**The method: price coordination.** A portfolio of items $i$ with allocations $x_i$ minimises
+$\sum_i f_i(x_i)$ (weighted lifetime FLOP, loss or failure rate) subject to each item's own
+constraints and shared budgets $\sum_i S_{bi}(x_i) \le C_b$ (training FLOP, lifetime inference
+FLOP, ...). Each budget gets a price $p_b \ge 0$; at given prices the items decouple into the
+problems `planner.solve` already solves exactly, $\min_{x_i} f_i(x_i) + \sum_b p_b S_{bi}(x_i)$
+(a `Costs` objective), and the prices maximise the concave dual
+$q(p) = \sum_i \min_{x_i}[\dots] - \sum_b p_b C_b$, whose gradient is the budgets' excess
+$\sum_i S_{bi} - C_b$ (Danskin). Every problem here is a geometric program in log variables, so
+the dual optimum is the primal optimum (Boyd & Vandenberghe 2004, §5.5; Everett 1963).
+
+The prices are found in log units $u_b = \log p_b$ on an active set of budgets, by Newton's
+method on $\log \sum_i S_{bi}(e^u) = \log C_b$, whose Jacobian is the forward-mode derivative of
+the items' optimal usage with respect to the prices (the implicit function theorem through
+each item's KKT conditions, as `solve`'s gradients are). Every iteration is one batched solve
+of all items. The active set is chosen by enumeration, smallest first and starting with the
+budgets the unpriced plans overrun; a set is accepted when its prices are positive, every
+other budget holds, and every item is certified. Any `optax.GradientTransformation` can run
+first on the dual (`optimizer=`; `optax.lbfgs` gets the dual's `value`, `grad` and
+`value_fn`), as a global phase before the Newton polish. Measured in `benchmarks/RESULTS.md`:
+Newton needs 4 to 7 batched solves from price 1 where the dual's L-BFGS needs tens.
+
+**Shared variables** (`shared=`): one model, trained once, serves every item (query classes
+with their own samples per query). Its training variables $\theta$ are then outer variables:
+the reduced objective $\Phi(\theta) = f_0(\theta) + \sum_i \min_{x_i} f_i(x_i; \theta)$ is
+minimised by an optax optimiser (L-BFGS by default) whose gradient is exact by the implicit
+function theorem through every item's solve; training FLOP are counted once.
+
+**Certificate.** A portfolio is `OPTIMAL` only when every item is certified (`solve`'s KKT
+residuals), every active budget is met to `tol` relative, no other budget is exceeded by more
+than `tol` relative, and (shared variables) the reduced gradient is below `tol`. The prices are
+$-\partial(\text{optimum})/\partial C_b$, in objective units per unit of budget (FLOP): the
+marginal value of one more FLOP of training or inference.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from ._compose import Pipeline
+from ._problem import Costs, Scenario, _check_structure, _validate
+from ._solve import Plan, Solver, Status, solve
+
+BUDGETS: dict[str, dict[str, float]] = {
+    "train_budget": {"train_flops": 1.0},
+    "inference_budget": {"inference_flops": 1.0},
+    "compute_budget": {"train_flops": 1.0, "inference_flops": 1.0},
+}
+"""The shared budgets a portfolio can have, each a linear combination of the items' additive
+resources (`planner.RESOURCES`): total training FLOP, total lifetime inference FLOP, and their
+sum. Another additive resource becomes a budget by one more entry here."""
+
+PORTFOLIO_OBJECTIVES: tuple[str, ...] = ("compute", "loss", "score")
+
+# The resources an objective weighs by each item's weight.
+_BASE = {"compute": ("train_flops", "inference_flops"), "loss": ("loss",),
+         "score": ("failure",)}
+_NEWTON_STEP = 3.0      # the largest Newton step in log price (a factor e^3)
+_PRICE_RANGE = 60.0     # log-price distance from the start beyond which a search has failed
+_STALLED = 1e3          # a Newton step this long means the usage does not answer the price
+
+
+class Portfolio(eqx.Module):
+    """The solution of a coupled allocation problem.
+
+    **Arguments:**
+
+    - `plans`: one `Plan` per item (a leading item axis), each optimal for its item at the
+      budgets' prices (a bad item has its own `status` and is left out of the sums).
+    - `status`: a `Status` for the whole portfolio; only `OPTIMAL` is certified.
+    - `objective`: the optimum: $\\sum_i w_i (TC_i + IC_i)$ for `"compute"`,
+      $\\sum_i w_i L_i$ for `"loss"`, $\\sum_i w_i\\,\\text{score}_i$ for `"score"`.
+    - `prices`: per budget, $-d\\,\\text{optimum}/d\\,C$ (for `"score"`, $+d/dC$): what one
+      more unit of the budget is worth, in objective units per FLOP; 0 for a slack budget.
+    - `usage`: per budget, what the plans use of it.
+    - `train_flops`, `inference_flops`: totals over the items (training once with a shared
+      model; inference over each item's lifetime demand).
+    - `residual`: the largest relative budget residual: $|S_b - C_b|/C_b$ for a priced budget,
+      $\\max(S_b - C_b, 0)/C_b$ for the others.
+    - `kkt`: the largest KKT residual of the items (and, with shared variables, the reduced
+      gradient of the shared model).
+    - `gap`: the relative duality gap $|\\sum_b p_b (S_b - C_b)|/|\\text{optimum}|$.
+    - `shared`: the shared variables' values (natural units), empty without a shared model.
+    - `solves`: batched solves of all items the search used.
+    """
+
+    plans: Plan
+    status: Int[Array, ""]
+    objective: Float[Array, ""]
+    prices: dict[str, Array]
+    usage: dict[str, Array]
+    train_flops: Float[Array, ""]
+    inference_flops: Float[Array, ""]
+    residual: Float[Array, ""]
+    kkt: Float[Array, ""]
+    gap: Float[Array, ""]
+    shared: dict[str, Array]
+    solves: int = eqx.field(static=True)
+
+
+class _Items(eqx.Module):
+    """Everything the items' solves depend on, with a leading item axis (`model` leaves with
+    no item axis are shared by every item)."""
+
+    model: Pipeline
+    scenario: Scenario
+    weight: Array
+    valid: Array
+    fixed: dict[str, Array]
+
+
+def _model_axes(model: Pipeline):
+    return jax.tree.map(lambda leaf: 0 if jnp.ndim(leaf) >= 1 else None, model)
+
+
+def _costs(objective: str, budgets: tuple[str, ...], weight: Array, prices: Array,
+           shared: bool) -> Costs:
+    """An item's objective at the budgets' prices: its own resources weighted by its weight,
+    each budget's resources by the budget's price (training FLOP left out with a shared model:
+    they belong to the model, counted once)."""
+    terms: dict[str, Array] = {}
+    for r in _BASE[objective]:
+        if not (shared and r == "train_flops"):
+            terms[r] = weight
+    for b, name in enumerate(budgets):
+        for r, coef in BUDGETS[name].items():
+            if shared and r == "train_flops":
+                continue
+            terms[r] = terms.get(r, jnp.zeros_like(weight)) + coef * prices[b]
+    return Costs(**terms)
+
+
+def _item_plans(objective, budgets, items: _Items, prices: Array, solver: Solver) -> Plan:
+    shared = bool(items.fixed)
+
+    def one(model, scenario, weight, fixed):
+        costs = _costs(objective, budgets, weight, prices, shared)
+        return solve(model, scenario, objective=costs, solver=solver, fixed=fixed,
+                     throw=False)
+
+    axes = (_model_axes(items.model), 0, 0, None)
+    fixed = {k: jnp.exp(v) for k, v in items.fixed.items()}
+    return jax.vmap(one, in_axes=axes)(items.model, items.scenario, items.weight, fixed)
+
+
+def _resources(plans: Plan, scenario: Scenario) -> dict[str, Array]:
+    out = plans.outcome
+    found = {"train_flops": out.train_flops,
+             "inference_flops": scenario.inference_demand * out.inference_flops,
+             "loss": out.loss - out.irreducible_loss}
+    if out.score is not None:
+        found["failure"] = 1.0 - out.score
+    return found
+
+
+def _usage(budgets, res, valid, shared_train) -> Array:
+    """(B,) each budget's use by the valid items (training once with a shared model)."""
+    dtype = res["train_flops"].dtype
+    usage = []
+    for name in budgets:
+        total = jnp.zeros((), dtype)
+        for r, coef in BUDGETS[name].items():
+            if r == "train_flops" and shared_train is not None:
+                total = total + coef * shared_train
+            else:
+                total = total + coef * jnp.sum(jnp.where(valid, res[r], 0.0))
+        usage.append(total)
+    return jnp.stack(usage) if usage else jnp.zeros((0,), dtype)
+
+
+class _Sums(eqx.Module):
+    """What the price search needs from a batch of items at given prices, summed over them."""
+
+    usage: Array     # (B,) each budget's use
+    jacobian: Array  # (B, m): d usage / d log price of the active budgets
+    value: Array     # the reported optimum (the items' part)
+    dual: Array      # sum of the items' priced objectives (for the dual and the gap)
+    train: Array
+    inference: Array
+    kkt: Array       # the largest KKT residual of a valid item
+    bad: Array       # valid items not certified
+
+
+def _evaluate(objective: str, budgets: tuple[str, ...], active: tuple[int, ...],
+              items: _Items, prices: Array, solver: Solver, shared_train: Array | None
+              ) -> tuple[_Sums, Plan]:
+    """The items' plans at `prices` and their `_Sums`, with the forward-mode derivative of
+    the budgets' usage in the active log prices (implicit, through every item's KKT
+    conditions)."""
+    dtype = prices.dtype
+    index = jnp.asarray(active, jnp.int32)
+
+    def usage_at(u):
+        p = prices.at[index].set(jnp.exp(u)) if active else prices
+        plans = _item_plans(objective, budgets, items, p, solver)
+        res = _resources(plans, items.scenario)
+        return _usage(budgets, res, items.valid, shared_train), (plans, res)
+
+    if active:
+        u0 = jnp.log(prices[index])
+        basis = jnp.eye(len(active), dtype=dtype)
+        usage, jac, (plans, res) = jax.vmap(
+            lambda t: jax.jvp(usage_at, (u0,), (t,), has_aux=True), out_axes=(None, 0, None)
+        )(basis)
+        jac = jac.T
+    else:
+        usage, (plans, res) = usage_at(jnp.zeros((0,), dtype))
+        jac = jnp.zeros((len(budgets), 0), dtype)
+    valid, w = items.valid, items.weight
+    shared = shared_train is not None
+
+    def total(values):
+        return jnp.sum(jnp.where(valid, values, 0.0))
+
+    costs = _costs(objective, budgets, w, prices, shared).terms()
+    dual = total(sum(c * res[r] for r, c in costs.items()))
+    if objective == "compute":
+        value = total(w * (jnp.zeros_like(w) if shared else res["train_flops"])
+                      + w * res["inference_flops"])
+    elif objective == "loss":
+        value = total(w * plans.outcome.loss)
+    else:
+        value = total(w * plans.outcome.score)
+    kkt = jnp.maximum(jnp.maximum(plans.stationarity, plans.feasibility),
+                      plans.complementarity)
+    sums = _Sums(
+        usage=usage, jacobian=jac, value=value, dual=dual,
+        train=total(res["train_flops"]), inference=total(res["inference_flops"]),
+        kkt=jnp.max(jnp.where(valid, kkt, 0.0), initial=0.0),
+        bad=jnp.sum(valid & (plans.status != Status.OPTIMAL)),
+    )
+    return sums, plans
+
+
+_evaluate_jit = eqx.filter_jit(_evaluate)
+
+
+def _admissible(objective: str, active: tuple[int, ...], budgets: tuple[str, ...],
+                shared: bool) -> bool:
+    """Whether pricing the budgets in `active` (only) can bound every item: a loss or score
+    objective needs a price on what grows without limit, training FLOP (inference FLOP for
+    the samples of a shared model)."""
+    if objective == "compute":
+        return True
+    needed = "inference_flops" if shared else "train_flops"
+    return any(needed in BUDGETS[budgets[b]] for b in active)
+
+
+class _Search:
+    """The host loop around the jitted batched solves: the items in chunks (each a jitted
+    call), the price search, and the bookkeeping of solves and progress."""
+
+    def __init__(self, objective, budgets, capacity, items: _Items, solver, tol, chunk,
+                 shared_train, progress):
+        self.objective, self.budgets, self.capacity = objective, budgets, capacity
+        self.items, self.solver, self.tol, self.chunk = items, solver, tol, chunk
+        self.shared_train, self.progress = shared_train, progress
+        self.n = items.weight.shape[0]
+        self.solves = 0
+        self.short = None  # `_shortfall`, once computed
+
+    def chunks(self):
+        """The item axis in pieces of `chunk` rows (the last padded with invalid copies of
+        the first row, so every piece compiles to one shape)."""
+        if self.chunk is None or self.n <= self.chunk:
+            yield self.items, self.n
+            return
+        for start in range(0, self.n, self.chunk):
+            stop = min(start + self.chunk, self.n)
+            piece = jax.tree.map(lambda v: v[start:stop] if jnp.ndim(v) >= 1 else v,
+                                 self.items)
+            rows = stop - start
+            if rows < self.chunk:
+                pad = self.chunk - rows
+                piece = jax.tree.map(
+                    lambda v: jnp.concatenate([v, jnp.repeat(v[:1], pad, axis=0)])
+                    if jnp.ndim(v) >= 1 else v, piece)
+                piece = eqx.tree_at(lambda t: t.valid, piece,
+                                    piece.valid.at[rows:].set(False))
+            yield piece, rows
+
+    def __call__(self, prices: np.ndarray, active: tuple[int, ...], keep: bool = False):
+        """`_Sums` (numpy) of all items at `prices`, and the plans when `keep`."""
+        total, plans = None, []
+        p = jnp.asarray(prices, self.items.weight.dtype)
+        for piece, rows in self.chunks():
+            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, active, piece, p,
+                                              self.solver, self.shared_train)
+            sums = jax.tree.map(np.asarray, sums)
+            if total is None:
+                total = sums
+            else:
+                total = _Sums(*(np.maximum(a, b) if name == "kkt" else a + b for name, a, b
+                                in zip(_SUMS_FIELDS, jax.tree.leaves(total),
+                                       jax.tree.leaves(sums), strict=True)))
+            if keep:
+                plans.append(jax.tree.map(lambda v, r=rows: np.asarray(v[:r]), piece_plans))
+        self.solves += 1
+        if self.progress is not None:
+            shown = ", ".join(f"{name} {p_b:.4g} uses {s / c:.6f} of it" for name, p_b, s, c
+                              in zip(self.budgets, prices, total.usage, self.capacity,
+                                     strict=True))
+            self.progress(f"batched solve {self.solves}: {shown or 'no budget priced'}")
+        if keep:
+            plans = plans[0] if len(plans) == 1 else jax.tree.map(
+                lambda *v: np.concatenate(v), *plans)
+            return total, plans
+        return total
+
+    def residuals(self, sums: _Sums, prices: np.ndarray, active) -> np.ndarray:
+        """Per budget: |S - C|/C when priced, max(S - C, 0)/C otherwise."""
+        excess = (sums.usage - self.capacity) / self.capacity
+        priced = np.zeros(len(self.budgets), bool)
+        priced[list(active)] = True
+        return np.where(priced, np.abs(excess), np.maximum(excess, 0.0))
+
+    def newton(self, active, start: np.ndarray, max_iterations: int):
+        """Newton's method on log usage = log capacity in the active log prices from `start`
+        (full price vector). Returns (prices, sums, outcome) with outcome one of
+        "optimal", "diverged", "inactive", "failed"."""
+        idx = list(active)
+        prices = np.zeros(len(self.budgets))
+        prices[idx] = start[idx]
+        u = np.log(prices[idx])
+        u_start = u.copy()
+        bracket = [-np.inf, np.inf]  # one budget: usage decreases in its price
+        sums = None
+        for _ in range(max_iterations):
+            prices[idx] = np.exp(u)
+            sums = self(prices, active)
+            if sums.bad > 0:
+                if len(idx) == 1 and np.isfinite(bracket[0]) and np.isfinite(bracket[1]):
+                    u = 0.5 * (bracket[0] + bracket[1])
+                    continue
+                return prices, sums, "failed"
+            residual = self.residuals(sums, prices, active)
+            f = np.log(sums.usage[idx]) - np.log(self.capacity[idx])
+            if np.max(np.abs(f), initial=0.0) <= self.tol:
+                return prices, sums, ("optimal" if np.all(residual <= self.tol)
+                                      else "inactive")
+            jac = sums.jacobian[idx] / sums.usage[idx][:, None]
+            try:
+                step = np.linalg.solve(jac, f)
+            except np.linalg.LinAlgError:
+                return prices, sums, "failed"
+            largest = np.max(np.abs(step))
+            if not np.isfinite(largest):
+                return prices, sums, "failed"
+            if largest > _STALLED and np.any(f > 0) and self.objective == "compute":
+                # the usage hardly answers its price: is the budget below the least the items
+                # can use? (one batched solve per budget, once)
+                if self.short is None:
+                    self.short = _shortfall(self.budgets, self.capacity, self)
+                if self.short[0]:
+                    return prices, sums, "short"
+            if largest > _NEWTON_STEP:
+                step = step * (_NEWTON_STEP / largest)
+            new = u - step
+            if len(idx) == 1:
+                # one budget: its usage falls as its price rises, so keep a bracket
+                if f[0] > 0:
+                    bracket[0] = max(bracket[0], u[0])
+                else:
+                    bracket[1] = min(bracket[1], u[0])
+                if not bracket[0] < new[0] < bracket[1]:
+                    if np.all(np.isfinite(bracket)):
+                        new = np.array([0.5 * (bracket[0] + bracket[1])])
+                    else:
+                        new = u + (_NEWTON_STEP if f[0] > 0 else -_NEWTON_STEP)
+            u = new
+            if np.any(u - u_start > _PRICE_RANGE):
+                return prices, sums, "diverged"
+            if np.any(u - u_start < -_PRICE_RANGE):
+                return prices, sums, "inactive"
+        return prices, sums, "failed"
+
+
+_SUMS_FIELDS = ("usage", "jacobian", "value", "dual", "train", "inference", "kkt", "bad")
+
+
+def _is_traced(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+
+
+def _subsets(n: int, first: set[int]) -> list[tuple[int, ...]]:
+    """Nonempty subsets of range(n): those containing `first` before the others, then by
+    size."""
+    sets = [s for k in range(1, n + 1) for s in itertools.combinations(range(n), k)]
+    return sorted(sets, key=lambda s: (not first <= set(s), len(s)))
+
+
+def allocate(
+    model: Pipeline,
+    items: Scenario,
+    budgets: dict[str, ArrayLike] | None = None,
+    *,
+    objective: str = "compute",
+    weight: ArrayLike | None = None,
+    shared: Sequence[str] = (),
+    solver: Solver = Solver(),
+    optimizer: optax.GradientTransformation | None = None,
+    optimizer_steps: int = 50,
+    max_iterations: int = 40,
+    tol: float | None = None,
+    chunk: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    throw: bool = True,
+) -> Portfolio:
+    r"""The optimal allocation of a portfolio of items coupled by shared budgets.
+
+    Problems, by `objective`:
+
+    - `"compute"`: every item meets its own target (`target_loss` or `target_score`);
+      minimise $\sum_i w_i (TC_i + T_i\,IC_i)$ within the budgets (a training budget below the
+      items' separate optima pushes them to smaller, inference-heavier or pruned plans);
+    - `"loss"`: minimise $\sum_i w_i L_i$ within the budgets;
+    - `"score"`: maximise $\sum_i w_i\,\text{score}_i$ within the budgets.
+
+    The method (price coordination, Newton on the log prices, certification) is described in
+    the module `planner._allocate` and in the docs' "Large allocation problems" page.
+
+    **Arguments:**
+
+    - `model`: a `Pipeline`; an array leaf with a leading axis is per item (each item its own
+      law, say), a scalar leaf is common to all.
+    - `items`: a `Scenario` whose fields have a leading item axis (broadcast to one length).
+    - `budgets`: limits by name, from `BUDGETS` (`"train_budget"`, `"inference_budget"`,
+      `"compute_budget"`), in FLOP; a loss or score objective needs one that prices training
+      FLOP.
+    - `objective`: one of `PORTFOLIO_OBJECTIVES`.
+    - `weight`: per-item weights (default 1): queries' shares, models' importance.
+    - `shared`: the names of variables common to every item, one model trained once that
+      serves every item: the model's training variables (`("n_params", "n_tokens")`, with
+      `"density"` when it prunes); the items keep the others (samples per query).
+    - `solver`: the `Solver` of the items' problems.
+    - `optimizer`: an optax transformation run first on the dual in log prices (with a
+      shared model: on the shared variables, where the default is `optax.lbfgs()`); the
+      Newton search on the prices follows and certifies.
+    - `optimizer_steps`: its steps.
+    - `max_iterations`: Newton iterations per active set of budgets.
+    - `tol`: relative tolerance of the budgets and of the reduced gradient; default 1e-9 in
+      float64, 1e-4 in float32.
+    - `chunk`: items per jitted batched solve (default all at once); the sums over chunks
+      are exact, so this trades memory for nothing but dispatch.
+    - `progress`: called with a line after every batched solve.
+    - `throw`: raise unless the portfolio is `OPTIMAL`.
+
+    **Returns:** a `Portfolio`.
+
+    Differentiable with `jax.grad`/`jax.jacfwd` (not under `jit`: the price search is a host
+    loop) with respect to the budgets, the weights, the items and the model: the prices are
+    differentiated by the implicit function theorem on the budget equations, the plans
+    through their KKT conditions.
+
+    **References:** Everett 1963, *Generalized Lagrange multiplier method for solving problems
+    of optimum allocation of resources*, Operations Research 11(3); Boyd & Vandenberghe 2004,
+    *Convex Optimization*, §5.5 and §4.5 (geometric programs).
+    """
+    budgets = dict(budgets or {})
+    if objective not in PORTFOLIO_OBJECTIVES:
+        raise ValueError(f"objective must be one of {PORTFOLIO_OBJECTIVES}, got {objective!r}")
+    unknown = set(budgets) - set(BUDGETS)
+    if unknown:
+        raise ValueError(f"unknown budgets {sorted(unknown)}: the budgets are {sorted(BUDGETS)}")
+    if not isinstance(items, Scenario):
+        raise ValueError("items must be a Scenario with a leading item axis")
+    if not isinstance(model, Pipeline):
+        raise ValueError("model must be a Pipeline")
+    names = tuple(name for name in BUDGETS if name in budgets)
+    shared = tuple(shared)
+    if shared:
+        training = tuple(v for v in model.base.variables) + tuple(
+            v for v in model.variables if v == "density")
+        if set(shared) != set(training):
+            raise ValueError(f"shared must be the model's training variables {training}, "
+                             f"got {shared}")
+        if "train_budget" in names:
+            raise ValueError("with a shared model a training budget bounds the model alone: "
+                             "use compute_budget, or cap it with the items' train_budget")
+    if objective != "compute" and not _admissible(objective, tuple(range(len(names))), names,
+                                                  bool(shared)):
+        needed = "inference" if shared else "training"
+        raise ValueError(f"objective={objective!r} needs a budget on {needed} FLOP "
+                         f"(compute_budget or {needed[:5] if shared else 'train'}_budget)")
+    items = items.broadcast()
+    leaves = jax.tree.leaves(items)
+    if leaves[0].ndim != 1:
+        raise ValueError(f"items must have one leading item axis, got shape {leaves[0].shape}")
+    n = leaves[0].shape[0]
+    if n == 0:
+        raise ValueError("items is empty")
+    dtype = jnp.result_type(*leaves)
+    for leaf in jax.tree.leaves(model):
+        if eqx.is_array(leaf) and jnp.ndim(leaf) >= 1 and jnp.shape(leaf)[0] != n:
+            raise ValueError(f"a per-item model leaf has {jnp.shape(leaf)[0]} rows, "
+                             f"the items {n}")
+    weight = jnp.ones(n, dtype) if weight is None else jnp.broadcast_to(
+        jnp.asarray(weight, dtype), (n,))
+    capacity = {name: jnp.asarray(budgets[name], dtype) for name in names}
+    for name, c in capacity.items():
+        if c.shape != () or not bool(jax.lax.stop_gradient(c) > 0) or not bool(
+                jnp.isfinite(jax.lax.stop_gradient(c))):
+            raise ValueError(f"budget {name} must be one finite number > 0, got {budgets[name]}")
+    probe = jax.tree.map(lambda v: v[0] if jnp.ndim(v) >= 1 else v, model)
+    _check_structure(probe, jax.tree.map(lambda v: v[0], items),
+                     _costs(objective, names, jnp.ones((), dtype),
+                            jnp.ones(len(names), dtype), bool(shared)), None)
+    if tol is None:
+        tol = 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-4
+
+    invalid, infeasible = jax.vmap(_validate, in_axes=(_model_axes(model), 0))(model, items)
+    invalid = invalid | ~(jnp.isfinite(weight) & (weight > 0))
+    data = _Items(model=model, scenario=items, weight=jnp.where(invalid, 1.0, weight),
+                  valid=~invalid, fixed={})
+    if shared:
+        return _allocate_shared(objective, names, capacity, data, shared, solver, optimizer,
+                                optimizer_steps, max_iterations, tol, chunk, progress, throw,
+                                infeasible)
+    portfolio = _price_search(objective, names, capacity, data, solver, optimizer,
+                              optimizer_steps, max_iterations, tol, chunk, progress,
+                              infeasible)
+    if throw:
+        portfolio = eqx.error_if(portfolio, portfolio.status != Status.OPTIMAL,
+                                 "no optimal portfolio: inspect Portfolio.status "
+                                 "(allocate with throw=False)")
+    return portfolio
+
+
+def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
+                  optimizer_steps, max_iterations, tol, chunk, progress, infeasible,
+                  shared_train=None) -> Portfolio:
+    """Find the budgets' prices, certify, and build the `Portfolio` (differentiable in the
+    data when it is traced)."""
+    traced = _is_traced((data, capacity, shared_train))
+    frozen = jax.lax.stop_gradient(data)
+    cap = np.array([float(jax.lax.stop_gradient(capacity[b])) for b in names])
+    frozen_train = None if shared_train is None else jax.lax.stop_gradient(shared_train)
+    search = _Search(objective, names, cap, frozen, solver, tol, chunk, frozen_train, progress)
+    dtype = data.weight.dtype
+    total_weight = float(np.sum(np.where(np.asarray(frozen.valid), np.asarray(frozen.weight),
+                                         0.0)))
+    start = (np.ones(len(names)) if objective == "compute"
+             else 0.1 * max(total_weight, 1.0) / np.maximum(cap, 1e-300))
+    status, prices, active, sums = Status.NOT_CONVERGED, np.zeros(len(names)), (), None
+    unreachable = np.asarray(infeasible & frozen.valid)
+    first: set[int] = set()
+    diverged = False
+    if unreachable.any():
+        status = Status.INFEASIBLE
+    else:
+        if objective == "compute":
+            sums = search(prices, ())
+            residual = search.residuals(sums, prices, ())
+            if sums.bad == 0 and np.all(residual <= tol):
+                status = Status.OPTIMAL
+            first = {b for b in range(len(names)) if sums.usage[b] > cap[b]}
+        if status != Status.OPTIMAL and optimizer is not None and names:
+            start, first = _dual_phase(objective, names, cap, frozen, solver, optimizer,
+                                       optimizer_steps, start, frozen_train, search)
+        if status != Status.OPTIMAL:
+            for candidate in _subsets(len(names), first):
+                if not _admissible(objective, candidate, names, shared_train is not None):
+                    continue
+                p, s, outcome = search.newton(candidate, start, max_iterations)
+                diverged |= outcome == "diverged"
+                if outcome == "short":
+                    prices, active, sums = p, candidate, s
+                    break
+                if outcome == "optimal":
+                    status, prices, active, sums = Status.OPTIMAL, p, candidate, s
+                    break
+                if sums is None or outcome == "diverged":
+                    prices, active, sums = p, candidate, s
+        if status != Status.OPTIMAL:
+            status = Status.INFEASIBLE if diverged else Status.NOT_CONVERGED
+            if objective == "compute" and names:
+                if search.short is None:
+                    search.short = _shortfall(names, cap, search)
+                if search.short[0]:
+                    status, unreachable = Status.INFEASIBLE, search.short[1]
+    # the plans at the prices found (differentiable in the data when it is traced)
+    prices_j = jnp.asarray(prices, dtype)
+    if traced:
+        prices_j = _implicit_prices(objective, names, active, data, capacity, prices_j, solver,
+                                    shared_train, sums)
+        final, plans = _evaluate(objective, names, (), data, prices_j, solver, shared_train)
+        search.solves += 2
+    else:
+        final, plans = search(prices, (), keep=True)
+        final = jax.tree.map(jnp.asarray, final)
+        plans = jax.tree.map(jnp.asarray, plans)
+    if unreachable.any():
+        plans = eqx.tree_at(lambda p: p.status, plans,
+                            jnp.where(jnp.asarray(unreachable), Status.INFEASIBLE, plans.status))
+    cap_j = jnp.stack([capacity[b] for b in names]) if names else jnp.zeros((0,), dtype)
+    excess = (final.usage - cap_j) / cap_j
+    priced = jnp.asarray([b in active for b in range(len(names))], bool)
+    residual = jnp.max(jnp.where(priced, jnp.abs(excess), jnp.maximum(excess, 0.0)),
+                       initial=0.0)
+    value = final.value + (shared_train if (shared_train is not None
+                                             and objective == "compute") else 0.0)
+    gap = jnp.abs(jnp.sum(prices_j * (final.usage - cap_j))) / jnp.maximum(
+        jnp.abs(final.dual), jnp.finfo(dtype).tiny)
+    if status == Status.OPTIMAL and not (float(jax.lax.stop_gradient(residual)) <= tol
+                                         and int(jax.lax.stop_gradient(final.bad)) == 0):
+        status = Status.NOT_CONVERGED
+    train = final.train if shared_train is None else shared_train
+    return Portfolio(
+        plans=plans, status=jnp.asarray(status), objective=value,
+        prices={b: prices_j[k] for k, b in enumerate(names)},
+        usage={b: final.usage[k] for k, b in enumerate(names)},
+        train_flops=train, inference_flops=final.inference, residual=residual,
+        kkt=final.kkt, gap=gap, shared={}, solves=search.solves,
+    )
+
+
+def _implicit_prices(objective, names, active, data, capacity, prices, solver, shared_train,
+                     sums) -> Array:
+    """The prices found, as a function of the (traced) data: the implicit function theorem on
+    the active budgets' equations $\\log S_b(e^u; \\theta) = \\log C_b$, with the Jacobian of
+    the search's last Newton iterate (its value is unchanged)."""
+    if not active:
+        return prices
+    index = jnp.asarray(active, jnp.int32)
+    frozen = jax.lax.stop_gradient(prices)
+    cap = jnp.stack([capacity[names[b]] for b in active])
+
+    def equations(u):
+        p = frozen.at[index].set(jnp.exp(u))
+        s, _ = _evaluate(objective, names, (), data, p, solver, shared_train)
+        return jnp.log(s.usage[index]) - jnp.log(cap)
+
+    u = jnp.log(frozen[index])
+    jac = jnp.asarray(sums.jacobian[list(active)] / sums.usage[list(active)][:, None],
+                      prices.dtype)
+    correction = -jnp.linalg.solve(jac, equations(u))
+    u = u + correction - jax.lax.stop_gradient(correction)
+    return frozen.at[index].set(jnp.exp(u))
+
+
+def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, shared_train,
+                search) -> tuple[np.ndarray, set[int]]:
+    """`steps` of an optax transformation minimising the negated dual $-q(e^u)$ in log prices
+    (its gradient by Danskin's theorem: the budgets' excess, no derivative of the items'
+    solves). Returns the prices reached and the budgets they leave binding."""
+    cap_j = jnp.asarray(cap, items.weight.dtype)
+
+    def dual(u):
+        p = jnp.exp(u)
+        sums, _ = _evaluate(objective, names, (), items, jax.lax.stop_gradient(p), solver,
+                            shared_train)
+        usage = jax.lax.stop_gradient(sums.usage)
+        return (jax.lax.stop_gradient(sums.dual) + jnp.sum((p - jax.lax.stop_gradient(p))
+                                                            * usage) - jnp.sum(p * cap_j))
+
+    u = jnp.log(jnp.asarray(start, items.weight.dtype))
+    scale = jnp.abs(jax.jit(dual)(u))
+
+    def value_fn(u):
+        return -dual(u) / scale
+
+    tx = optax.with_extra_args_support(optimizer)
+
+    @jax.jit
+    def step(u, state):
+        value, grad = jax.value_and_grad(value_fn)(u)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = tx.update(grad, state, u, value=value, grad=grad,
+                                       value_fn=value_fn)
+        return optax.apply_updates(u, updates), state
+
+    with jax.numpy_dtype_promotion("standard"):
+        state = tx.init(u)
+    for _ in range(steps):
+        u, state = step(u, state)
+        search.solves += 1
+    prices = np.exp(np.asarray(u))
+    sums = search(prices, ())
+    binding = {b for b in range(len(names)) if sums.usage[b] >= cap[b] * (1.0 - 1e-3)}
+    return prices, binding
+
+
+def _least_usage(budget: str, items: _Items, solver: Solver) -> Array:
+    """Each item's least use of one budget that still meets its own targets."""
+    costs = Costs(**dict(BUDGETS[budget]))
+
+    def one(model, scenario):
+        plan = solve(model, scenario, objective=costs, solver=solver, throw=False)
+        res = _resources(plan, scenario)
+        return sum(coef * res[r] for r, coef in BUDGETS[budget].items())
+
+    return jax.vmap(one, in_axes=(_model_axes(items.model), 0))(items.model, items.scenario)
+
+
+_least_usage_jit = eqx.filter_jit(_least_usage, )
+
+
+def _shortfall(names, cap, search: _Search) -> tuple[bool, np.ndarray]:
+    """Whether some budget is below the items' least total use of it, and the items that
+    alone exceed a budget (named as the cause where that is meaningful)."""
+    named = np.zeros(search.n, bool)
+    short = False
+    for b, name in enumerate(names):
+        least, rows = [], []
+        for piece, count in search.chunks():
+            value = np.asarray(_least_usage_jit(name, piece, search.solver))[:count]
+            least.append(np.where(np.asarray(piece.valid)[:count], value, 0.0))
+        least = np.concatenate(least)
+        search.solves += 1
+        if least.sum() > cap[b] * (1.0 + search.tol):
+            short = True
+            named |= least > cap[b]
+    return short, named
+
+
+def _allocate_shared(*args, **kwargs):
+    raise NotImplementedError
