@@ -4,6 +4,10 @@ closed forms and the published tables of LAWS.md."""
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +46,78 @@ def test_registered():
     assert EXPERIMENTS["epoch_tradeoffs"] == ("epoch_tradeoffs", True)
     for name in ("frontiers", "combined", "allocation_rule", "joint_sampling", "fit_chinchilla"):
         assert EXPERIMENTS[name] == (name, False)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "experiments"
+
+
+def test_experiments_have_one_home():
+    """Every registered experiment is a top-level script that opens with a comment saying what
+    it shows and prints, and `planner reproduce` imports that very file: no second copy."""
+    import importlib
+
+    assert not (ROOT / "experiments" / "__init__.py").exists()  # scripts, not a package
+    assert [p.name for p in (ROOT / "planner" / "experiments").glob("*.py")] == ["__init__.py"]
+    for name, (module, _) in EXPERIMENTS.items():
+        script = SCRIPTS / f"{module}.py"
+        text = script.read_text()
+        assert text.startswith("# "), name
+        assert "Prints" in text.split('"""', 1)[0] or "prints" in text.split('"""', 1)[0], name
+        assert "__main__" in text, name
+        loaded = importlib.import_module(f"planner.experiments.{module}")
+        assert Path(loaded.__file__).resolve() == script.resolve(), name
+    # a wheel carries the same scripts inside the package
+    # (read as text: tomllib is Python 3.11's, and the project supports 3.10)
+    config = (ROOT / "pyproject.toml").read_text().split("\n")
+    start = config.index("[tool.hatch.build.targets.wheel.force-include]")
+    assert config[start + 1] == '"experiments" = "planner/experiments"'
+
+
+def test_no_import_cycle_between_experiments():
+    """The scripts import one another only as planner.experiments.NAME, and those imports form
+    a directed acyclic graph (read from the source, a depth-first search for a back edge)."""
+    import ast
+
+    graph = {}
+    for script in SCRIPTS.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, (script.name, "relative import")
+                if (node.module or "").startswith("planner.experiments."):
+                    deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] in ("experiments", "_spans", "_common")
+                               for a in node.names), script.name
+        graph[script.stem] = deps
+    assert graph["epoch_tradeoffs"] >= {"combined", "_spans"}  # the search sees real edges
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != "open", " -> ".join([*path, dep])
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_script_runs_on_its_own(tmp_path):
+    """`python experiments/sardana.py --output DIR`, from another working folder."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, str(SCRIPTS / "sardana.py"), "--output",
+                           str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "out" / "sardana.json").read_text())
+    assert data and (tmp_path / "out" / "sardana.png").stat().st_size > 0
+    assert "fraction saved" in done.stdout
 
 
 # The report's summary table, typed here from Villalobos & Atkinson 2023 (the abstract and the

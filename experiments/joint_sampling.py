@@ -20,10 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
-from .._techniques.sampling import RepeatedSampling, SuccessLink
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .combined import loss_for_pass_at_k
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
+from planner._techniques.sampling import RepeatedSampling, SuccessLink
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments.combined import loss_for_pass_at_k
 
 TARGETS = (0.5, 0.9)
 TOKENS_PER_SAMPLE = 1000.0

@@ -13,8 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
 
 # Published optima, Sardana defaults (LAWS.md §2; beyond-chinchilla repository):
 # (target loss, T, N*, D*, total FLOP at the optimum, total FLOP at the training optimum).

@@ -8,7 +8,7 @@
 # the fitted loss-vs-N curves at the data's FLOP levels, the residuals, the compute-optimal N*(C)
 # with its bootstrap band, and the bootstrap distribution of N* for the target.
 # Runs as `planner reproduce fit_chinchilla --output DIR` or
-# `python -m planner.experiments.fit_chinchilla --output DIR [--runs CSV ...]`.
+# `python experiments/fit_chinchilla.py --output DIR [--runs CSV ...]`.
 """Refit of the Chinchilla loss law to Hoffmann et al.'s runs, with bootstrap uncertainty."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._data import CHINCHILLA_RUNS, data_file
-from .._fit import (
+from planner._data import CHINCHILLA_RUNS, data_file
+from planner._fit import (
     COEFFICIENTS,
     compute_optimal_quantiles,
     fit,
@@ -32,8 +32,8 @@ from .._fit import (
     read_runs,
     write_fit_json,
 )
-from .._laws import Chinchilla
-from ._common import (
+from planner._laws import Chinchilla
+from planner.experiments._common import (
     markdown_table,
     pyplot,
     save_figure,

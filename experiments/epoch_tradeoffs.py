@@ -21,24 +21,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import (
+from planner import (
     MCTS,
     Chinchilla,
     Pipeline,
     Pretraining,
     Pruning,
-    Scenario,
     SparsityLaw,
     Status,
-    constraint_names,
     imp_training_factor,
-    solve,
 )
-from .._data import codex_table
-from .._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
-from .combined import combined_spans
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from ._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
+from planner._data import codex_table
+from planner._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
     CHUNK,
     MAX_RATE,
     REPORTED,
@@ -46,6 +49,7 @@ from ._spans import (  # noqa: F401  (re-exported: the span machinery's public h
     chunked_solve,
     window_span,
 )
+from planner.experiments.combined import combined_spans
 
 TECHNIQUES = (*REPORTED, "joint_optimum")
 """The table's rows: the report's six, then the composed solver's joint optimum (no report
@@ -204,7 +208,7 @@ def pruning(density: float = 0.1, rounds_fraction: float = 0.2) -> dict:
                     variant="epoch")
     pipeline = Pipeline(Pretraining(law), stage)
     n_c, d_c = law.loss_optimal(2.0)
-    from .. import Allocation
+    from planner import Allocation
 
     pruned = pipeline(Allocation(n_params=n_c, n_tokens=d_c, density=density))
     dense = Pipeline(Pretraining(law))(Allocation(n_params=n_c, n_tokens=d_c))
@@ -303,7 +307,7 @@ def mcts_peak(model: MCTS, sweep, train, inference) -> dict:
 
 
 def model_jones_exponent() -> float:
-    from .. import JonesFrontier
+    from planner import JonesFrontier
 
     return float(JonesFrontier.jones2021().train_exponent)
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import (
+from planner import (
     MCTS,
     Chinchilla,
     Pipeline,
@@ -31,9 +31,16 @@ from .. import (
     constraint_names,
     frontier,
 )
-from .._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from ._spans import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
+from planner._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments._spans import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
 
 TOKENS_PER_QUERY = 1000.0
 """Tokens generated per sample: the report's rule of thumb of 1000 tokens a query (LAWS.md §7).
@@ -166,7 +173,7 @@ def loss_for_elo(law: Chinchilla, mcts: MCTS, elo: float, n_nodes):
 # ------------------------------------------------------------------------- techniques
 def frantar_pruning(law: Chinchilla, densities) -> dict:
     """$M(d)$ and $F(d)$ of the `Pruning` stage (Frantar T5/C4 law, final retrain counted)."""
-    from .. import Allocation
+    from planner import Allocation
 
     stage = Pruning(law, rounds_fraction=ROUNDS_FRACTION)
     d = jnp.asarray(densities, float)
@@ -420,7 +427,7 @@ def overtraining_imp_grid(law: Chinchilla | None = None, target_loss: float = 2.
     solver for $N$, $D$ inside); its span in the rate window, against the sum of the two rows,
     measures how much of the two rows overlaps.
     """
-    from .. import imp_training_factor
+    from planner import imp_training_factor
 
     law = law or Chinchilla.hoffmann2022()
     rounds = np.arange(0, 11)  # 0.8^10 = 0.107: rounds of 20% down to 10% density
@@ -499,11 +506,12 @@ def combined_spans(fast: bool = False, res: dict | None = None, rows: dict | Non
         out.update(report)
     text = []
     if report is not None:
+        pair = {ax: rows["scaling_policy"][f"{ax}_span_oom"] + rows["pruning"][f"{ax}_span_oom"]
+                for ax in ("train", "inference")}
         text.append(
             f"The report's way: overtraining + lossless IMP to 10% on one grid "
             f"({grid['train_span_oom']:.2f} / {grid['inference_span_oom']:.2f} OOM; the two rows "
-            f"add to {rows['scaling_policy']['train_span_oom'] + rows['pruning']['train_span_oom']:.2f}"
-            f" / {rows['scaling_policy']['inference_span_oom'] + rows['pruning']['inference_span_oom']:.2f}"
+            f"add to {pair['train']:.2f} / {pair['inference']:.2f}"
             f", so they overlap by {report['train_overlap_oom']:.2f} / "
             f"{report['inference_overlap_oom']:.2f} OOM) plus the 10@k row gives "
             f"{report['train_span_oom']:.2f} / {report['inference_span_oom']:.2f} OOM "

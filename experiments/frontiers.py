@@ -18,9 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import MCTS, Chinchilla, JonesFrontier, imp_training_factor
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .epoch_tradeoffs import (
+from planner import MCTS, Chinchilla, JonesFrontier, imp_training_factor
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments.epoch_tradeoffs import (
     ALPHACODE_PARAMS,
     ALPHACODE_SAMPLES,
     ALPHACODE_SOLVE,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Chinchilla, Pipeline, Pretraining, Scenario, constraint_names, solve
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, constraint_names, solve
 
 MAX_RATE = 6.0
 """The report's "efficient exchange" cutoff on $|d\\log TC/d\\log IC|$ (LAWS.md §0)."""
