@@ -346,13 +346,18 @@ def figure(result, runs, laws, target, path):
     bins = np.geomspace(samples.min(), samples.max(), 40)
     ax.hist(samples, bins=bins, color="C0", alpha=0.7)
     quant = np.asarray(loss_optimal_quantiles(laws, target, (0.025, 0.5, 0.975))["n_params"])
-    ax.axvline(quant[1], color="black", lw=1, label=f"median {quant[1]:.3g}")
+    # the median and the point fit are a fraction of a bin apart: the median is a dashed line
+    # drawn over the point fit's, which is also marked above the histogram
+    ax.axvline(quant[1], color="black", ls="--", lw=1.8, zorder=4,
+               label=f"median {quant[1]:.3g}")
     ax.axvline(
         quant[0], color="black", ls=":", lw=1, label=f"95% interval {quant[0]:.3g} – {quant[2]:.3g}"
     )
     ax.axvline(quant[2], color="black", ls=":", lw=1)
     n_point = float(law.loss_optimal(target)[0])
-    ax.axvline(n_point, color="C3", lw=1.5, label=f"point fit {n_point:.3g}")
+    ax.axvline(n_point, color="C3", lw=3.0, alpha=0.6, zorder=3, label=f"point fit {n_point:.3g}")
+    ax.plot([n_point], [1.0], "v", color="C3", ms=9, transform=ax.get_xaxis_transform(),
+            clip_on=False)
     ax.set_xscale("log")
     ax.set_xlabel(f"training-optimal parameters N* for loss {target:.2f}")
     ax.set_ylabel("bootstrap resamples")
