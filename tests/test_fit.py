@@ -3,7 +3,8 @@ bootstrap, FIT.json.
 
 Oracles: the published replication (Besiroglu et al. 2024, as restated in
 `planner/data/README.md`), a SciPy L-BFGS-B multi-start fit of an
-independently written NumPy objective, the closed forms of LAWS.md §1 written in NumPy,
+independently written NumPy objective, the Chinchilla closed forms (Hoffmann et al. 2022)
+written in NumPy,
 `numpy.quantile`, binomial bounds on interval coverage, finite differences.
 """
 

@@ -2,7 +2,8 @@
 
 Oracles: exact binomials (math.comb), numerical integration (scipy.integrate.quad), Monte
 Carlo, high-precision Beta functions (mpmath), least-squares refits (scipy.optimize) of the
-published points in LAWS.md, and finite differences for every gradient. The special functions
+published points (Chen et al. 2021, Table 1; Li et al. 2022), and finite differences for every
+gradient. The special functions
 underneath (ψ, ψ' and differences of log Γ) are checked against mpmath at 40 digits, always
 under `jit`, which is where XLA gets to rearrange them.
 """
@@ -38,7 +39,7 @@ from planner._techniques.sampling import (
 
 GRAD_KS = (1.0, 1e6)  # k = 1 exactly and a million samples
 
-# ------------------------------------------------------------------ published points (LAWS.md)
+# --------------------------------------- published points (Chen et al. 2021; Li et al. 2022)
 CODEX_N = np.array([12e9, 2.5e9, 300e6])
 CODEX_K = np.array([1.0, 10.0, 100.0])
 CODEX_PASS = np.array(
