@@ -153,9 +153,8 @@ def _plot_rows(ax, comb: dict) -> None:
     ax.set_xticks([0, 1], ["training span", "inference span"])
     ax.set_ylabel("span (OOM)")
     ax.set_ylim(0, max(comb["joint_optimum"]["inference_span_oom"], hi) + 1.0)
-    ax.set_title(f"Combined rows against the report's {lo:g}–{hi:g} OOM", fontsize=10)
-    ax.text(0.98, 0.6, f"gaps explained in\n{RESULTS_PAGE},\n{GAP_SECTIONS['combined']}",
-            transform=ax.transAxes, ha="right", fontsize=7, color="0.3")
+    ax.set_title(f"Combined rows against the report's {lo:g}–{hi:g} OOM\n(gaps: {RESULTS_PAGE}, "
+                 f"{GAP_SECTIONS['combined']})", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper left")
 

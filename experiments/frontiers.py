@@ -178,8 +178,9 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(17, 10.5))
     axes = axes.ravel()
     cmap = plt.get_cmap("viridis")
-    # each panel's axes are trimmed to the region with data: the efficient segments, the
-    # published points and the solver's marks (log10 coordinates), with a margin
+    # each panel's axes are trimmed to the region with data: the efficient segments and the
+    # published points (log10 coordinates), with a margin; the solver's marks far up the
+    # steep end of the loss-2.0 curve fall outside
     region: dict = {}
 
     def keep(ax, log_x, log_y):
@@ -206,7 +207,6 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
     sv = sc["solver"]
     ax.plot(10.0 ** sv["log_ic"], 10.0 ** sv["log_tc"], "kx", ms=6,
             label="solver frontier, loss 2.0")
-    keep(ax, sv["log_ic"], sv["log_tc"])
     ax.set_title("Scaling policy (Chinchilla, rounded Hoffmann)")
     ax.set_xlabel("inference FLOP per token (2N)")
 
