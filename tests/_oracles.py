@@ -1,7 +1,8 @@
 """Independent oracles for the allocation solver, written without `planner`.
 
 - `lifetime_reduction` / `lifetime_reduction_mp`: Sardana et al. (2024)'s one-equation reduction
-  of the lifetime problem $\\min 6ND + 2NT$ s.t. $L(N, D) = \\ell$ (LAWS.md §2): stationarity
+  of the lifetime problem $\\min 6ND + 2NT$ s.t. $L(N, D) = \\ell$ ("Beyond
+  Chinchilla-Optimal"): stationarity
   gives $(B + \\beta B/\\alpha)D^{-\\beta} + (\\beta B T/(3\\alpha))D^{-\\beta-1} + E - \\ell = 0$,
   solved for $D$ by SciPy's `brentq` (float64) or mpmath's `findroot` (40 digits), then $N$
   from the loss constraint.

@@ -384,7 +384,7 @@ def test_sampling_solves_score_targets(tmp_path):
 
 
 def test_sardana_table_through_the_command_line(tmp_path):
-    """The six rows of Sardana et al. (2024)'s table (LAWS.md §2, `test_solve.SARDANA_TABLE`)
+    """The six rows of Sardana et al. (2024)'s table (`test_solve.SARDANA_TABLE`)
     through `planner solve` with its default law: N*, D* and lifetime FLOP within 1e-6
     relative of the published 7-digit numbers; T = 0 gives the training optimum."""
     from test_solve import SARDANA_TABLE

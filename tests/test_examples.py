@@ -86,7 +86,7 @@ def test_run_on_gpu_reports_its_device_and_solves_every_scenario(runs):
 def test_sweep_counts_infeasible_rows_by_the_closed_form(runs):
     """The sweep's INFEASIBLE count, from Chinchilla's closed forms: a target at or below E,
     or one whose smallest model N_min = (A / (loss - E))^(1/alpha) exceeds the 3e10 cap."""
-    e, a, alpha = 1.69, 406.4, 0.336  # Sardana et al. 2024's constants (LAWS.md section 1)
+    e, a, alpha = 1.69, 406.4, 0.336  # Sardana et al. 2024's constants
     targets = [1.65 + i * (2.4 - 1.65) / 39 for i in range(40)]
     infeasible = sum(t <= e or (a / (t - e)) ** (1 / alpha) > 3e10 for t in targets) * 50
     line = next(s for s in runs["sweep_grid.py"].stdout.splitlines() if "infeasible:" in s)

@@ -1,9 +1,13 @@
 """The trade-off reproductions: Epoch's summary table, frontiers, combinations, the allocation
 rule and joint sampling, each run into a temporary folder (fast settings) and checked against
-closed forms and the published tables of LAWS.md."""
+closed forms and the published tables (Villalobos & Atkinson 2023, Chen et al. 2021)."""
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +17,7 @@ from planner import Chinchilla, imp_training_factor
 from planner._techniques.sampling import SuccessLink
 from planner.experiments import (
     EXPERIMENTS,
+    _combine,
     allocation_rule,
     combined,
     epoch_tradeoffs,
@@ -24,7 +29,8 @@ HOFFMANN = Chinchilla.hoffmann2022()
 
 
 def rate_point(alpha, beta, rate):
-    """LAWS.md §1 closed form, written out independently: (extra training, inference cut)."""
+    """The Chinchilla law's closed form (Hoffmann et al. 2022), written out independently:
+    (extra training, inference cut)."""
     r = rate + 1.0
     k = math.log10(r * (alpha + beta) / (alpha + r * beta)) / alpha
     return math.log10((alpha + r * beta) / (alpha + beta)) / beta - k, k
@@ -42,6 +48,81 @@ def test_registered():
     assert EXPERIMENTS["epoch_tradeoffs"] == ("epoch_tradeoffs", True)
     for name in ("frontiers", "combined", "allocation_rule", "joint_sampling", "fit_chinchilla"):
         assert EXPERIMENTS[name] == (name, False)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "experiments"
+
+
+def test_experiments_have_one_home():
+    """Every registered experiment is a top-level script that opens with a comment saying what
+    it shows and prints, and `planner reproduce` imports that very file: no second copy."""
+    import importlib
+
+    assert not (ROOT / "experiments" / "__init__.py").exists()  # scripts, not a package
+    assert [p.name for p in (ROOT / "planner" / "experiments").glob("*.py")] == ["__init__.py"]
+    for name, (module, _) in EXPERIMENTS.items():
+        script = SCRIPTS / f"{module}.py"
+        text = script.read_text()
+        assert text.startswith("# "), name
+        assert "Prints" in text.split('"""', 1)[0] or "prints" in text.split('"""', 1)[0], name
+        assert "__main__" in text, name
+        loaded = importlib.import_module(f"planner.experiments.{module}")
+        assert Path(loaded.__file__).resolve() == script.resolve(), name
+    # a wheel carries the same scripts inside the package
+    # (read as text: tomllib is Python 3.11's, and the project supports 3.10)
+    config = (ROOT / "pyproject.toml").read_text().split("\n")
+    start = config.index("[tool.hatch.build.targets.wheel.force-include]")
+    assert config[start + 1] == '"experiments" = "planner/experiments"'
+
+
+def test_no_import_cycle_between_experiments():
+    """The scripts import one another only as planner.experiments.NAME, and those imports form
+    a directed acyclic graph (read from the source, a depth-first search for a back edge)."""
+    import ast
+
+    graph = {}
+    for script in SCRIPTS.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, (script.name, "relative import")
+                if (node.module or "").startswith("planner.experiments."):
+                    deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] in ("experiments", "_spans", "_common")
+                               for a in node.names), script.name
+        graph[script.stem] = deps
+    # the search sees real edges: the table uses the combination machinery, the combined
+    # experiment the table's rows
+    assert graph["epoch_tradeoffs"] >= {"_combine", "_spans"}
+    assert "epoch_tradeoffs" in graph["combined"]
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != "open", " -> ".join([*path, dep])
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_script_runs_on_its_own(tmp_path):
+    """`python experiments/sardana.py --output DIR`, from another working folder."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, str(SCRIPTS / "sardana.py"), "--output",
+                           str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "out" / "sardana.json").read_text())
+    assert data and (tmp_path / "out" / "sardana.png").stat().st_size > 0
+    assert "fraction saved" in done.stdout
 
 
 # The report's summary table, typed here from Villalobos & Atkinson 2023 (the abstract and the
@@ -112,7 +193,7 @@ def test_combined_row_the_reports_way(epoch):
 
 
 def test_overtraining_imp_grid_against_closed_form():
-    """The grid's span against an envelope built from LAWS.md §1's closed form ΔTC(k) and
+    """The grid's span against an envelope built from the Chinchilla closed form ΔTC(k) and
     Epoch's IMP factors (1-d)/0.2, its rate from the lower convex hull, written here."""
     a, b = 0.34, 0.28
     kmax = math.log10((a + b) / b) / a
@@ -143,7 +224,7 @@ def test_overtraining_imp_grid_against_closed_form():
         j = int(np.argmax(slope <= rate))
         return hx[j], hy[j]
     (x6, y6), (x1, y1) = at(6.0), at(1 / 6)
-    grid = combined.overtraining_imp_grid(fast=True)
+    grid = _combine.overtraining_imp_grid(fast=True)
     assert grid["train_span_oom"] == pytest.approx(y6 - y1, abs=0.02)
     assert grid["inference_span_oom"] == pytest.approx(x1 - x6, abs=0.02)
 
@@ -218,7 +299,7 @@ def test_scaling_policy_span(epoch):
     sp = data["scaling_policy"]
     hi = rate_point(0.34, 0.28, 6.0)
     lo = rate_point(0.34, 0.28, 1.0 / 6.0)
-    # the issue's target and LAWS.md's one-sided numbers (+1.22 / -0.81)
+    # the report's 1.2 and the closed form's one-sided numbers (+1.22 / -0.81)
     assert abs(sp["train_span_oom"] - 1.22) <= 0.03
     assert sp["closed_form"]["one_sided_train_span_oom"] == pytest.approx(hi[0], abs=1e-9)
     assert sp["closed_form"]["one_sided_inference_span_oom"] == pytest.approx(hi[1], abs=1e-9)
@@ -241,7 +322,7 @@ def test_pruning_span(epoch):
     assert pr["stage_train_span_oom"] == pytest.approx(pr["train_span_oom"], abs=1e-12)
     assert pr["inference_span_oom"] == pytest.approx(1.0)
     assert pr["stage_loss_change"] == pytest.approx(0.0, abs=1e-12)
-    # LAWS.md §3's table of training factors
+    # Epoch's IMP training factors (1 - d)/0.2 (Villalobos & Atkinson 2023, pruning section)
     published = {0.8: 1.00, 0.5: 2.50, 0.2: 4.00, 0.1: 4.50, 0.05: 4.75, 0.8**20: 4.94}
     for row in pr["factors"]:
         assert row["factor"] == pytest.approx(published[min(published,
@@ -291,13 +372,13 @@ def test_window_span_against_closed_form():
 def test_combined_grid_against_closed_form():
     # overtraining alone through the grid machinery: TC rises by inference_cut_cost(k)
     law, link = HOFFMANN, SuccessLink.codex2021()
-    ell = float(combined.loss_for_pass_at_k(law, link, 0.5, 1.0))
+    ell = float(_combine.loss_for_pass_at_k(law, link, 0.5, 1.0))
     assert float(link.pass_at_k(ell - 1.69, 1.0)) == pytest.approx(0.5, abs=1e-9)
     n_c, d_c = (float(v) for v in law.loss_optimal(ell))
     cuts = np.linspace(0.05, 0.9, 18)
-    log_caps = math.log10(2 * n_c * combined.TOKENS_PER_QUERY) - cuts
-    options = combined._options(law, link, np.array([1.0]), np.array([1.0]), 0.5)
-    f = combined.joint_frontier(law, log_caps, options)
+    log_caps = math.log10(2 * n_c * _combine.TOKENS_PER_QUERY) - cuts
+    options = _combine._options(law, link, np.array([1.0]), np.array([1.0]), 0.5)
+    f = _combine.joint_frontier(law, log_caps, options)
     expected = math.log10(6 * n_c * d_c) + np.asarray(law.inference_cut_cost(jnp.asarray(cuts)))
     np.testing.assert_allclose(f["log_tc"], expected, atol=1e-8)
     n = n_c * 10.0**-cuts
@@ -307,11 +388,25 @@ def test_combined_grid_against_closed_form():
     assert f["certified"] == cuts.size
 
 
+def test_combined_experiment_reports_the_report_method_row(tmp_path, epoch, capsys):
+    """combined.{json,png} carry the report-method row, the same as the Epoch table's (fast
+    settings in both), and the output points to docs/results.md for the joint optimum's gap."""
+    combined.run(tmp_path, fast=True)
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "combined.json").read_text())["combined"]
+    _, _, table = epoch
+    for key in ("train_span_oom", "inference_span_oom"):
+        assert data[key] == pytest.approx(table["combined"][key], abs=1e-9)
+        assert data["joint_optimum"][key] > REPORT_COMBINED[1] + 1.0
+    assert "joint optimum of the composed solver" in out and "see docs/results.md" in out
+    assert (tmp_path / "combined.png").stat().st_size > 0
+
+
 def test_overtraining_plus_mcts_adds():
-    res = combined.mcts_combinations(fast=True)
-    joint = combined._span(res["joint"])
-    alone = combined._span_safe(res["alone"])
-    ot = combined._overtraining_alone(HOFFMANN)
+    res = _combine.mcts_combinations(fast=True)
+    joint = _combine._span(res["joint"])
+    alone = _combine._span_safe(res["alone"])
+    ot = _combine._overtraining_alone(HOFFMANN)
     # different mechanisms (node count, node cost): a Minkowski sum in log space, spans add
     assert joint["train_span_oom"] == pytest.approx(
         alone["train_span_oom"] + ot["train_span_oom"], abs=0.06)

@@ -3,7 +3,8 @@ bootstrap, FIT.json.
 
 Oracles: the published replication (Besiroglu et al. 2024, as restated in
 `planner/data/README.md`), a SciPy L-BFGS-B multi-start fit of an
-independently written NumPy objective, the closed forms of LAWS.md §1 written in NumPy,
+independently written NumPy objective, the Chinchilla closed forms (Hoffmann et al. 2022)
+written in NumPy,
 `numpy.quantile`, binomial bounds on interval coverage, finite differences.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 from typing import ClassVar
 
 import jax
@@ -22,6 +22,7 @@ import pytest
 from jax.test_util import check_grads
 from scipy import optimize, stats
 
+from planner._data import CHINCHILLA_RUNS, data_file
 from planner._fit import (
     COEFFICIENTS,
     AbstractLawForm,
@@ -44,7 +45,6 @@ from planner._fit import (
     start_grid,
     write_fit_json,
 )
-from planner._data import CHINCHILLA_RUNS, data_file
 from planner._laws import Chinchilla
 
 CHINCHILLA_CSV = data_file(CHINCHILLA_RUNS)  # shipped with the package, never skipped
@@ -313,16 +313,27 @@ def test_bfgs_minimises_rosenbrock_from_many_starts():
 
     starts = jnp.asarray(np.random.default_rng(1).uniform(-2, 2, (16, 5)))
     out = jax.jit(jax.vmap(lambda x0: _bfgs(rosenbrock, x0, 1e-10, 2000)))(starts)
-    # Every start ends at a local minimum: zero gradient, positive definite Hessian (5-d
-    # Rosenbrock has one besides the global minimum at ones, near x1 = -1).
-    x = np.asarray(out.x)
-    grads = jax.jit(jax.vmap(jax.grad(rosenbrock)))(out.x)
-    assert np.max(np.abs(grads)) < 1e-8
-    curvature = np.linalg.eigvalsh(np.asarray(jax.jit(jax.vmap(jax.hessian(rosenbrock)))(out.x)))
-    assert np.all(curvature > 0)
+    # Every start ends at a local minimum: positive definite Hessian (5-d Rosenbrock has one
+    # besides the global minimum at ones, near x1 = -1, where f = 3.93)...
+    x, f = np.asarray(out.x), np.asarray(out.value)
+    grads = np.asarray(jax.jit(jax.vmap(jax.grad(rosenbrock)))(out.x))
+    hessians = np.asarray(jax.jit(jax.vmap(jax.hessian(rosenbrock)))(out.x))
+    assert np.all(np.linalg.eigvalsh(hessians) > 0)
     at_global = np.all(np.abs(x - 1.0) < 1e-6, axis=1)
     assert at_global.sum() >= 8
     assert np.all(at_global | (x[:, 0] < -0.9))
+    # ...with a zero gradient where f = 0, and, at the other minimum, nothing left that a line
+    # search on f can see: the decrease a Newton step would still give, g'H⁻¹g/2 (exact
+    # Hessian), is below the rounding of f = 3.93 (eps |f| = 8.7e-16). There the attainable
+    # gradient is about sqrt(2 λ eps |f|) along an eigenvalue λ of H (0.6 to 1,440: 3e-8 to
+    # 2e-6), and an Armijo test comparing f values that differ in their last bit cannot drive
+    # it to 1e-8; one start ended at 1.4e-8, with 3e-19 of decrease left.
+    assert np.max(np.abs(grads[at_global])) < 1e-8
+    steps = np.linalg.solve(hessians, grads[..., None])[..., 0]
+    newton_decrease = 0.5 * np.einsum("bi,bi->b", grads, steps)
+    eps = np.finfo(np.float64).eps
+    assert np.all(newton_decrease[~at_global] <= eps * np.abs(f[~at_global]))
+    assert np.max(np.abs(grads)) < 1e-6
 
 
 class SharedExponentForm(AbstractLawForm):

@@ -1,7 +1,7 @@
 """The Chinchilla loss law against independent oracles.
 
 Oracles: SciPy minimisers and root finders on the raw formula (written out here in plain
-Python), the published tables collected in `LAWS.md` §1 (Villalobos & Atkinson 2023 trade-off
+Python), the published tables (Villalobos & Atkinson 2023 trade-off
 table, Hoffmann et al. 2022 Table A3, Sardana et al. 2024 numbers), and finite differences
 (`jax.test_util.check_grads`).
 """
@@ -157,7 +157,8 @@ def test_sardana_numbers():
 
 # ---------------------------------------------------------------- the ΔTC(k) trade-off
 K_VALUES = (0.2, 0.5, 0.7, 0.8, 0.9, 1.0)
-# LAWS.md §1, ΔTC in OOM; None = impossible (k >= k_max)
+# The Chinchilla closed form's ΔTC in OOM (Villalobos & Atkinson 2023, overtraining);
+# None = impossible (k >= k_max)
 DELTA_TC = {
     "hoffmann2022": (0.033, 0.278, 0.725, 1.158, 1.967, 4.93),
     "sardana2024": (0.033, 0.278, 0.727, 1.163, 1.987, 5.30),

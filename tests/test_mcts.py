@@ -215,6 +215,63 @@ def test_calibration_reproduces_the_preset_and_its_reported_gaps():
     assert sum(report["collapse_span"]) < sum(report["high_span"]) < sum(report["low_span"])
 
 
+# An oracle that is not the code under test: the model's Elo typed from its formula in NumPy
+# (Villalobos & Atkinson 2023's additive form with Caballero et al. 2022's smooth breaks), the
+# iso-Elo curve traced by bisection on a dense grid and its exchange rate by finite
+# differences, and Jones 2021's line typed from the paper (log10 IC = -1.2 log10 TC
+# + 0.004 Elo + 29). It checks what CALIBRATED's docstring and calibrate_mcts's report claim.
+def _np_deficit(x, slope, knee, sharpness):
+    """Elo lost to a finite compute x (log10): s f log10(1 + 10^((D - x)/f))."""
+    return slope * sharpness * np.logaddexp(0.0, (knee - x) / sharpness * np.log(10)) / np.log(10)
+
+
+def _np_train_for(deficit, c):
+    """log10 training FLOP whose deficit is `deficit` (> 0), by bisection (it falls with x)."""
+    lo, hi = np.full_like(deficit, -50.0), np.full_like(deficit, 100.0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        above = _np_deficit(mid, c["train_slope"], c["train_knee"], c["train_sharpness"]) > deficit
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def _np_spans(c, elo, max_rate=6.0):
+    """(training, inference) span of the iso-Elo curve where 1/max_rate <= |d log TC / d log IC|
+    <= max_rate, with at least one node (log10 nodes >= 0), at 1 FLOP per node."""
+    v = np.linspace(0.0, 12.0, 120001)
+    u = _np_train_for(-elo - _np_deficit(v, c["search_slope"], c["search_knee"],
+                                          c["search_sharpness"]), c)
+    rate = np.abs(np.gradient(u, v))
+    eff = (rate >= 1.0 / max_rate) & (rate <= max_rate)
+    return float(np.ptp(u[eff])), float(np.ptp(v[eff]))
+
+
+def test_calibrated_constants_against_an_independent_transcription():
+    c = CALIBRATED
+    _, report = calibrate_mcts()
+    for elo, key, stated in ((-1500.0, "low_span", (1.26, 1.58)), (-250.0, "high_span",
+                                                                    (1.38, 1.00)),
+                             (-50.0, "collapse_span", (0.47, 0.20))):
+        spans = _np_spans(c, elo)
+        np.testing.assert_allclose(spans, stated, atol=0.006)  # the docstring's two digits
+        np.testing.assert_allclose(spans, report[key], atol=2e-3)  # the fit's own report
+    # off Jones's line (OOM of test compute): 0.56 at Elo -250 with one node, < 0.2 elsewhere
+    gaps = {}
+    for elo in (-1500.0, -1250.0, -1000.0, -750.0, -500.0, -250.0):
+        for log_nodes in (0.0, math.log10(64.0)):
+            log_tc = (log_nodes - 0.004 * elo - 29.0) / -1.2
+            model_elo = -(_np_deficit(log_tc, c["train_slope"], c["train_knee"],
+                                      c["train_sharpness"])
+                          + _np_deficit(log_nodes, c["search_slope"], c["search_knee"],
+                                        c["search_sharpness"]))
+            gaps[(elo, log_nodes)] = 0.004 * (model_elo - elo)
+    worst = max(gaps, key=lambda k: abs(gaps[k]))
+    assert worst == (-250.0, 0.0) and abs(gaps[worst]) == pytest.approx(0.56, abs=0.005)
+    assert max(abs(g) for k, g in gaps.items() if k != worst) < 0.2
+    assert c["search_slope"] / c["train_slope"] == pytest.approx(0.815, abs=5e-4)
+    assert 10 ** c["search_knee"] == pytest.approx(36.0, rel=0.02)  # "search knee at ~36 nodes"
+
+
 def test_calibrated_preset_node_cost_only_moves_the_frontier():
     unit = MCTS.calibrated(1.0)
     big = MCTS.calibrated(1e8)

@@ -22,7 +22,8 @@ from planner._techniques.pruning import (
 )
 
 # ------------------------------------------------------------------------------- IMP cost model
-# LAWS.md §3: Epoch's training factor (1 - d)/x with x = 0.2, and the same in OOM.
+# Villalobos & Atkinson 2023 (pruning section): Epoch's training factor (1 - d)/x with
+# x = 0.2, and the same in OOM.
 EPOCH_TABLE = [
     (0.8, 1.00, 0.0),
     (0.5, 2.50, 0.398),

@@ -2,8 +2,9 @@
 
 Oracles (none of them uses `planner`'s solver):
 
-- the published numbers of LAWS.md §2 (Sardana et al. 2024's table and Figure 1 example, the
-  sensitivities) and the Villalobos & Atkinson (2023) trade-off table of LAWS.md §1;
+- Sardana et al. 2024's lifetime optima with their default constants, their Figure 1 example
+  and the sensitivities there, and the Chinchilla trade-off closed form behind Villalobos &
+  Atkinson (2023)'s overtraining row;
 - Sardana et al.'s one-equation reduction of the lifetime problem, solved by SciPy's `brentq`
   in float64 and by mpmath to 40 digits (`tests/_oracles.py`);
 - cvxpy geometric programs solved by Clarabel at 1e-14 tolerances (`tests/_oracles.py`),
@@ -165,7 +166,8 @@ def _plain32_jit(laws, scenarios):
 
 
 # ------------------------------------------------------------- 1. published numbers
-# Sardana et al. 2024 defaults, LAWS.md §2: (ℓ, T, N_c, D_c, N*, D*, total at N*, total at N_c).
+# Sardana et al. 2024 ("Beyond Chinchilla-Optimal"), their defaults:
+# (ℓ, T, N_c, D_c, N*, D*, total at N*, total at N_c).
 SARDANA_TABLE = (
     (1.947, 2e12, 3.408115e10, 1.810293e12, 2.418356e10, 2.657051e12, 4.822760e23, 5.065059e23),
     (1.947, 0.0, 3.408115e10, 1.810293e12, 3.408115e10, 1.810293e12, 3.701813e23, 3.701813e23),
@@ -218,7 +220,8 @@ def test_sardana_table():
         ref_n, ref_d = lifetime_reduction(_coefs(law), ell, t)
         assert _rel(plan.allocation.n_params[i], ref_n) <= 1e-9
         assert _rel(plan.allocation.n_tokens[i], ref_d) <= 1e-9
-    # LAWS.md: row 1 is 70.96% of the parameters, 146.77% of the tokens, 95.22% of the FLOP.
+    # row 1 is 70.96% of the parameters, 146.77% of the tokens, 95.22% of the FLOP of the
+    # equal-loss training optimum.
     ratios = (
         plan.allocation.n_params[0] / n_c[0],
         plan.allocation.n_tokens[0] / d_c[0],
@@ -249,8 +252,9 @@ def test_zero_demand_is_the_training_optimum():
 
 
 def test_sardana_figure_1_example():
-    """LAWS.md §2: a 13B training-optimal model (loss 2.0453) with 2T inference tokens is better
-    replaced by N ≈ 6.97e9, D ≈ 1.248e12, saving ≈ 1.69e22 FLOP (17.4%)."""
+    """Sardana et al. 2024, Figure 1: a 13B training-optimal model (loss 2.0453) with 2T
+    inference tokens is better replaced by N ≈ 6.97e9, D ≈ 1.248e12, saving ≈ 1.69e22 FLOP
+    (17.4%)."""
     law = Chinchilla.sardana2024()
     n_c = 13e9
     # the loss of the training-optimal 13B model: invert N_c(ℓ) = [A(1 + α/β)/(ℓ - E)]^(1/α)
@@ -516,7 +520,8 @@ def test_infeasible_targets_plain():
 
 
 # ------------------------------------------------------------------- 4. gradients
-# Gradient points: (preset, ℓ, T). The first is LAWS.md §2's sensitivity point.
+# Gradient points: (preset, ℓ, T). The first is the first lifetime optimum of SARDANA_TABLE
+# (ℓ = 1.947, T = 2e12).
 GRAD_POINTS = (
     ("sardana2024", 1.947, 2e12),
     ("sardana2024", 2.2, 1e12),
@@ -576,7 +581,8 @@ def _mp_elasticities(point, h=mpmath.mpf("1e-15")):
 
 def test_gradients_forward_reverse_and_published_sensitivity():
     """jacfwd and jacrev of (N*, D*, total) in T, ℓ, E, A, B, α, β agree with each other and
-    with the 40-digit reduction to 1e-8 (elasticities); LAWS.md's sensitivities hold."""
+    with the 40-digit reduction to 1e-8 (elasticities); the sensitivities at the first lifetime
+    optimum hold."""
     laws, scenarios = _grad_inputs()
     values = plain(laws, scenarios.target_loss, scenarios.inference_demand)
     values = np.stack(
@@ -589,7 +595,8 @@ def test_gradients_forward_reverse_and_published_sensitivity():
     for k, point in enumerate(GRAD_POINTS):
         exact = _mp_elasticities(point)
         assert np.max(np.abs(fwd[k] - exact)) <= 1e-8 * max(1.0, np.max(np.abs(exact))), point
-    # LAWS.md §2: d log N*/d log T = -0.213175 and dN*/dT = -2.5777e-3 at ℓ = 1.947, T = 2e12
+    # d log N*/d log T = -0.213175 and dN*/dT = -2.5777e-3 at ℓ = 1.947, T = 2e12 (the
+    # implicit function theorem on Sardana et al.'s one-equation reduction)
     assert round(float(fwd[0, 0, 0]), 6) == -0.213175
     d_n_dt = float(_jac_fwd(laws, scenarios)[1].inference_demand[0, 0])
     assert float(f"{d_n_dt:.4e}") == -2.5777e-3
@@ -760,7 +767,8 @@ def test_loss_objective_lifetime_against_gp():
 
 
 # ------------------------------------------------------------------- 6. frontier
-# LAWS.md §1: ΔTC (OOM) for an inference cut of k OOM from the training optimum.
+# The Chinchilla closed form (Hoffmann et al. 2022 law, Villalobos & Atkinson 2023's
+# overtraining row): ΔTC (OOM) for an inference cut of k OOM from the training optimum.
 CUTS = (0.2, 0.5, 0.7, 0.8, 0.9, 1.0)
 CUT_TABLE = {
     "hoffmann2022": (0.033, 0.278, 0.725, 1.158, 1.967, 4.93),

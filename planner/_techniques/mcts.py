@@ -160,7 +160,7 @@ class JonesFrontier(eqx.Module):
         """Rounded fit: $m = -1.2$, $k = 0.004$, $q = 29$; 500 Elo per OOM of compute.
 
         The three rounded coefficients of the train–test line are as quoted by secondary
-        sources (LAWS.md §5, medium confidence): the regression that produces them is in
+        sources (medium confidence): the regression that produces them is in
         Jones's repository (`analysis/data.py`, `train_test_model`) but its printed output is
         not. The slope agrees with the paper's own words, 10× train ↔ ~15× test
         ($\\log_{10} 15 = 1.18$). The 500 Elo per OOM is the paper's "slope of the incline"

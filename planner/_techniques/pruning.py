@@ -141,7 +141,7 @@ def rosenfeld_error(
     $p / (l^\phi w^\psi)$ as `plateau_density` to use that form.
 
     No preset: the fitted $\epsilon_{np}$, $p$, $\gamma$, $\epsilon^\uparrow$, $\phi$, $\psi$
-    were not found in a form that could be checked (LAWS.md §3), so every constant is an
+    were not found in a form that could be checked (Rosenfeld et al. 2021), so every constant is an
     argument.
 
     **Arguments:**

@@ -114,7 +114,8 @@ class PassAtKSCurve(AbstractSCurve):
     - `x0`: $\log_{10}$ inference compute where performance starts to rise.
     - `d0`, `d1`: smoothing widths (OOM) of the two breaks, > 0.
 
-    No preset: the report does not publish its fitted constants (LAWS.md §4).
+    No preset: the report does not publish its fitted constants (Villalobos & Atkinson 2023,
+    repeated-sampling section).
 
     **References:** Villalobos & Atkinson 2023, *Trading Off Compute in Training and
     Inference*, Epoch AI, section on repeated sampling.
@@ -156,7 +157,8 @@ class NAtKSCurve(AbstractSCurve):
     - `x0`, `x1`: $\log_{10}$ inference compute of the two breaks, $x_1 > x_0$.
     - `d0`, `d1`: smoothing widths (OOM) of the two breaks, > 0.
 
-    No preset: the report does not publish its fitted constants (LAWS.md §4).
+    No preset: the report does not publish its fitted constants (Villalobos & Atkinson 2023,
+    repeated-sampling section).
 
     **References:** Villalobos & Atkinson 2023, *Trading Off Compute in Training and
     Inference*, Epoch AI, section on repeated sampling (10@k, from AlphaCode).

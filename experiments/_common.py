@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .._table import atomic_write
+from planner._table import atomic_write
 
 
 def _plain(value):

@@ -8,7 +8,7 @@
 # the fitted loss-vs-N curves at the data's FLOP levels, the residuals, the compute-optimal N*(C)
 # with its bootstrap band, and the bootstrap distribution of N* for the target.
 # Runs as `planner reproduce fit_chinchilla --output DIR` or
-# `python -m planner.experiments.fit_chinchilla --output DIR [--runs CSV ...]`.
+# `python experiments/fit_chinchilla.py --output DIR [--runs CSV ...]`.
 """Refit of the Chinchilla loss law to Hoffmann et al.'s runs, with bootstrap uncertainty."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._data import CHINCHILLA_RUNS, data_file
-from .._fit import (
+from planner._data import CHINCHILLA_RUNS, data_file
+from planner._fit import (
     COEFFICIENTS,
     compute_optimal_quantiles,
     fit,
@@ -32,8 +32,8 @@ from .._fit import (
     read_runs,
     write_fit_json,
 )
-from .._laws import Chinchilla
-from ._common import (
+from planner._laws import Chinchilla
+from planner.experiments._common import (
     markdown_table,
     pyplot,
     save_figure,
@@ -346,13 +346,18 @@ def figure(result, runs, laws, target, path):
     bins = np.geomspace(samples.min(), samples.max(), 40)
     ax.hist(samples, bins=bins, color="C0", alpha=0.7)
     quant = np.asarray(loss_optimal_quantiles(laws, target, (0.025, 0.5, 0.975))["n_params"])
-    ax.axvline(quant[1], color="black", lw=1, label=f"median {quant[1]:.3g}")
+    # the median and the point fit are a fraction of a bin apart: the median is a dashed line
+    # drawn over the point fit's, which is also marked above the histogram
+    ax.axvline(quant[1], color="black", ls="--", lw=1.8, zorder=4,
+               label=f"median {quant[1]:.3g}")
     ax.axvline(
         quant[0], color="black", ls=":", lw=1, label=f"95% interval {quant[0]:.3g} – {quant[2]:.3g}"
     )
     ax.axvline(quant[2], color="black", ls=":", lw=1)
     n_point = float(law.loss_optimal(target)[0])
-    ax.axvline(n_point, color="C3", lw=1.5, label=f"point fit {n_point:.3g}")
+    ax.axvline(n_point, color="C3", lw=3.0, alpha=0.6, zorder=3, label=f"point fit {n_point:.3g}")
+    ax.plot([n_point], [1.0], "v", color="C3", ms=9, transform=ax.get_xaxis_transform(),
+            clip_on=False)
     ax.set_xscale("log")
     ax.set_xlabel(f"training-optimal parameters N* for loss {target:.2f}")
     ax.set_ylabel("bootstrap resamples")

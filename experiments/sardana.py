@@ -13,10 +13,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
 
-# Published optima, Sardana defaults (LAWS.md §2; beyond-chinchilla repository):
+# Lifetime optima, Sardana et al. 2024's defaults (their beyond-chinchilla repository):
 # (target loss, T, N*, D*, total FLOP at the optimum, total FLOP at the training optimum).
 PUBLISHED = [
     (1.947, 2e12, 2.418356e10, 2.657051e12, 4.822760e23, 5.065059e23),

@@ -18,9 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import MCTS, Chinchilla, JonesFrontier, imp_training_factor
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .epoch_tradeoffs import (
+from planner import MCTS, Chinchilla, JonesFrontier, imp_training_factor
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments.epoch_tradeoffs import (
     ALPHACODE_PARAMS,
     ALPHACODE_SAMPLES,
     ALPHACODE_SOLVE,
@@ -42,7 +49,7 @@ ELOS = (-1500.0, -1000.0, -500.0, -250.0, -50.0)
 PASS_TARGETS = (0.3, 0.5, 0.7, 0.9, 0.99)
 SOLVE_TARGETS = (0.2, 0.25, 0.3)
 TOKENS_PER_SAMPLE = 1000.0
-"""Tokens a code sample costs to generate (the report's 1000-token query, LAWS.md §7); it moves
+"""Tokens a code sample costs to generate (the report's 1000-token query); it moves
 the S-curve panels along the inference axis and changes no span."""
 
 
@@ -171,6 +178,15 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(17, 10.5))
     axes = axes.ravel()
     cmap = plt.get_cmap("viridis")
+    # each panel's axes are trimmed to the region with data: the efficient segments and the
+    # published points (log10 coordinates), with a margin; the solver's marks far up the
+    # steep end of the loss-2.0 curve fall outside
+    region: dict = {}
+
+    def keep(ax, log_x, log_y):
+        log_x, log_y = np.asarray(log_x, float).ravel(), np.asarray(log_y, float).ravel()
+        ok = np.isfinite(log_x) & np.isfinite(log_y)
+        region.setdefault(ax, []).append((log_x[ok], log_y[ok]))
 
     def draw(ax, c, color, label, pareto=None):
         x, y = 10.0 ** c["log_ic"], 10.0 ** c["log_tc"]
@@ -182,6 +198,7 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
         ax.plot(x, y, color=color, lw=1.0, alpha=0.6)
         ax.plot(np.where(eff, x, np.nan), np.where(eff, y, np.nan), color=color, lw=3.0,
                 label=label)
+        keep(ax, np.log10(x[eff]), np.log10(y[eff]))
 
     ax = axes[0]
     sc = res["scaling"]
@@ -191,8 +208,6 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
     ax.plot(10.0 ** sv["log_ic"], 10.0 ** sv["log_tc"], "kx", ms=6,
             label="solver frontier, loss 2.0")
     ax.set_title("Scaling policy (Chinchilla, rounded Hoffmann)")
-    lo_tc = min(float(np.min(c["log_tc"])) for c in sc["contours"].values())
-    ax.set_ylim(10.0 ** (lo_tc - 0.5), 10.0 ** (lo_tc + 7.5))
     ax.set_xlabel("inference FLOP per token (2N)")
 
     ax = axes[1]
@@ -201,6 +216,7 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
         draw(ax, c, cmap(i / len(LOSSES)), f"prune the loss-{ell} optimum")
         j = np.argmin(np.abs(pr["density"] - 0.1))
         ax.plot(10.0 ** c["log_ic"][j], 10.0 ** c["log_tc"][j], "o", color=cmap(i / len(LOSSES)))
+        keep(ax, c["log_ic"][j], c["log_tc"][j])
     ax.plot([], [], "ko", label="density 10%")
     ax.set_title("Pruning (IMP cost model, no loss assumed)")
     ax.set_xlabel("inference FLOP per token (2N × density)")
@@ -225,11 +241,10 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
         d = block["data"]
         scat = ax.scatter(10.0 ** d["log_ic"], 10.0 ** d["log_tc"], c=d["score"], cmap="viridis",
                           vmin=0, vmax=1, edgecolor="k", zorder=5, label="published points")
+        keep(ax, d["log_ic"], d["log_tc"])
         fig.colorbar(scat, ax=ax, label=label, fraction=0.04)
         ax.set_title(title)
         ax.set_xlabel(f"inference FLOP per problem (k × 2N × {TOKENS_PER_SAMPLE:g} tokens)")
-        ax.set_xlim(10.0 ** (d["log_ic"].min() - 1.5), 10.0 ** (d["log_ic"].max() + 8.0))
-        ax.set_ylim(10.0 ** (d["log_tc"].min() - 3.0), 10.0 ** (d["log_tc"].max() + 4.0))
 
     ax = axes[5]
     picks = {"scaling policy": ("scaling loss 2.0", "C0"), "pruning": ("pruning loss 2.0", "C1"),
@@ -246,7 +261,7 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
                 label=f"{name}: {s['train_span_oom']:.2f} / {s['inference_span_oom']:.2f}")
     diag = np.linspace(0, 3, 10)
     ax.plot(diag, diag, color="grey", ls=":", lw=0.8, label="1 OOM for 1 OOM")
-    ax.set_title("Span of each efficient segment (training / inference OOM)")
+    ax.set_title("Span of each efficient segment (OOM)")
     ax.set_xlabel("inference span (OOM)")
     ax.set_ylabel("training span (OOM)")
     ax.grid(alpha=0.3)
@@ -254,6 +269,12 @@ def _plot(res: dict, spans: dict, path: Path) -> None:
     for ax in axes[:5]:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        xs = np.concatenate([x for x, _ in region[ax]])
+        ys = np.concatenate([y for _, y in region[ax]])
+        for lo, hi, set_lim in ((xs.min(), xs.max(), ax.set_xlim),
+                                (ys.min(), ys.max(), ax.set_ylim)):
+            margin = 0.2 + 0.08 * (hi - lo)
+            set_lim(10.0 ** (lo - margin), 10.0 ** (hi + margin))
         ax.set_ylabel("training FLOP")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

@@ -20,14 +20,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
-from .._techniques.sampling import RepeatedSampling, SuccessLink
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from .combined import loss_for_pass_at_k
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, Status, solve
+from planner._techniques.sampling import RepeatedSampling, SuccessLink
+from planner.experiments._combine import loss_for_pass_at_k
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
 
 TARGETS = (0.5, 0.9)
 TOKENS_PER_SAMPLE = 1000.0
-"""Tokens a sample costs (LAWS.md §7's 1000-token query)."""
+"""Tokens a sample costs (the 1000-token query of Villalobos & Atkinson 2023)."""
 CHUNK = 2048
 
 
@@ -167,7 +174,9 @@ def run(output: Path, fast: bool = False) -> dict:
 
 def _plot(res: dict, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    # samples and parameters on axes of their own: one is a count of 1 to 1e5, the other of
+    # 1e8 to 1e10
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.6))
     for i, (target, r) in enumerate(res.items()):
         g, one = r["joint"], r["one_sample"]
         c = f"C{i}"
@@ -177,20 +186,24 @@ def _plot(res: dict, path: Path) -> None:
                      label=f"k = 1 (Sardana), pass@k {target}")
         axes[0].axhline(r["chinchilla_tokens_per_param"], ls=":", color=c, lw=0.8)
         axes[1].plot(g["queries"], g["n_samples"], color=c, label=f"k*, pass@k {target}")
-        axes[1].plot(g["queries"], g["n_params"], ls="--", color=c, label=f"N*, pass@k {target}")
-        axes[2].plot(g["queries"], g["total_flops"], color=c, label=f"joint, pass@k {target}")
-        axes[2].plot(one["queries"], one["total_flops"], ls="--", color=c, label="k = 1")
-        axes[2].plot(g["queries"], r["ignoring_inference"]["total_flops"], ls=":", color=c,
+        axes[2].plot(g["queries"], g["n_params"], color=c, label=f"N*, pass@k {target}")
+        axes[2].plot(one["queries"], one["n_params"], ls="--", color=c,
+                     label=f"k = 1 (Sardana), pass@k {target}")
+        axes[3].plot(g["queries"], g["total_flops"], color=c, label=f"joint, pass@k {target}")
+        axes[3].plot(one["queries"], one["total_flops"], ls="--", color=c, label="k = 1")
+        axes[3].plot(g["queries"], r["ignoring_inference"]["total_flops"], ls=":", color=c,
                      label="plan ignoring inference")
         if "direct" in r:
-            axes[2].plot(g["queries"], r["direct"]["total_flops"], "k.", ms=3,
+            axes[3].plot(g["queries"], r["direct"]["total_flops"], "k.", ms=3,
                          label="direct joint solve" if i == 0 else None)
     axes[0].set_ylabel("training tokens per parameter")
     axes[0].set_title("Counting inference pushes into overtraining\n(dotted: training-optimal D/N)")
-    axes[1].set_ylabel("samples per query / parameters")
-    axes[1].set_title("Samples and model size at the optimum")
-    axes[2].set_ylabel("end-to-end FLOP (training + all samples)")
-    axes[2].set_title("End-to-end compute")
+    axes[1].set_ylabel("samples per query k*")
+    axes[1].set_title("Samples per query at the optimum")
+    axes[2].set_ylabel("parameters N*")
+    axes[2].set_title("Model size at the optimum")
+    axes[3].set_ylabel("end-to-end FLOP (training + all samples)")
+    axes[3].set_title("End-to-end compute")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")

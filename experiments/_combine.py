@@ -1,26 +1,19 @@
-# Combining trade-off techniques (Villalobos & Atkinson 2023, Epoch AI): overtraining, pruning,
-# repeated sampling and MCTS solved jointly, against the report's 2–3 OOM and its additivity
-# claims.
-#
-# Shows the joint Pareto frontier of training against inference compute at fixed performance
-# for overtraining + pruning + repeated sampling (a Chinchilla model, Frantar's sparsity law,
-# the Codex success link) and for overtraining + MCTS (Hex), next to each technique alone and
-# to the sum of their spans: techniques acting through different mechanisms add (exactly, here),
-# techniques sharing one (overtraining and pruning both shrink the parameters served) do not.
-# Prints the span table and writes combined.{json,md,png}.
-"""Joint frontiers of several trade-off techniques and the additivity of their spans."""
+"""The machinery of combining trade-off techniques, shared by the `combined` experiment and the
+Epoch table's combined rows (`epoch_tradeoffs`): joint frontiers over grids of the non-convex
+controls with the solver inside, the overtraining + lossless-IMP grid, the report's way of
+combining the reproduced rows (`report_method`) and the composed solver's joint optimum
+(`combined_spans`)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import (
+from planner import (
     MCTS,
     Chinchilla,
     Pipeline,
@@ -31,17 +24,18 @@ from .. import (
     constraint_names,
     frontier,
 )
-from .._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from ._spans import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
+from planner._techniques.sampling import FilteredSampling, RepeatedSampling, SuccessLink
+from planner.experiments._spans import MAX_RATE, REPORTED_COMBINED_RANGE, chunked_solve, window_span
 
 TOKENS_PER_QUERY = 1000.0
-"""Tokens generated per sample: the report's rule of thumb of 1000 tokens a query (LAWS.md §7).
+"""Tokens generated per sample: the report's rule of thumb of 1000 tokens a query
+(Villalobos & Atkinson 2023).
 Spans do not depend on it; the FLOP on the figure's axes do."""
 TARGET_SCORE = 0.5
 """pass@k to hold fixed for the sampling combinations."""
 TARGET_FILTERED = 0.3
-"""10@k to hold fixed: AlphaCode's best validation solve rate is about 30% (LAWS.md §4)."""
+"""10@k to hold fixed: AlphaCode's best validation solve rate is about 30% (Li et al.
+2022)."""
 TARGET_ELO = -1500.0
 """Elo (perfect play 0) held fixed for overtraining + MCTS: the report's low-performance level."""
 ROUNDS_FRACTION = 0.2
@@ -166,7 +160,7 @@ def loss_for_elo(law: Chinchilla, mcts: MCTS, elo: float, n_nodes):
 # ------------------------------------------------------------------------- techniques
 def frantar_pruning(law: Chinchilla, densities) -> dict:
     """$M(d)$ and $F(d)$ of the `Pruning` stage (Frantar T5/C4 law, final retrain counted)."""
-    from .. import Allocation
+    from planner import Allocation
 
     stage = Pruning(law, rounds_fraction=ROUNDS_FRACTION)
     d = jnp.asarray(densities, float)
@@ -420,7 +414,7 @@ def overtraining_imp_grid(law: Chinchilla | None = None, target_loss: float = 2.
     solver for $N$, $D$ inside); its span in the rate window, against the sum of the two rows,
     measures how much of the two rows overlaps.
     """
-    from .. import imp_training_factor
+    from planner import imp_training_factor
 
     law = law or Chinchilla.hoffmann2022()
     rounds = np.arange(0, 11)  # 0.8^10 = 0.107: rounds of 20% down to 10% density
@@ -499,11 +493,12 @@ def combined_spans(fast: bool = False, res: dict | None = None, rows: dict | Non
         out.update(report)
     text = []
     if report is not None:
+        pair = {ax: rows["scaling_policy"][f"{ax}_span_oom"] + rows["pruning"][f"{ax}_span_oom"]
+                for ax in ("train", "inference")}
         text.append(
             f"The report's way: overtraining + lossless IMP to 10% on one grid "
             f"({grid['train_span_oom']:.2f} / {grid['inference_span_oom']:.2f} OOM; the two rows "
-            f"add to {rows['scaling_policy']['train_span_oom'] + rows['pruning']['train_span_oom']:.2f}"
-            f" / {rows['scaling_policy']['inference_span_oom'] + rows['pruning']['inference_span_oom']:.2f}"
+            f"add to {pair['train']:.2f} / {pair['inference']:.2f}"
             f", so they overlap by {report['train_overlap_oom']:.2f} / "
             f"{report['inference_overlap_oom']:.2f} OOM) plus the 10@k row gives "
             f"{report['train_span_oom']:.2f} / {report['inference_span_oom']:.2f} OOM "
@@ -523,100 +518,3 @@ def combined_spans(fast: bool = False, res: dict | None = None, rows: dict | Non
                     "(report: up to ~6 OOM).")
     out["summary"] = " ".join(text)
     return out
-
-
-def _table(res: dict) -> str:
-    rows = [[name, round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3), "–", "–",
-             "–"] for name, v in res["alone"].items()]
-    for name, v in res["joint"].items():
-        rows.append([f"{name} ({v['method']})", round(v["train_span_oom"], 3),
-                     round(v["inference_span_oom"], 3),
-                     round(v["sum_train_span_oom"], 3) if "sum_train_span_oom" in v else "–",
-                     round(v["sum_inference_span_oom"], 3) if "sum_train_span_oom" in v else "–",
-                     f"{v['certified']}/{v['solves']}"])
-    return markdown_table(["technique(s)", "training span (OOM)", "inference span (OOM)",
-                           "sum of parts, training", "sum of parts, inference",
-                           "inner solves certified"], rows)
-
-
-def _plot(res: dict, path: Path) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
-    for ax, kind in zip(axes[:2], SELECTIONS, strict=True):
-        if kind not in res["runs"]:
-            ax.set_visible(False)
-            continue
-        samp = res["runs"][kind]
-        for name, f in samp["frontiers"].items():
-            ax.plot(10 ** f["log_ic"], 10 ** f["log_tc"], label=name + " (grid)")
-        if "direct" in samp:
-            f = samp["direct"]
-            ax.plot(10 ** f["log_ic"], 10 ** f["log_tc"], "k.", ms=3,
-                    label=f"all three, one joint solve ({f['certified']}/{f['solves']} certified)")
-        a = samp["alone"]["sampling"]
-        ax.plot(10 ** a["log_ic"], 10 ** a["log_tc"], ls=":", color="grey",
-                label=f"{kind} alone (training-optimal models)")
-        grid = samp["frontiers"][f"overtraining + pruning + {kind}"]
-        _mark_window(ax, grid)
-        low = float(np.nanmin(grid["log_tc"]))
-        ax.set_ylim(10.0 ** (low - 0.5), 10.0 ** (low + 8.0))
-        ax.set_title(f"{kind} = {samp['target']:g} (Chinchilla + Codex link)", fontsize=10)
-        ax.set_xlabel(f"inference FLOP per query ({TOKENS_PER_QUERY:g} tokens a sample)")
-    ax = axes[2]
-    hex_ = res["runs"]["mcts"]
-    f = hex_["joint"]
-    ax.plot(10 ** f["log_ic"], 10 ** f["log_tc"], label="overtraining + MCTS (joint)")
-    a = hex_["alone"]
-    ax.plot(10 ** a["log_ic"], 10 ** a["log_tc"], ls=":", color="grey",
-            label="MCTS alone (training-optimal networks)")
-    _mark_window(ax, f)
-    ax.set_title(f"Hex at Elo {hex_['elo']:g}: overtraining + MCTS", fontsize=10)
-    ax.set_xlabel("inference FLOP per move (2N per node)")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_ylabel("training FLOP")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle("Joint Pareto frontiers at fixed performance; triangles mark the 6:1 and 1:6 "
-                 "ends of the efficient region")
-    save_figure(fig, path)
-    plt.close(fig)
-
-
-def _mark_window(ax, f: dict) -> None:
-    span = _span(f)
-    for end, marker in (("high_rate", "v"), ("low_rate", "^")):
-        e = span["ends"][end]
-        ax.plot([10 ** e["log_ic"]], [10 ** e["log_tc"]], marker, color="k", ms=7)
-    ax.plot([], [], "kv", label=f"rate {MAX_RATE:g}:1 end")
-    ax.plot([], [], "k^", label=f"rate 1:{MAX_RATE:g} end")
-
-
-def run(output: Path, fast: bool = False) -> dict:
-    jax.config.update("jax_enable_x64", True)
-    output = Path(output)
-    res = compute(fast)
-    body = (f"Efficient exchange: 1/{MAX_RATE:g} ≤ |d log TC / d log IC| ≤ {MAX_RATE:g}. "
-            f"Sampling rows at pass@k = {TARGET_SCORE:g} or 10@k = {TARGET_FILTERED:g}; MCTS "
-            f"rows at Elo {TARGET_ELO:g}. 'grid': the solver on every (density, samples) of a "
-            "grid, least training compute taken over the grid; 'solver': one joint solve.\n\n"
-            + _table(res) + "\n" + combined_spans(res=res)["summary"] + "\n")
-    write_markdown(output / "combined.md", "Combining techniques (Villalobos & Atkinson 2023)",
-                   body)
-    write_json(output / "combined.json", {"alone": res["alone"], "joint": res["joint"],
-                                          "target_pass_at_k": TARGET_SCORE,
-                                          "target_10_at_k": TARGET_FILTERED,
-                                          "target_elo": TARGET_ELO})
-    _plot(res, output / "combined.png")
-    print(body)
-    return {name: (round(v["train_span_oom"], 3), round(v["inference_span_oom"], 3))
-            for name, v in res["joint"].items()}
-
-
-def main() -> None:
-    command_line(run, __doc__)
-
-
-if __name__ == "__main__":
-    main()

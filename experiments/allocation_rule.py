@@ -17,10 +17,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .. import Chinchilla, Status
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from ._spans import chunked_solve
-from .joint_sampling import _solve_rows
+from planner import Chinchilla, Status
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments._spans import chunked_solve
+from planner.experiments.joint_sampling import _solve_rows
 
 TARGET_LOSSES = (2.0, 2.3)
 DEMANDS = tuple(float(v) for v in np.geomspace(1e8, 1e17, 37))
@@ -29,7 +36,8 @@ DEMANDS = tuple(float(v) for v in np.geomspace(1e8, 1e17, 37))
 
 def closed_form_rate(law: Chinchilla, n_params, n_tokens):
     r"""$|d\log TC/d\log IC|$ of the iso-loss curve at $(N, D)$: $r - 1$ with
-    $r = \alpha A N^{-\alpha}/(\beta B D^{-\beta})$ (LAWS.md §1)."""
+    $r = \alpha A N^{-\alpha}/(\beta B D^{-\beta})$ (from the Chinchilla law, Hoffmann et al.
+    2022)."""
     a, b = float(law.alpha), float(law.beta)
     r = a * float(law.A) * n_params**-a / (b * float(law.B) * n_tokens**-b)
     return r - 1.0

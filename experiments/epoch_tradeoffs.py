@@ -21,29 +21,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import (
+from planner import (
     MCTS,
     Chinchilla,
     Pipeline,
     Pretraining,
     Pruning,
-    Scenario,
     SparsityLaw,
     Status,
-    constraint_names,
     imp_training_factor,
-    solve,
 )
-from .._data import codex_table
-from .._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
-from .combined import combined_spans
-from ._common import command_line, markdown_table, pyplot, save_figure, write_json, write_markdown
-from ._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
+from planner._data import codex_table
+from planner._techniques.scurve import AbstractSCurve, NAtKSCurve, PassAtKSCurve
+from planner.experiments._combine import combined_spans
+from planner.experiments._common import (
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+    write_markdown,
+)
+from planner.experiments._spans import (  # noqa: F401  (re-exported: the span machinery's public home here)
     CHUNK,
     MAX_RATE,
     REPORTED,
     REPORTED_COMBINED_RANGE,
     chunked_solve,
+    gap_to_report,
     window_span,
 )
 
@@ -98,7 +103,7 @@ MCTS_LOW_ELO, MCTS_HIGH_ELO = MCTS_ELOS[0], MCTS_ELOS[1]
 MCTS_REPORTED_LEVELS = {MCTS_LOW_ELO: (1.0, 1.6), MCTS_HIGH_ELO: (1.6, 1.1)}
 """The report's MCTS headlines, (training, inference) OOM: at low performance 1 OOM of training
 for more than 1.6 OOM of inference (a lower bound), at high performance 1.6 for 1.1
-(Villalobos & Atkinson 2023, abstract and MCTS section; LAWS.md §5)."""
+(Villalobos & Atkinson 2023, abstract and MCTS section)."""
 
 
 # --------------------------------------------------------------------- scaling policy
@@ -204,7 +209,7 @@ def pruning(density: float = 0.1, rounds_fraction: float = 0.2) -> dict:
                     variant="epoch")
     pipeline = Pipeline(Pretraining(law), stage)
     n_c, d_c = law.loss_optimal(2.0)
-    from .. import Allocation
+    from planner import Allocation
 
     pruned = pipeline(Allocation(n_params=n_c, n_tokens=d_c, density=density))
     dense = Pipeline(Pretraining(law))(Allocation(n_params=n_c, n_tokens=d_c))
@@ -303,7 +308,7 @@ def mcts_peak(model: MCTS, sweep, train, inference) -> dict:
 
 
 def model_jones_exponent() -> float:
-    from .. import JonesFrontier
+    from planner import JonesFrontier
 
     return float(JonesFrontier.jones2021().train_exponent)
 
@@ -587,18 +592,15 @@ def compute(fast: bool = False) -> dict:
     comb = combined_spans(fast=fast, rows=results)
     results["combined"] = comb
     results["joint_optimum"] = {**comb["joint_optimum"], "method": comb["techniques"]}
-    for name in REPORTED:
+    # the joint optimum is set against the report's combination, its range
+    for name in TECHNIQUES:
+        reported = REPORTED.get(name, REPORTED["combined"])
         value = results[name]
-        value["reported_train_span_oom"], value["reported_inference_span_oom"] = REPORTED[name]
-        value["train_gap_oom"] = value["train_span_oom"] - REPORTED[name][0]
-        value["inference_gap_oom"] = value["inference_span_oom"] - REPORTED[name][1]
-    lo, hi = REPORTED_COMBINED_RANGE
-    for name in ("combined", "joint_optimum"):  # gaps to the range
-        value = results[name]
-        value["reported_range_oom"] = REPORTED_COMBINED_RANGE
-        for key in ("train", "inference"):
-            v = value[f"{key}_span_oom"]
-            value[f"{key}_gap_oom"] = 0.0 if lo <= v <= hi else (v - hi if v > hi else v - lo)
+        for key, rep in zip(("train", "inference"), reported, strict=True):
+            value[f"reported_{key}_span_oom"] = rep
+            value[f"{key}_gap_oom"] = gap_to_report(value[f"{key}_span_oom"], rep)
+        if not np.isscalar(reported[0]):
+            value["reported_range_oom"] = REPORTED_COMBINED_RANGE
     return results
 
 
@@ -657,10 +659,8 @@ def _table(results: dict) -> str:
     rows = []
     for name in TECHNIQUES:
         r = results[name]
-        if name in REPORTED and name != "combined":
-            rep_t, rep_i = REPORTED[name]
-        else:
-            rep_t = rep_i = f"{REPORTED_COMBINED_RANGE[0]:g}–{REPORTED_COMBINED_RANGE[1]:g}"
+        rep_t, rep_i = (v if np.isscalar(v) else f"{v[0]:g}–{v[1]:g}"
+                        for v in REPORTED.get(name, REPORTED["combined"]))
         rows.append([LABELS[name], round(r["train_span_oom"], 3), rep_t,
                      round(r["train_gap_oom"], 3), round(r["inference_span_oom"], 3), rep_i,
                      round(r["inference_gap_oom"], 3)])
@@ -770,7 +770,8 @@ def _plot(results: dict, path: Path) -> None:
     w = 0.2
     got_t = np.array([results[n]["train_span_oom"] for n in TECHNIQUES])
     got_i = np.array([results[n]["inference_span_oom"] for n in TECHNIQUES])
-    ranged = np.array([n not in REPORTED or n == "combined" for n in TECHNIQUES])
+    ranged = np.array([not np.isscalar(REPORTED.get(n, REPORTED["combined"])[0])
+                       for n in TECHNIQUES])
     rep_t = np.array([np.nan if r else REPORTED[n][0] for n, r in zip(TECHNIQUES, ranged)])
     rep_i = np.array([np.nan if r else REPORTED[n][1] for n, r in zip(TECHNIQUES, ranged)])
     ax.bar(x - 1.5 * w, got_t, w, color="C0", label="training span, planner")
