@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from . import _display
 from ._alm import augmented_lagrangian
 from ._compose import Allocation, Outcome, Pipeline
 from ._compute import Hardware
@@ -86,6 +87,29 @@ class Plan(eqx.Module):
     multipliers: Float[Array, " m"]
     steps: Int[Array, ""]
     iterate: Allocation | None = None
+
+    def __str__(self) -> str:
+        """A table with units (one line per value; one row per plan of a batch) and the
+        count of each status: what `print(plan)` shows."""
+        return _display.format_plan(self)
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """The plan's values as flat NumPy columns (see `planner._display.plan_columns`):
+        `n_params`, `n_tokens`, [`density`, `n_samples`], `train_flops`, `inference_flops`,
+        `total_flops`, `loss`, [`score`], `status` (names)."""
+        return _display.plan_columns(self)
+
+    def to_pandas(self):
+        """`to_columns` as a `pandas.DataFrame` (needs pandas)."""
+        return _display.to_pandas(self)
+
+    def to_arrow(self):
+        """`to_columns` as a `pyarrow.Table` (needs pyarrow)."""
+        return _display.to_arrow(self)
+
+    def summary(self) -> str:
+        """One line: the count of each status with its meaning."""
+        return _display.status_summary(self)
 
 
 class Solver(eqx.Module):
