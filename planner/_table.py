@@ -248,9 +248,10 @@ def parse_columns(
     Every cell must be a number in its column's domain, the rule of its field
     (`planner._rules.COLUMN_RULES`): budgets and caps > 0 (inf: no cap), `inference_tokens`
     finite and >= 0, `min_density` in (0, 1], `target_score` in (0, 1), law exponents and
-    scales finite and > 0, `E` finite and >= 0. An empty cell leaves the constraint out for that row (`ABSENT`)
-    or, in a law column, takes the value of `law`; it is an error in a `required` column, and
-    with `needs_target` a row needs a `target_loss` or a `target_score`.
+    scales finite and > 0, `E` finite and >= 0. An empty cell leaves the constraint out for
+    that row (`ABSENT`) or, in a law column, takes the value of `law`; it is an error in a
+    `required` column, and with `needs_target` a row needs a `target_loss` or a
+    `target_score`.
 
     Rows that pass are then tested against closed forms of the row's Chinchilla law, which no
     stage can beat (stages may raise the loss or the training compute, never lower them): a
