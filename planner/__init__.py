@@ -1,4 +1,14 @@
-"""planner: split compute between training a model and running it."""
+"""planner: split compute between training a model and running it.
+
+The names a plan needs are here: `solve` and `frontier`, the problem (`Scenario`, `Costs`,
+`Problem`), the result (`Plan`, `Status`), the model (`Pipeline`, `Pretraining`, the loss laws
+and the techniques one composes), and compute accounting (`Hardware`, `CostModel`, FLOP
+counts). The rest lives in three public submodules: `planner.techniques` (the catalog of
+techniques and their laws), `planner.fitting` (fitting laws to runs, planning under a fit's
+uncertainty) and `planner.distributed` (devices and processes).
+"""
+
+import importlib as _importlib
 
 from ._compose import VARIABLES as VARIABLES
 from ._compose import AbstractTechnique as AbstractTechnique
@@ -10,37 +20,11 @@ from ._compute import CostModel as CostModel
 from ._compute import Hardware as Hardware
 from ._compute import inference_flops as inference_flops
 from ._compute import train_flops as train_flops
-from ._fit import AbstractLawForm as AbstractLawForm
-from ._fit import ChinchillaForm as ChinchillaForm
-from ._fit import HuberFitSolution as HuberFitSolution
-from ._fit import LawFit as LawFit
-from ._fit import MultiStartBFGS as MultiStartBFGS
-from ._fit import Runs as Runs
-from ._fit import bootstrap_weights as bootstrap_weights
-from ._fit import compute_optimal_quantiles as compute_optimal_quantiles
-from ._fit import fit as fit
-from ._fit import huber_fit as huber_fit
-from ._fit import huber_objective as huber_objective
-from ._fit import laws_from_coefficients as laws_from_coefficients
-from ._fit import loss_optimal_quantiles as loss_optimal_quantiles
-from ._fit import probability_meets_target as probability_meets_target
-from ._fit import read_fit_bootstrap as read_fit_bootstrap
-from ._fit import read_fit_json as read_fit_json
-from ._fit import read_runs as read_runs
-from ._fit import stack_laws as stack_laws
-from ._fit import start_grid as start_grid
-from ._fit import write_fit_json as write_fit_json
 from ._laws import PRESETS as PRESETS
 from ._laws import AbstractLossLaw as AbstractLossLaw
 from ._laws import Chinchilla as Chinchilla
 from ._problem import Costs as Costs
 from ._problem import Problem as Problem
-from ._shard import barrier as barrier
-from ._shard import cpu_devices as cpu_devices
-from ._shard import default_dtype as default_dtype
-from ._shard import initialize as initialize
-from ._shard import owns_chunk as owns_chunk
-from ._shard import shard_batch as shard_batch
 from ._solve import OBJECTIVES as OBJECTIVES
 from ._solve import STATUS_MESSAGES as STATUS_MESSAGES
 from ._solve import Plan as Plan
@@ -52,27 +36,50 @@ from ._solve import frontier as frontier
 from ._solve import has_score as has_score
 from ._solve import solve as solve
 from ._techniques.mcts import MCTS as MCTS
-from ._techniques.mcts import JonesFrontier as JonesFrontier
-from ._techniques.mcts import bnsl as bnsl
-from ._techniques.mcts import calibrate_mcts as calibrate_mcts
-from ._techniques.mcts import log10_bnsl as log10_bnsl
-from ._techniques.pruning import IMP_VARIANTS as IMP_VARIANTS
-from ._techniques.pruning import IMPVariant as IMPVariant
 from ._techniques.pruning import Pruning as Pruning
-from ._techniques.pruning import SparsityLaw as SparsityLaw
-from ._techniques.pruning import imp_inference_factor as imp_inference_factor
-from ._techniques.pruning import imp_training_factor as imp_training_factor
-from ._techniques.pruning import rosenfeld_error as rosenfeld_error
-from ._techniques.sampling import SELECTIONS as SELECTIONS
-from ._techniques.sampling import BetaSuccess as BetaSuccess
-from ._techniques.sampling import CoverageLaw as CoverageLaw
 from ._techniques.sampling import FilteredSampling as FilteredSampling
 from ._techniques.sampling import RepeatedSampling as RepeatedSampling
 from ._techniques.sampling import SuccessLink as SuccessLink
-from ._techniques.sampling import codex_code_loss as codex_code_loss
-from ._techniques.sampling import pass_at_k_unbiased as pass_at_k_unbiased
-from ._techniques.sampling import score_log_failure as score_log_failure
-from ._techniques.scurve import AbstractSCurve as AbstractSCurve
-from ._techniques.scurve import NAtKSCurve as NAtKSCurve
-from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
-from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
+
+SUBMODULES = ("techniques", "fitting", "distributed")
+"""The public submodules, imported on first use (`planner.fitting.fit`)."""
+
+# Names that earlier releases exported here and that now live in a submodule: they still
+# resolve (`planner.fit` is `planner.fitting.fit`), so existing code keeps working, but they
+# are not part of the top-level API (`__all__`, `dir(planner)`, the API page).
+_MOVED = {
+    "fitting": ("AbstractLawForm", "ChinchillaForm", "HuberFitSolution", "LawFit",
+                "MultiStartBFGS", "Runs", "bootstrap_weights", "compute_optimal_quantiles",
+                "fit", "huber_fit", "huber_objective", "laws_from_coefficients",
+                "loss_optimal_quantiles", "probability_meets_target", "read_fit_bootstrap",
+                "read_fit_json", "read_runs", "stack_laws", "start_grid", "write_fit_json"),
+    "distributed": ("barrier", "cpu_devices", "default_dtype", "initialize", "owns_chunk",
+                    "shard_batch"),
+    "techniques": ("JonesFrontier", "bnsl", "calibrate_mcts", "log10_bnsl", "IMP_VARIANTS",
+                   "IMPVariant", "SparsityLaw", "imp_inference_factor", "imp_training_factor",
+                   "rosenfeld_error", "SELECTIONS", "BetaSuccess", "CoverageLaw",
+                   "codex_code_loss", "pass_at_k_unbiased", "score_log_failure",
+                   "AbstractSCurve", "NAtKSCurve", "PassAtKSCurve", "smoothly_broken_ramp"),
+}
+_HOME = {name: module for module, names in _MOVED.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    if name in _HOME:
+        return getattr(_importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module 'planner' has no attribute {name!r}")
+
+
+__all__ = [
+    "VARIABLES", "AbstractTechnique", "Allocation", "Outcome", "Pipeline", "Pretraining",
+    "CostModel", "Hardware", "inference_flops", "train_flops", "PRESETS", "AbstractLossLaw",
+    "Chinchilla", "Costs", "Problem", "OBJECTIVES", "STATUS_MESSAGES", "Plan", "Scenario",
+    "Solver", "Status", "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
+    "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
+]
+
+
+def __dir__():
+    return sorted(__all__)

@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool
 
+from . import _rules
+from ._rules import Rule
+
 
 def check_all(x: ArrayLike, *conditions: tuple[Bool[ArrayLike, "..."], str]) -> Array:
     """`x` as an array, raising the message of the first `(failed, message)` pair that fails.
@@ -43,34 +46,31 @@ def domain_conditions(
     x: Array, name: str, violated: Bool[Array, "..."], requirement: str
 ) -> tuple[tuple[Bool[Array, "..."], str], tuple[Bool[Array, "..."], str]]:
     """The pairs "`name` must be finite" and "`name` <requirement>" (failing where `violated`),
-    for `check_all`."""
+    for `check_all`: for a domain that is not an interval (`planner._rules` words the rest)."""
     return (~jnp.isfinite(x), f"{name} must be finite"), (violated, f"{name} {requirement}")
+
+
+def check_rule(x: ArrayLike, rule: Rule) -> Array:
+    """`x` as an array, raising the message of `rule` (`planner._rules`) where it fails."""
+    x = jnp.asarray(x)
+    return check_all(x, *rule.conditions(x))
 
 
 def check_finite(x: ArrayLike, name: str) -> Array:
     """`x` as an array, raising if any element is NaN or infinite."""
-    x = jnp.asarray(x)
-    return check_all(x, (~jnp.isfinite(x), f"{name} must be finite"))
+    return check_rule(x, _rules.Rule(name))
 
 
 def check_positive(x: ArrayLike, name: str) -> Array:
     """`x` as an array, raising unless every element is finite and > 0."""
-    x = jnp.asarray(x)
-    return check_all(x, *domain_conditions(x, name, x <= 0, "must be > 0"))
+    return check_rule(x, _rules.positive(name))
 
 
 def check_interval(x: ArrayLike, name: str, low: float, high: float, *, open_low: bool) -> Array:
     """`x` as an array, raising unless every element lies in (low, high] or [low, high]."""
-    x = jnp.asarray(x)
-    below = x <= low if open_low else x < low
-    bracket = "(" if open_low else "["
-    outside = below | (x > high)
-    return check_all(
-        x, *domain_conditions(x, name, outside, f"must lie in {bracket}{low}, {high}]")
-    )
+    return check_rule(x, _rules.interval(name, low, high, open_low=open_low))
 
 
 def check_at_least(x: ArrayLike, name: str, low: float) -> Array:
     """`x` as an array, raising unless every element is finite and >= low."""
-    x = jnp.asarray(x)
-    return check_all(x, *domain_conditions(x, name, x < low, f"must be >= {low}"))
+    return check_rule(x, _rules.at_least(name, low))

@@ -179,6 +179,7 @@ def cmd_solve(args) -> int:
         if total:
             print(f"planner solve: {_plural(total, 'scenario')} -> {args.output}: {summary}",
                   file=sys.stderr)
+            _print_status_lines(counts)
         else:
             print(f"planner solve: {args.scenarios} has no scenarios; wrote the header to "
                   f"{args.output}", file=sys.stderr)
@@ -195,6 +196,20 @@ def cmd_solve(args) -> int:
               f"{_plural(total, 'scenario')}{': ' + summary if summary else ''}",
               file=sys.stderr)
     return EXIT_OK
+
+
+def _print_status_lines(counts) -> None:
+    """One line per status found: its count and what it means (and, for rows that are not
+    optimal, where to read why)."""
+    from ._solve import STATUS_MESSAGES, Status
+
+    for status in Status:
+        found = counts.get(status.name.lower(), 0)
+        if not found:
+            continue
+        meaning = STATUS_MESSAGES[status].split(": ", 1)[-1]
+        why = "" if status == Status.OPTIMAL else "; the message column says why, row by row"
+        print(f"  {found:,} {status.name.lower()}: {meaning}{why}", file=sys.stderr)
 
 
 def _fitted_range(args):
@@ -433,6 +448,7 @@ def cmd_frontier(args) -> int:
     summary = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
     print(f"planner frontier: {_plural(len(caps), 'inference cap')} from {low:.4g} to "
           f"{high:.4g} FLOP per token -> {args.output}: {summary}", file=sys.stderr)
+    _print_status_lines(counts)
     return EXIT_OK
 
 

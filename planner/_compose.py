@@ -31,6 +31,24 @@ class Allocation(eqx.Module):
     density: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
     n_samples: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
 
+    def __str__(self) -> str:
+        """The values with their units, e.g. `n_params 2.418e+10 parameters, n_tokens
+        2.657e+12 training tokens` (batched values as arrays); `density` and `n_samples` are
+        left out where they are 1 (no pruning, one sample)."""
+        import numpy as np
+
+        from ._display import UNITS
+
+        parts = []
+        for name in ("n_params", "n_tokens", "density", "n_samples"):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if name in ("density", "n_samples") and np.all(value == 1.0):
+                continue
+            text = (f"{float(value):.4g}" if value.ndim == 0
+                    else np.array2string(value, precision=4, threshold=8))
+            parts.append(f"{name} {text} {UNITS[name]}")
+        return ", ".join(parts)
+
 
 class Outcome(eqx.Module):
     """What an allocation buys.

@@ -15,6 +15,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _rules
 from ._checks import check_positive
 
 _SECONDS_PER_HOUR = 3600.0
@@ -22,16 +23,12 @@ _SECONDS_PER_HOUR = 3600.0
 _Tree = TypeVar("_Tree")
 
 
-def _domain(x: Array, name: str, violated: Array, requirement: str) -> list[tuple[Array, str]]:
-    return [(~jnp.isfinite(x), f"{name} must be finite"), (violated, f"{name} {requirement}")]
-
-
 def _positive(x: Array, name: str) -> list[tuple[Array, str]]:
-    return _domain(x, name, x <= 0, "must be > 0")
+    return _rules.positive(name).conditions(jnp.asarray(x))
 
 
 def _unit(x: Array, name: str) -> list[tuple[Array, str]]:
-    return _domain(x, name, (x <= 0) | (x > 1), "must lie in (0.0, 1.0]")
+    return _rules.interval(name, 0.0, 1.0).conditions(jnp.asarray(x))
 
 
 def _raise_unless(tree: _Tree, conditions: list[tuple[Array, str]]) -> _Tree:
@@ -225,7 +222,7 @@ class CostModel(eqx.Module):
         for value, name in zip(
             flops, ("train_flops", "prefill_flops", "decode_flops"), strict=True
         ):
-            conditions += _domain(value, name, value < 0, "must be >= 0")
+            conditions += _rules.at_least(name, 0.0).conditions(value)
         model, flops = _raise_unless((self, flops), conditions)
         return model.dollars_raw(*flops)
 

@@ -12,9 +12,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._checks import check_rule
 from ._compose import VARIABLES, Allocation, Pipeline
 from ._compute import Hardware
 from ._laws import Chinchilla
+from ._rules import INFEASIBLE_TARGET, LAW_RULES, SCENARIO_RULES, below_irreducible
 from ._techniques.sampling import score_log_failure
 
 Vector = tuple[Array, ...]
@@ -393,38 +395,25 @@ def _bracketed_root(fn, low: Array, high: Array, steps: int = 12) -> Array:
 
 
 def _validate(model: Pipeline, scenario: Scenario) -> tuple[Array, Array]:
-    """(invalid, infeasible): scenario-level checks that need no solve."""
+    """(invalid, infeasible): scenario-level checks that need no solve, from the rules of
+    `planner._rules` (`Rule.violated`) and its one closed-form infeasibility (a target loss at
+    or below the law's irreducible loss)."""
     invalid = jnp.asarray(False)
-    for leaf in jax.tree.leaves(scenario):
-        invalid |= jnp.isnan(leaf)
-    for name in ("train_budget", "inference_budget", "max_inference_flops", "max_params",
-                 "max_tokens"):
+    for name, rule in SCENARIO_RULES.items():
         value = getattr(scenario, name)
         if value is not None:
-            invalid |= value <= 0
-    invalid |= ~jnp.isfinite(scenario.inference_demand) | (scenario.inference_demand < 0)
-    if scenario.target_loss is not None:
-        invalid |= jnp.isinf(scenario.target_loss) | (scenario.target_loss <= 0)
-    if scenario.target_score is not None:
-        invalid |= ~jnp.isfinite(scenario.target_score) | (scenario.target_score <= 0)
-    if scenario.min_density is not None:
-        invalid |= ~jnp.isfinite(scenario.min_density) | (scenario.min_density <= 0)
-        invalid |= scenario.min_density > 1
-    for name in ("max_latency", "serving_batch"):
-        value = getattr(scenario, name)
-        if value is not None:
-            invalid |= ~jnp.isfinite(value) | (value <= 0)
+            invalid |= rule.violated(value)
+    # every coefficient of the law and the stages is finite; a Chinchilla law's in its domain
     for leaf in jax.tree.leaves(model):
         if eqx.is_inexact_array(leaf):
             invalid |= ~jnp.all(jnp.isfinite(leaf))
     law = model.law
     if isinstance(law, Chinchilla):
-        invalid |= (law.A <= 0) | (law.B <= 0) | (law.alpha <= 0) | (law.beta <= 0) | (law.E < 0)
+        for name, rule in LAW_RULES.items():
+            invalid |= rule.violated(getattr(law, name))
     infeasible = jnp.asarray(False)
     if scenario.target_loss is not None:
         infeasible |= scenario.target_loss <= law.irreducible
-    if scenario.target_score is not None:
-        infeasible |= scenario.target_score >= 1
     return invalid, infeasible & ~invalid
 
 
@@ -454,34 +443,33 @@ def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective |
 
 
 def _check_values(model: Pipeline, scenario: Scenario) -> tuple[Pipeline, Scenario]:
-    """Raise, naming the argument, for a scenario field or law coefficient out of its domain
-    (the checks `solve(..., throw=True)` makes before solving)."""
-    rules = {
-        "target_loss": (lambda v: ~(v > 0) | jnp.isinf(v), "must be finite and > 0"),
-        "target_score": (lambda v: ~((v > 0) & (v < 1)), "must lie in (0, 1)"),
-        "inference_demand": (lambda v: ~(v >= 0) | jnp.isinf(v), "must be finite and >= 0"),
-        "min_density": (lambda v: ~((v > 0) & (v <= 1)), "must lie in (0, 1]"),
-    }
-    positive = (lambda v: ~(v > 0), "must be > 0 (and not NaN)")
+    """Raise, naming the argument, for a scenario field or law coefficient out of its domain,
+    or a target loss at or below the law's irreducible loss (the checks
+    `solve(..., throw=True)` makes before solving; the rules are `planner._rules`'). Outside
+    `jit` the checks are decided eagerly and the messages carry the values."""
     checked = {}
     for name in _SCENARIO_FIELDS:
         value = getattr(scenario, name)
         if value is not None:
-            bad, text = rules.get(name, positive)
-            value = eqx.error_if(value, bad(value), f"{name} {text}")
+            value = check_rule(value, SCENARIO_RULES[name])
         checked[name] = value
     law = model.law
     if isinstance(law, Chinchilla):
-        coefficients = {}
-        for name in ("E", "A", "B", "alpha", "beta"):
-            value = getattr(law, name)
-            bad = ~(value >= 0) if name == "E" else ~(value > 0)
-            bad |= jnp.isinf(value)
-            coefficients[name] = eqx.error_if(value, bad, f"{name} must be finite and "
-                                              + (">= 0" if name == "E" else "> 0"))
-        model = eqx.tree_at(lambda m: m.base.law, model, Chinchilla(**coefficients))
+        law = Chinchilla(**{name: check_rule(getattr(law, name), rule)
+                            for name, rule in LAW_RULES.items()})
+        model = eqx.tree_at(lambda m: m.base.law, model, law)
+    if checked["target_loss"] is not None:
+        target, irreducible = checked["target_loss"], law.irreducible
+        below = target <= irreducible
+        if isinstance(below, jax.core.Tracer):
+            checked["target_loss"] = eqx.error_if(target, below, INFEASIBLE_TARGET)
+        elif bool(jnp.any(below)):
+            at = jnp.argmax(jnp.ravel(below))
+            t, e = jnp.broadcast_arrays(target, irreducible)
+            raise eqx.EquinoxRuntimeError(
+                "no optimal plan: " + below_irreducible(float(jnp.ravel(t)[at]),
+                                                        float(jnp.ravel(e)[at])))
     return model, Scenario(**checked)
-
 
 
 def has_score(model: Pipeline) -> bool:
@@ -492,20 +480,27 @@ def has_score(model: Pipeline) -> bool:
     return jax.eval_shape(lambda values: model(Allocation(*values)), probe).score is not None
 
 
-def _fallback(model: Pipeline, scenario: Scenario) -> Scenario:
-    """A harmless scenario solved in place of a bad one, so the batch stays finite."""
-    safe = {
-        "target_loss": model.law.irreducible + 0.5,
-        "target_score": 0.5,
-        "inference_demand": 0.0,
-        "min_density": 0.5,
-        "serving_batch": 1.0,
-    }
-    return Scenario(**{
-        name: None if getattr(scenario, name) is None
-        else jnp.full_like(getattr(scenario, name), safe.get(name, 1e30))
-        for name in _SCENARIO_FIELDS
-    })
+def _fallback(model: Pipeline, scenario: Scenario, skip: Array) -> tuple[Pipeline, Scenario]:
+    """`(model, scenario)` with the rules' stand-ins (`Rule.stand_in`: an easy, feasible
+    problem) where `skip`, so that a refused scenario keeps the batch finite and cheap: every
+    Chinchilla law of the model (the pipeline's and its stages') takes the stand-in law, and
+    a target loss sits `stand_in` above its irreducible loss."""
+    def swap(node):
+        if not isinstance(node, Chinchilla):
+            return node
+        return Chinchilla(**{name: jnp.where(skip, rule.stand_in, getattr(node, name))
+                             for name, rule in LAW_RULES.items()})
+
+    model = jax.tree.map(swap, model, is_leaf=lambda node: isinstance(node, Chinchilla))
+    fields = {}
+    for name in _SCENARIO_FIELDS:
+        value, rule = getattr(scenario, name), SCENARIO_RULES[name]
+        if value is not None:
+            stand_in = rule.stand_in + (model.law.irreducible if rule.relative_to_irreducible
+                                        else 0.0)
+            value = jnp.where(skip, jnp.asarray(stand_in, jnp.result_type(value)), value)
+        fields[name] = value
+    return model, Scenario(**fields)
 
 
 _SCENARIO_FIELDS = tuple(f.name for f in dataclasses.fields(Scenario))

@@ -90,7 +90,8 @@ def solve_quantile(
         stop = min(start + chunk, total)
         part_values = {k: v[start:stop] for k, v in values.items()}
         size = chunk if total > chunk else bucket(stop - start, chunk)
-        outs.append(solve_chunk(part_values, status[start:stop], fn, size=size, dtype=dtype))
+        outs.append(solve_chunk(part_values, status[start:stop], fn, size=size, dtype=dtype,
+                                    law=law))
         on_progress(stop, total)
     out = {k: np.concatenate([o[k] for o in outs]) if outs else np.zeros(0)
            for k in [*plan_columns, "status"]}

@@ -8,13 +8,16 @@ import itertools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from . import _display
 from ._alm import augmented_lagrangian
 from ._compose import Allocation, Outcome, Pipeline
 from ._compute import Hardware
 from ._ipm import Vector, certify, certify_values, interior_point
+from ._laws import Chinchilla
 from ._problem import (
     _STARTS,
     OBJECTIVES,
@@ -30,6 +33,7 @@ from ._problem import (
     constraint_names,
     has_score,
 )
+from ._rules import infeasible_reasons
 
 __all__ = ["OBJECTIVES", "Costs", "Objective", "Plan", "Scenario", "Solver", "Status",
            "constraint_names", "frontier", "has_score", "solve"]
@@ -59,12 +63,18 @@ class Plan(eqx.Module):
     - `allocation`: the optimal `Allocation`.
     - `outcome`: its `Outcome` (training and inference FLOP, loss, score).
     - `total_flops`: training FLOP + inference demand × inference FLOP.
-    - `status`: a `Status` code; only `Status.OPTIMAL` plans are certified.
+    - `status`: a `Status` code; only `Status.OPTIMAL` plans are certified. A plan of any
+      other status has NaN in `allocation`, `outcome` and `total_flops`, so that it cannot
+      be taken for an answer (or summed into one); its residuals, multipliers and steps say
+      why it is not certified.
     - `stationarity`, `feasibility`, `complementarity`: the KKT residuals (infinity norms, in
       the solver's log variables) that justify the status.
     - `multipliers`: Lagrange multipliers of the constraints, in `constraint_names` order.
     - `steps`: iterations of the Newton method (evaluations of the problem, halved steps
       included).
+    - `iterate`: the `Allocation` where the solver stopped, whatever the status: for
+      diagnosing a plan that is not optimal (how far it got), never an answer unless `status`
+      is `OPTIMAL` (then it equals `allocation`).
     """
 
     allocation: Allocation
@@ -76,6 +86,30 @@ class Plan(eqx.Module):
     complementarity: Float[Array, ""]
     multipliers: Float[Array, " m"]
     steps: Int[Array, ""]
+    iterate: Allocation | None = None
+
+    def __str__(self) -> str:
+        """A table with units (one line per value; one row per plan of a batch) and the
+        count of each status: what `print(plan)` shows."""
+        return _display.format_plan(self)
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """The plan's values as flat NumPy columns (see `planner._display.plan_columns`):
+        `n_params`, `n_tokens`, [`density`, `n_samples`], `train_flops`, `inference_flops`,
+        `total_flops`, `loss`, [`score`], `status` (names)."""
+        return _display.plan_columns(self)
+
+    def to_pandas(self):
+        """`to_columns` as a `pandas.DataFrame` (needs pandas)."""
+        return _display.to_pandas(self)
+
+    def to_arrow(self):
+        """`to_columns` as a `pyarrow.Table` (needs pyarrow)."""
+        return _display.to_arrow(self)
+
+    def summary(self) -> str:
+        """One line: the count of each status with its meaning."""
+        return _display.status_summary(self)
 
 
 class Solver(eqx.Module):
@@ -198,7 +232,7 @@ def solve(
     tol = solver.tolerance(dtype)
     invalid, infeasible = _validate(model, scenario)
     skip = invalid | infeasible
-    safe = jax.tree.map(lambda v, d: jnp.where(skip, d, v), scenario, _fallback(model, scenario))
+    model, safe = _fallback(model, scenario, skip)
     held = {v: jnp.log(jnp.asarray(value, dtype)) for v, value in (fixed or {}).items()}
     unknown = set(held) - set(model.variables)
     if unknown:
@@ -238,16 +272,80 @@ def solve(
                   jnp.where(good & finite, Status.OPTIMAL,
                             jnp.where(_diverged(result, tol), Status.INFEASIBLE,
                                       Status.NOT_CONVERGED))))
+    # a plan that is not certified shows no numbers that could pass for an answer
+    optimal = status == Status.OPTIMAL
+    iterate = allocation
+    allocation, outcome, total = jax.tree.map(
+        lambda v: jnp.where(optimal, v, jnp.nan), (allocation, outcome, total))
     plan = Plan(
         allocation=allocation, outcome=outcome, total_flops=total, status=status,
         stationarity=result.stationarity, feasibility=result.feasibility,
         complementarity=result.complementarity,
-        multipliers=_stack(result.multipliers, dtype), steps=result.steps,
+        multipliers=_stack(result.multipliers, dtype), steps=result.steps, iterate=iterate,
     )
     if throw:
-        plan = eqx.error_if(plan, status != Status.OPTIMAL,
-                            "no optimal plan: inspect Plan.status (solve with throw=False)")
+        plan = _raise_unless_optimal(plan, problem)
     return plan
+
+
+def _raise_unless_optimal(plan: Plan, problem: Problem) -> Plan:
+    """`plan`, raising unless it is `OPTIMAL`. Under `jit` the message is the status's; outside
+    it names the cause where a closed form of the law finds one (the cap or budget no allocation
+    can meet, as `planner solve` says), else the constraint whose multiplier grew largest and
+    the residuals."""
+    status = plan.status
+    if isinstance(status, jax.core.Tracer):
+        messages = [f"no optimal plan: {STATUS_MESSAGES[s]}" for s in Status]
+        # on the status alone (which the plan returns, so the check is kept): the check on
+        # the whole plan fails to batch where some of its leaves are not batched
+        checked = eqx.branched_error_if(status, status != Status.OPTIMAL,
+                                        jnp.asarray(status, jnp.int32), messages)
+        return eqx.tree_at(lambda p: p.status, plan, checked)
+    if bool(jnp.all(status == Status.OPTIMAL)):
+        return plan
+    raise eqx.EquinoxRuntimeError(_why_not_optimal(plan, problem))
+
+
+def _why_not_optimal(plan: Plan, problem: Problem) -> str:
+    """The message of a plan (the first of a batch) that is not `OPTIMAL`."""
+    names = problem.names
+    flat = jax.tree.map(lambda v: jnp.reshape(v, (-1,) + v.shape[jnp.ndim(plan.status):]), plan)
+    at = int(jnp.argmax(flat.status != Status.OPTIMAL))
+    one = jax.tree.map(lambda v: v[at], flat)
+    status = Status(int(one.status))
+    where = f" (batch element {at})" if jnp.ndim(plan.status) else ""
+    text = f"no optimal plan{where}: {STATUS_MESSAGES[status]}"
+    reasons = _closed_form_reasons(problem, jnp.shape(plan.status), at)
+    if reasons:
+        return f"no optimal plan{where}: " + "; ".join(reasons)
+    if status in (Status.INFEASIBLE, Status.NOT_CONVERGED) and names:
+        k = int(jnp.argmax(jnp.abs(one.multipliers)))
+        text += (f"; the constraint with the largest multiplier is {names[k]} "
+                 f"({float(jnp.abs(one.multipliers[k])):.3g}); KKT residuals: stationarity "
+                 f"{float(one.stationarity):.3g}, feasibility {float(one.feasibility):.3g}, "
+                 f"complementarity {float(one.complementarity):.3g} after {int(one.steps)} "
+                 "steps")
+    return text
+
+
+def _closed_form_reasons(problem: Problem, shape: tuple[int, ...], at: int) -> list[str]:
+    """Why element `at` of a batch of `shape` cannot reach its target loss, by the closed forms
+    of a Chinchilla law (`planner._rules.infeasible_reasons`: caps on parameters and tokens,
+    a training budget); empty where they find nothing or the law has none."""
+    law, scenario = problem.model.law, problem.scenario
+    if not isinstance(law, Chinchilla) or scenario.target_loss is None:
+        return []
+
+    def element(v):
+        return np.asarray(jnp.broadcast_to(v, shape), dtype=np.float64).reshape(-1)[at:at + 1]
+
+    values = {name: element(getattr(scenario, name))
+              for name in ("target_loss", "max_params", "max_tokens", "train_budget")
+              if getattr(scenario, name) is not None}
+    coef = {name: element(getattr(law, name)) for name in ("E", "A", "B", "alpha", "beta")}
+    found = infeasible_reasons(values, coef, np.ones(1, dtype=bool), dense_inference=False,
+                               columns=False)
+    return found.get(0, [])
 
 
 # The bounds of the techniques' own variables: (variable, sign of d g / d log variable).

@@ -325,7 +325,7 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
                 # a table of several chunks pads its last one to a whole chunk: one batch
                 # size, one compilation
                 size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
-                out = solve_chunk(values, status, fn, size=size, dtype=dtype)
+                out = solve_chunk(values, status, fn, size=size, dtype=dtype, law=law)
                 pending.append(writer.submit(write, part, columns, values, out, messages))
                 while len(pending) > 1:
                     finish(pending.popleft())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import csv
 import difflib
-import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -16,45 +15,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _arrowio
+from . import _arrowio, _rules
 from ._compose import Pipeline, Pretraining
 from ._laws import Chinchilla
 from ._solve import Objective, Scenario, Solver, Status, solve
 
-LAW_COLUMNS = ("E", "A", "B", "alpha", "beta")
-SCENARIO_COLUMNS = {
-    # column: Scenario field
-    "target_loss": "target_loss",
-    "target_score": "target_score",
-    "inference_tokens": "inference_demand",
-    "train_budget": "train_budget",
-    "inference_budget": "inference_budget",
-    "max_inference_flops": "max_inference_flops",
-    "max_params": "max_params",
-    "max_tokens": "max_tokens",
-    "min_density": "min_density",
-}
+LAW_COLUMNS = tuple(_rules.LAW_RULES)
+TABLE_FIELDS = ("target_loss", "target_score", "inference_demand", "train_budget",
+                "inference_budget", "max_inference_flops", "max_params", "max_tokens",
+                "min_density")
+SCENARIO_COLUMNS = {_rules.SCENARIO_RULES[field].column_name: field for field in TABLE_FIELDS}
+"""Column of a scenario table: its `Scenario` field."""
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
 CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
                "max_tokens")
 # An empty cell in an optional column means the constraint is absent for that row. Within a
-# batch every row has the same constraints, so an absent one is given a value that never binds
-# (in float32 as in float64): no cap, no demand, a density or score floor of float32's
-# smallest normal number, a loss target of float32's largest. Law columns fall back to the
-# law given on the command line.
-_F32 = np.finfo(np.float32)
-ABSENT = {
-    "target_loss": float(_F32.max),
-    "target_score": float(_F32.tiny),
-    "inference_tokens": 0.0,
-    "min_density": float(_F32.tiny),
-    **{name: math.inf for name in CAP_COLUMNS},
-}
-# Margin below which a closed-form bound is not trusted to decide infeasibility: rows this
-# close to the boundary are left to the solver, so that no feasible row is ever refused.
-_MARGIN = 1e-9
+# batch every row has the same constraints, so an absent one is given the value of its rule
+# that never binds (`Rule.absent`). Law columns fall back to the law given on the command line.
+ABSENT = {column: _rules.COLUMN_RULES[column].absent for column in SCENARIO_COLUMNS}
 
 
 Cells = Sequence[str]
@@ -265,11 +245,13 @@ def parse_columns(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     r"""Parse and check the known columns of one chunk of rows.
 
-    Every cell must be a finite number in its column's domain: sizes, budgets and caps > 0,
-    `inference_tokens` >= 0, `min_density` in (0, 1], `target_score` in (0, 1), law exponents
-    and scales > 0, `E` >= 0. An empty cell leaves the constraint out for that row (`ABSENT`)
-    or, in a law column, takes the value of `law`; it is an error in a `required` column, and
-    with `needs_target` a row needs a `target_loss` or a `target_score`.
+    Every cell must be a number in its column's domain, the rule of its field
+    (`planner._rules.COLUMN_RULES`): budgets and caps > 0 (inf: no cap), `inference_tokens`
+    finite and >= 0, `min_density` in (0, 1], `target_score` in (0, 1), law exponents and
+    scales finite and > 0, `E` finite and >= 0. An empty cell leaves the constraint out for
+    that row (`ABSENT`) or, in a law column, takes the value of `law`; it is an error in a
+    `required` column, and with `needs_target` a row needs a `target_loss` or a
+    `target_score`.
 
     Rows that pass are then tested against closed forms of the row's Chinchilla law, which no
     stage can beat (stages may raise the loss or the training compute, never lower them): a
@@ -300,25 +282,17 @@ def parse_columns(
     for name in KNOWN_COLUMNS:
         if name not in columns:
             continue
-        out, blank = _parse_column(columns[name], name, name in required, first_row, problems)
+        out, blank, text = _parse_column(columns[name], name, name in required, first_row,
+                                         problems)
         default = float(getattr(law, name)) if name in LAW_COLUMNS else ABSENT[name]
         out[blank] = default
         values[name], empty[name] = out, blank
+        # every number is checked against its column's rule (a text cell has its problem)
+        for failed, requirement in _rules.COLUMN_RULES[name].failures(out):
+            for i in np.flatnonzero(failed & ~blank & ~text):
+                problems[i].append(f"row {i + first_row}: column {name!r} {requirement} "
+                                   f"({values[name][i]:g})")
 
-    def bad(name, mask, what):
-        if name not in values:
-            return
-        for i in np.flatnonzero(mask(values[name]) & np.isfinite(values[name]) & ~empty[name]):
-            problems[i].append(
-                f"row {i + first_row}: column {name!r} {what} ({values[name][i]:g})"
-            )
-
-    for name in ("target_loss", *CAP_COLUMNS, "A", "B", "alpha", "beta"):
-        bad(name, lambda v: v <= 0, "must be > 0")
-    for name in ("inference_tokens", "E"):
-        bad(name, lambda v: v < 0, "must be >= 0")
-    bad("target_score", lambda v: (v <= 0) | (v >= 1), "must lie in (0, 1)")
-    bad("min_density", lambda v: (v <= 0) | (v > 1), "must lie in (0, 1]")
     if needs_target:
         has = np.zeros(n, dtype=bool)
         for name in ("target_loss", "target_score"):
@@ -340,16 +314,17 @@ def parse_columns(
 
 
 def _parse_column(cells: list[str], name: str, required: bool, first_row: int,
-                  problems: dict[int, list[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """A column of text cells as float64 (NaN where empty or not a number) and its empty
-    cells; the problems of each cell are appended to `problems`."""
+                  problems: dict[int, list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column of text cells as float64 (NaN where empty or not a number), its empty cells
+    and its cells of text that is not a number; the problems of each cell are appended to
+    `problems`."""
     n = len(cells)
     blank = np.zeros(n, dtype=bool)
     text = np.zeros(n, dtype=bool)  # neither empty nor a number
     if not isinstance(cells, list):  # a pyarrow string array
         out = _arrowio.to_floats(cells)
         if out is not None:
-            return _check_finite(out, cells, name, first_row, problems), blank
+            return out, blank, blank
         cells = cells.to_pylist()
     try:  # a column of numbers only, the common case: parsed in one pass
         out = np.array(list(map(float, cells)), dtype=np.float64).reshape(n)
@@ -368,91 +343,19 @@ def _parse_column(cells: list[str], name: str, required: bool, first_row: int,
     for i in np.flatnonzero(text):
         problems[i].append(f"row {i + first_row}: column {name!r} is not a number "
                            f"({cells[i]!r})")
-    _check_finite(out, cells, name, first_row, problems, ~blank & ~text)
-    return out, blank
-
-
-def _check_finite(out, cells, name, first_row, problems, mask=True) -> np.ndarray:
-    for i in np.flatnonzero(~np.isfinite(out) & mask):
-        problems[i].append(f"row {i + first_row}: column {name!r} must be finite "
-                           f"({as_list(cells[i:i + 1])[0]!r})")
-    return out
+    return out, blank, text
 
 
 def _infeasible(values, empty, law, valid, first_row, dense_inference) -> dict[int, list[str]]:
-    """Why no allocation can reach its `target_loss`, for the rows where none can."""
-    n = len(valid)
-    reasons: dict[int, list[str]] = collections.defaultdict(list)
+    """Why no allocation can reach its `target_loss`, for the rows where none can
+    (`planner._rules.infeasible_reasons`, with each row's number)."""
     if "target_loss" not in values:
-        return reasons
+        return {}
+    n = len(valid)
     coef = {k: values.get(k, np.full(n, float(getattr(law, k)))) for k in LAW_COLUMNS}
-    target = values["target_loss"]
-    rows = valid & ~empty["target_loss"]
-    gap = target - coef["E"]
-    with np.errstate(all="ignore"):
-        below = rows & (gap <= 0)
-        for i in np.flatnonzero(below):
-            reasons[i].append(
-                f"row {i + first_row}: column 'target_loss' ({target[i]:g}) is at or below the "
-                f"irreducible loss E = {coef['E'][i]:g}: no allocation reaches it (infeasible)"
-            )
-        rows &= ~below
-        a, b, alpha, beta = coef["A"], coef["B"], coef["alpha"], coef["beta"]
-        # Hoffmann et al. 2022 eq. (2): L(N, D) = E + A N^-alpha + B D^-beta falls in N and D,
-        # so within caps the lowest loss is at the caps, and N_min = (A / gap)^(1/alpha) is the
-        # least N reaching the target with unlimited data; the least 6ND is at loss_optimal.
-        n_min = (a / gap) ** (1.0 / alpha)
-        d_min = (b / gap) ** (1.0 / beta)
-        cap_n = values.get("max_params", np.full(n, math.inf))
-        cap_d = values.get("max_tokens", np.full(n, math.inf))
-        param_term = a * cap_n ** -alpha
-        data_term = b * cap_d ** -beta
-        short = rows & (param_term + data_term > gap * (1.0 + _MARGIN))
-        for i in np.flatnonzero(short):
-            r = f"row {i + first_row}: "
-            if data_term[i] == 0:
-                reasons[i].append(
-                    r + f"column 'max_params' ({cap_n[i]:g}) is at or below N_min = "
-                    f"{n_min[i]:.6g}, the smallest model that reaches target_loss "
-                    f"{target[i]:g} with unlimited data (infeasible)")
-            elif param_term[i] == 0:
-                reasons[i].append(
-                    r + f"column 'max_tokens' ({cap_d[i]:g}) is at or below D_min = "
-                    f"{d_min[i]:.6g}, the fewest tokens that reach target_loss {target[i]:g} "
-                    "at any model size (infeasible)")
-            else:
-                lowest = coef["E"][i] + param_term[i] + data_term[i]
-                reasons[i].append(
-                    r + f"columns 'max_params' ({cap_n[i]:g}) and 'max_tokens' ({cap_d[i]:g}) "
-                    f"allow no loss below {lowest:.6g}, above target_loss {target[i]:g} "
-                    "(infeasible)")
-        if "train_budget" in values:
-            n_c = (a * (1.0 + alpha / beta) / gap) ** (1.0 / alpha)
-            d_c = (b * (1.0 + beta / alpha) / gap) ** (1.0 / beta)
-            c_min = 6.0 * n_c * d_c
-            budget = values["train_budget"]
-            for i in np.flatnonzero(rows & (budget < c_min * (1.0 - _MARGIN))):
-                reasons[i].append(
-                    f"row {i + first_row}: column 'train_budget' ({budget[i]:g}) is below "
-                    f"{c_min[i]:.6g} FLOP, the least training compute that reaches target_loss "
-                    f"{target[i]:g} (infeasible)")
-        if dense_inference:
-            per_token = {}
-            if "max_inference_flops" in values:
-                per_token["max_inference_flops"] = values["max_inference_flops"]
-            if "inference_budget" in values and "inference_tokens" in values:
-                demand = values["inference_tokens"]
-                per_token["inference_budget"] = np.where(
-                    demand > 0, values["inference_budget"] / np.where(demand > 0, demand, 1.0),
-                    math.inf)
-            for name, cap in per_token.items():
-                for i in np.flatnonzero(rows & (cap < 2.0 * n_min * (1.0 - _MARGIN))):
-                    reasons[i].append(
-                        f"row {i + first_row}: column {name!r} ({values[name][i]:g}) allows "
-                        f"{cap[i]:.6g} FLOP per token, below 2 N_min = {2.0 * n_min[i]:.6g} "
-                        f"for the smallest model that reaches target_loss {target[i]:g} "
-                        "(infeasible)")
-    return reasons
+    return _rules.infeasible_reasons(
+        values, coef, valid & ~empty["target_loss"], dense_inference,
+        lambda i: f"row {i + first_row}: ")
 
 
 # --------------------------------------------------------------------------------------- solving
@@ -524,15 +427,6 @@ def make_solver(
     return fn
 
 
-# Values solved in place of a flagged or padding row; the result is discarded. Every row
-# costs its own iterations, so the stand-in is an easy, feasible problem (no caps; a budget
-# well above the 9e18 FLOP that loss 3.0 needs under Hoffmann et al. 2022's law), not one
-# that would run to the step limit.
-_PAD = {"target_loss": 3.0, "target_score": 0.5, "inference_tokens": 0.0, "min_density": 0.5,
-        "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28,
-        **{name: math.inf for name in CAP_COLUMNS}, "train_budget": 1e22}
-
-
 def solve_chunk(
     values: dict[str, np.ndarray],
     status: np.ndarray,
@@ -540,10 +434,12 @@ def solve_chunk(
     *,
     size: int,
     dtype=np.float64,
+    law: Chinchilla | None = None,
 ) -> dict[str, np.ndarray]:
     """Solve one chunk of parsed rows, padded to `size` rows so that batch sizes come from a
     few buckets and never recompile. Rows whose `status` is already decided (>= 0) are solved
-    as a harmless stand-in and keep that status.
+    as a harmless stand-in and keep that status. `law` is the table's law (whose `E` a
+    stand-in's loss target sits above, where the table has no `E` column).
 
     Plan values are kept for `Status.OPTIMAL` rows only, NaN (an empty cell) elsewhere, so a
     row that is not certified never shows numbers that look like a plan; an optimal row with a
@@ -553,8 +449,14 @@ def solve_chunk(
     n = len(status)
     decided = status >= 0
     law_cols, fields = {}, {"inference_demand": jnp.zeros(size, dtype)}
+    # a flagged or padding row is solved as its rules' stand-in (`Rule.stand_in`): an easy,
+    # feasible problem whose result is discarded
+    stand_in_e = (_rules.LAW_RULES["E"].stand_in if "E" in values or law is None
+                  else float(law.E))
     for name, column in values.items():
-        part = np.full(size, _PAD.get(name, 1.0))
+        rule = _rules.COLUMN_RULES[name]
+        stand_in = rule.stand_in + (stand_in_e if rule.relative_to_irreducible else 0.0)
+        part = np.full(size, stand_in)
         part[:n] = np.where(decided, part[:n], column)
         if name in LAW_COLUMNS:
             law_cols[name] = jnp.asarray(part, dtype)

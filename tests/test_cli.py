@@ -67,6 +67,7 @@ GOOD = [
     ("loose", dict(target_loss=2.2, inference_tokens=1e11, train_budget=1e30,
                    inference_budget=1e40, max_inference_flops=1e20, max_params=1e15,
                    max_tokens=1e18, min_density=0.5)),
+    ("inf_cap", dict(target_loss=2.2, inference_tokens=0, max_params="inf")),  # no cap
     ("own_law", dict(target_loss=2.3, inference_tokens=0, E=1.8172, A=482.01, B=2085.43,
                      alpha=0.3478, beta=0.3658)),
 ]
@@ -76,7 +77,10 @@ BAD = [
     ("empty_target", dict(inference_tokens=0), "invalid_input", ["'target_loss'", "empty"]),
     ("nan", dict(target_loss=2.2, inference_tokens="nan"), "invalid_input",
      ["'inference_tokens'", "finite"]),
-    ("inf", dict(target_loss=2.2, max_params="inf"), "invalid_input", ["'max_params'", "finite"]),
+    ("minus_inf", dict(target_loss=2.2, max_params="-inf"), "invalid_input",
+     ["'max_params'", "> 0, or inf for no limit"]),
+    ("inf_demand", dict(target_loss=2.2, inference_tokens="inf"), "invalid_input",
+     ["'inference_tokens'", "finite"]),
     ("negative_demand", dict(target_loss=2.2, inference_tokens=-5), "invalid_input",
      ["'inference_tokens'", ">= 0"]),
     ("negative_size", dict(target_loss=2.2, max_params=-1e9), "invalid_input",

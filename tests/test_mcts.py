@@ -1,6 +1,7 @@
 """MCTS in Hex: Jones's line, the BNSL, Epoch's saturating model, its spans and calibration."""
 
 import math
+import sys
 
 import equinox as eqx
 import jax
@@ -197,7 +198,10 @@ def test_frontier_points_lie_on_the_iso_elo_curve():
 
 
 # ----------------------------------------------------------------------------- calibration
-def test_calibration_reproduces_the_preset_and_its_reported_gaps():
+def test_calibration_reproduces_the_preset_and_its_reported_gaps(monkeypatch):
+    # with SciPy hidden: calibrate_mcts is public and SciPy is not a runtime dependency
+    for name in ("scipy", "scipy.optimize"):
+        monkeypatch.setitem(sys.modules, name, None)
     fitted, report = calibrate_mcts()
     assert report["success"]
     for name, value in CALIBRATED.items():
@@ -423,3 +427,27 @@ def test_domain_errors_under_jit_and_vmap():
     # the raw forms used in solver loops stay finite instead of raising
     assert np.isfinite(float(m.elo_raw(-5.0, -3.0)))
     assert np.all(np.isfinite(np.asarray(jnp.stack(m.span_raw(1e-9)))))
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_bounded_least_squares_against_scipy(bounded):
+    """planner._lsq (calibrate_mcts's solver) against scipy.optimize.least_squares on
+    Rosenbrock's residuals, unbounded (optimum (1, 1)) and with the box [-2, 0.5] x [-1, 2]
+    (optimum on the bound x0 = 0.5, x1 = 0.25)."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    from planner._lsq import least_squares
+
+    def residual(x):
+        return jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]])
+
+    lower, upper = (np.array([-2.0, -1.0]), np.array([0.5, 2.0])) if bounded else (None, None)
+    ours = least_squares(residual, np.array([-1.2, 1.0]), lower, upper)
+    theirs = scipy_least_squares(
+        lambda x: np.asarray(residual(jnp.asarray(x))), np.array([-1.2, 1.0]),
+        bounds=(lower, upper) if bounded else (-np.inf, np.inf), xtol=1e-15, ftol=1e-15,
+        gtol=1e-15)
+    assert ours.success
+    np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.cost, theirs.cost, rtol=1e-8, atol=1e-20)
+    np.testing.assert_allclose(ours.x, [0.5, 0.25] if bounded else [1.0, 1.0], atol=1e-8)

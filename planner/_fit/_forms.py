@@ -28,7 +28,7 @@ class AbstractLawForm(eqx.Module):
 
     A form maps a vector $\theta$ (no bounds, so plain quasi-Newton applies) to the log of the
     predicted loss and to the law it stands for. Any law with this interface can be fitted by
-    [`fit`][planner.fit].
+    [`fit`][planner.fitting.fit].
 
     Concrete forms set `names`, the law's coefficient names (reported by fits and written to
     FIT.json), and implement:

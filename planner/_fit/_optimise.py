@@ -205,7 +205,7 @@ def huber_fit(
     - `huber_delta`: the Huber threshold $\delta$ on log-loss residuals.
     - `solver`: iteration counts and tolerance.
 
-    **Returns:** a [`HuberFitSolution`][planner.HuberFitSolution].
+    **Returns:** a [`HuberFitSolution`][planner.fitting.HuberFitSolution].
 
     **References:** Hoffmann et al. 2022, App. D.2.
     """

@@ -184,7 +184,7 @@ def fit(
     - `on_progress`: called as `on_progress(done, n_bootstrap)` once the point estimate is
       found (`done` 0) and after each batch.
 
-    **Returns:** a [`LawFit`][planner.LawFit].
+    **Returns:** a [`LawFit`][planner.fitting.LawFit].
 
     **Example:**
 

@@ -52,7 +52,7 @@ def read_runs(path: str | os.PathLike) -> Runs:
 
     - `path`: the table.
 
-    **Returns:** [`Runs`][planner.Runs] in the table's row order.
+    **Returns:** [`Runs`][planner.fitting.Runs] in the table's row order.
     """
     path = Path(path)
     if not path.is_file():

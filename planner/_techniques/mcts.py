@@ -531,8 +531,9 @@ def calibrate_mcts(
     r"""Fit `MCTS`'s constants to Jones's line and the report's MCTS headlines.
 
     Villalobos & Atkinson (2023) publish the form of their MCTS model but not its constants,
-    so this fits them by bounded non-linear least squares (`scipy.optimize.least_squares`)
-    to:
+    so this fits them by bounded non-linear least squares (`planner._lsq.least_squares`, a
+    projected Levenberg-Marquardt: SciPy is not a runtime dependency; the tests check it
+    against `scipy.optimize.least_squares` on this problem) to:
 
     - **Jones's line**: at each Elo in `jones_elos` (the frontier levels of Jones's
       regression, `analysis/data.py`, without 0) and each search size in `jones_nodes` (the
@@ -561,7 +562,8 @@ def calibrate_mcts(
     fitted sharpnesses.
     """
     import numpy as np
-    from scipy.optimize import least_squares
+
+    from .._lsq import least_squares
 
     jones = JonesFrontier.jones2021() if jones is None else jones
     m, k, q = (float(v) for v in (jones.train_exponent, jones.elo_coefficient, jones.intercept))
@@ -606,15 +608,7 @@ def calibrate_mcts(
     lo_f, hi_f = np.log(sharpness_bounds[0]), np.log(sharpness_bounds[1])
     lower = np.array([-np.inf, -np.inf, lo_f, -np.inf, 0.0, lo_f])
     upper = np.array([np.inf, np.inf, hi_f, np.inf, np.inf, hi_f])
-    fit = least_squares(
-        lambda th: np.asarray(fun(jnp.asarray(th))),
-        np.clip(start, lower, upper),
-        bounds=(lower, upper),
-        x_scale=1.0,
-        xtol=1e-12,
-        ftol=1e-12,
-        gtol=1e-12,
-    )
+    fit = least_squares(residuals, start, lower, upper)
     model = unpack(jnp.asarray(fit.x))
     res = np.asarray(fun(jnp.asarray(fit.x)))
     gaps = jnp.asarray([-low_elo, -high_elo, -collapse_elo])
