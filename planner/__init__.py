@@ -35,6 +35,9 @@ from ._laws import AbstractLossLaw as AbstractLossLaw
 from ._laws import Chinchilla as Chinchilla
 from ._problem import Costs as Costs
 from ._problem import Problem as Problem
+from ._serving import Deployment as Deployment
+from ._serving import KVCache as KVCache
+from ._serving import Serving as Serving
 from ._shard import barrier as barrier
 from ._shard import cpu_devices as cpu_devices
 from ._shard import default_dtype as default_dtype

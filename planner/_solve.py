@@ -29,7 +29,9 @@ from ._problem import (
     _validate,
     constraint_names,
     has_score,
+    memory_infeasible,
 )
+from ._serving import Serving, deployment_of, least_batch, serving_report
 
 __all__ = ["OBJECTIVES", "Costs", "Objective", "Plan", "Scenario", "Solver", "Status",
            "constraint_names", "frontier", "has_score", "solve"]
@@ -65,6 +67,8 @@ class Plan(eqx.Module):
     - `multipliers`: Lagrange multipliers of the constraints, in `constraint_names` order.
     - `steps`: iterations of the Newton method (evaluations of the problem, halved steps
       included).
+    - `serving`: with a `Deployment` stage, the plan in dollars and seconds (`Serving`:
+      dollars, serving batch, latency, memory, replicas); else `None`.
     """
 
     allocation: Allocation
@@ -76,6 +80,7 @@ class Plan(eqx.Module):
     complementarity: Float[Array, ""]
     multipliers: Float[Array, " m"]
     steps: Int[Array, ""]
+    serving: Serving | None = None
 
 
 class Solver(eqx.Module):
@@ -197,6 +202,8 @@ def solve(
     dtype = jnp.result_type(*jax.tree.leaves(scenario))
     tol = solver.tolerance(dtype)
     invalid, infeasible = _validate(model, scenario)
+    no_room = memory_infeasible(model, scenario) & ~invalid
+    infeasible = infeasible | no_room
     skip = invalid | infeasible
     safe = jax.tree.map(lambda v, d: jnp.where(skip, d, v), scenario, _fallback(model, scenario))
     held = {v: jnp.log(jnp.asarray(value, dtype)) for v, value in (fixed or {}).items()}
@@ -229,6 +236,9 @@ def solve(
     good = ((result.stationarity <= tol) & (result.feasibility <= tol)
             & (result.complementarity <= tol))
     allocation = problem.allocation(x)
+    deployment = deployment_of(model)
+    if deployment is not None and "serving_batch" not in held:
+        allocation = least_batch(model, allocation)
     outcome = model(allocation)
     total = outcome.train_flops + safe.inference_demand * outcome.inference_flops
     finite = jnp.isfinite(total) & jnp.isfinite(outcome.loss)
@@ -243,10 +253,16 @@ def solve(
         stationarity=result.stationarity, feasibility=result.feasibility,
         complementarity=result.complementarity,
         multipliers=jnp.stack(result.multipliers), steps=result.steps,
+        serving=None if deployment is None else serving_report(
+            model, allocation, outcome, safe.inference_demand, safe.demand_rate),
     )
     if throw:
-        plan = eqx.error_if(plan, status != Status.OPTIMAL,
-                            "no optimal plan: inspect Plan.status (solve with throw=False)")
+        plan = eqx.branched_error_if(
+            plan, status != Status.OPTIMAL, jnp.where(no_room, 1, 0),
+            ["no optimal plan: inspect Plan.status (solve with throw=False)",
+             "infeasible: memory: the weights and the KV cache of one sequence of the smallest "
+             "model that reaches target_loss do not fit the memory of a serving replica "
+             "(Deployment.serve.memory_bytes x devices) at any batch"])
     return plan
 
 
@@ -410,6 +426,7 @@ def frontier(
     inference_flops: Float[Array, " points"],
     *,
     solver: Solver = Solver(),
+    dollars: bool = False,
 ) -> Plan:
     r"""The Pareto frontier of training against inference compute at fixed performance.
 
@@ -421,13 +438,22 @@ def frontier(
     **Arguments:**
 
     - `model`, `scenario`: as for `solve`; the scenario needs a target.
-    - `inference_flops`: caps on inference FLOP per unit of demand, any shape.
+    - `inference_flops`: caps on inference FLOP per unit of demand, any shape; with
+      `dollars=True`, caps on inference dollars per unit of demand.
+    - `dollars`: the frontier in dollars: for each cap on inference dollars per unit, the
+      least training dollars (needs a `Deployment` stage, which prices both on its hardware,
+      the serving batch chosen at each point).
 
     **Returns:** a `Plan` batched over `inference_flops`.
     """
     caps = jnp.asarray(inference_flops)
 
     def one(cap):
+        if dollars:
+            s = eqx.tree_at(lambda sc: sc.max_inference_dollars, scenario, cap,
+                            is_leaf=lambda v: v is None)
+            return solve(model, s, objective=Costs(train_dollars=1.0), solver=solver,
+                         throw=False)
         s = eqx.tree_at(lambda sc: sc.max_inference_flops, scenario, cap,
                         is_leaf=lambda v: v is None)
         return solve(model, s, objective="train", solver=solver, throw=False)

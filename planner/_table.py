@@ -33,6 +33,7 @@ SCENARIO_COLUMNS = {
     "max_params": "max_params",
     "max_tokens": "max_tokens",
     "min_density": "min_density",
+    "demand_rate": "demand_rate",
 }
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
@@ -49,6 +50,7 @@ ABSENT = {
     "target_loss": float(_F32.max),
     "target_score": float(_F32.tiny),
     "inference_tokens": 0.0,
+    "demand_rate": 0.0,
     "min_density": float(_F32.tiny),
     **{name: math.inf for name in CAP_COLUMNS},
 }
@@ -315,7 +317,7 @@ def parse_columns(
 
     for name in ("target_loss", *CAP_COLUMNS, "A", "B", "alpha", "beta"):
         bad(name, lambda v: v <= 0, "must be > 0")
-    for name in ("inference_tokens", "E"):
+    for name in ("inference_tokens", "demand_rate", "E"):
         bad(name, lambda v: v < 0, "must be >= 0")
     bad("target_score", lambda v: (v <= 0) | (v >= 1), "must lie in (0, 1)")
     bad("min_density", lambda v: (v <= 0) | (v > 1), "must lie in (0, 1]")
@@ -482,11 +484,14 @@ def _build(law_values: dict[str, jax.Array], base_law: Chinchilla, stages: tuple
 
 
 @eqx.filter_jit
-def _solve_batch(law_values, fields, base_law, stages, objective, solver):
+def _solve_batch(law_values, fields, base_law, stages, objective, solver, constants=None):
     # Module level, with the law and the stages as arguments: every table solved in a process
     # with the same columns, stage types and batch size reuses one compilation.
     def one(law_values, fields):
         model = _build(law_values, base_law, stages)
+        # scenario fields given once for the whole table (the serving latency bound)
+        fields = {**fields, **{k: jnp.asarray(v, fields["inference_demand"].dtype)
+                               for k, v in (constants or {}).items()}}
         plan = solve(model, Scenario(**fields), objective=objective, solver=solver, throw=False)
         out = {
             "n_params": plan.allocation.n_params,
@@ -503,6 +508,10 @@ def _solve_batch(law_values, fields, base_law, stages, objective, solver):
             out["density"] = plan.allocation.density
         if "n_samples" in model.variables:
             out["n_samples"] = plan.allocation.n_samples
+        if plan.serving is not None:
+            for name in ("dollars", "train_dollars", "inference_dollars", "serving_batch",
+                         "replicas", "latency"):
+                out[name] = getattr(plan.serving, name)
         return out
 
     # One batch: the solver pools its local solves over lanes (`Solver.lanes`), so a slow row
@@ -515,11 +524,14 @@ def make_solver(
     stages: tuple,
     objective: Objective,
     solver: Solver = Solver(),
+    constants: dict[str, float] | None = None,
 ) -> Callable:
-    """A jitted function: (law columns, scenario columns) batched -> plan columns."""
+    """A jitted function: (law columns, scenario columns) batched -> plan columns.
+    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`)."""
 
     def fn(law_values, fields):
-        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver)
+        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver,
+                            constants)
 
     return fn
 
