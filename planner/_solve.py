@@ -426,7 +426,6 @@ def frontier(
     inference_flops: Float[Array, " points"],
     *,
     solver: Solver = Solver(),
-    dollars: bool = False,
 ) -> Plan:
     r"""The Pareto frontier of training against inference compute at fixed performance.
 
@@ -438,22 +437,13 @@ def frontier(
     **Arguments:**
 
     - `model`, `scenario`: as for `solve`; the scenario needs a target.
-    - `inference_flops`: caps on inference FLOP per unit of demand, any shape; with
-      `dollars=True`, caps on inference dollars per unit of demand.
-    - `dollars`: the frontier in dollars: for each cap on inference dollars per unit, the
-      least training dollars (needs a `Deployment` stage, which prices both on its hardware,
-      the serving batch chosen at each point).
+    - `inference_flops`: caps on inference FLOP per unit of demand, any shape.
 
     **Returns:** a `Plan` batched over `inference_flops`.
     """
     caps = jnp.asarray(inference_flops)
 
     def one(cap):
-        if dollars:
-            s = eqx.tree_at(lambda sc: sc.max_inference_dollars, scenario, cap,
-                            is_leaf=lambda v: v is None)
-            return solve(model, s, objective=Costs(train_dollars=1.0), solver=solver,
-                         throw=False)
         s = eqx.tree_at(lambda sc: sc.max_inference_flops, scenario, cap,
                         is_leaf=lambda v: v is None)
         return solve(model, s, objective="train", solver=solver, throw=False)
