@@ -25,6 +25,9 @@ from ._laws import AbstractLossLaw as AbstractLossLaw
 from ._laws import Chinchilla as Chinchilla
 from ._problem import Costs as Costs
 from ._problem import Problem as Problem
+from ._serving import Deployment as Deployment
+from ._serving import KVCache as KVCache
+from ._serving import Serving as Serving
 from ._solve import OBJECTIVES as OBJECTIVES
 from ._solve import STATUS_MESSAGES as STATUS_MESSAGES
 from ._solve import Plan as Plan
@@ -75,7 +78,7 @@ def __getattr__(name: str):
 __all__ = [
     "VARIABLES", "AbstractTechnique", "Allocation", "Outcome", "Pipeline", "Pretraining",
     "CostModel", "Hardware", "inference_flops", "train_flops", "PRESETS", "AbstractLossLaw",
-    "Chinchilla", "Costs", "Problem", "OBJECTIVES", "STATUS_MESSAGES", "Plan", "Scenario",
+    "Chinchilla", "Costs", "Problem", "Deployment", "KVCache", "Serving", "OBJECTIVES", "STATUS_MESSAGES", "Plan", "Scenario",
     "Solver", "Status", "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
     "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
 ]

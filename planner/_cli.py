@@ -76,7 +76,80 @@ def _stages(args, law):
         from ._techniques.sampling import RepeatedSampling, SuccessLink
 
         stages.append(RepeatedSampling(SuccessLink.codex2021()))
+    if args.objective == "dollars":
+        stages.append(_deployment(args))
     return tuple(stages)
+
+
+HARDWARE = {"A100": "nvidia_a100_sxm_80gb", "H100": "nvidia_h100_sxm", "H200": "nvidia_h200",
+            "TPUv5e": "google_tpu_v5e"}
+"""Hardware presets of the command line: name -> `Hardware` constructor."""
+
+
+def _hardware(name: str, price: float | None, args, flag: str):
+    """A `Hardware` by preset name or from --hardware-file, at --*-price if given."""
+    import json
+
+    from ._compute import Hardware
+
+    fields = ("peak_flops", "memory_bandwidth", "bytes_per_param", "price_per_hour", "mfu",
+              "memory_bytes")
+    if args.hardware_file:
+        with open(args.hardware_file) as handle:
+            table = json.load(handle)
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            raise ValueError(f"--hardware-file {args.hardware_file}: expected a JSON object of "
+                             "named hardware, each an object of " + ", ".join(fields))
+        if name in table:
+            entry = dict(table[name])
+            unknown = set(entry) - set(fields)
+            missing = {"peak_flops", "memory_bandwidth"} - set(entry)
+            if unknown or missing:
+                raise ValueError(f"--hardware-file {args.hardware_file}: {name!r} has "
+                                 f"unknown fields {sorted(unknown)} or lacks {sorted(missing)}")
+            entry.setdefault("bytes_per_param", 2.0)
+            entry.setdefault("mfu", 0.5)
+            if price is not None:
+                entry["price_per_hour"] = price
+            if "price_per_hour" not in entry:
+                raise ValueError(f"{flag} {name}: give its price_per_hour in the file or "
+                                 f"{flag.replace('hardware', 'price')}")
+            for key, value in entry.items():
+                if not isinstance(value, int | float) or not value > 0:
+                    raise ValueError(f"--hardware-file {args.hardware_file}: {name}.{key} must "
+                                     f"be a number > 0, got {value!r}")
+            return Hardware(**entry)
+    if name not in HARDWARE:
+        known = sorted(HARDWARE) + (sorted(table) if args.hardware_file else [])
+        raise ValueError(f"{flag}: unknown hardware {name!r}; known: {', '.join(known)}")
+    make = getattr(Hardware, HARDWARE[name])
+    if price is None:
+        try:
+            return make()
+        except TypeError:
+            raise ValueError(f"{flag} {name} has no sourced price: give "
+                             f"{flag.replace('hardware', 'price')} DOLLARS_PER_HOUR") from None
+    return make(price_per_hour=price)
+
+
+def _deployment(args):
+    """The `Deployment` stage of --objective dollars, from the serving flags."""
+    from ._serving import Deployment, KVCache
+
+    for flag, value, low in (("--context-tokens", args.context_tokens, 0.0),
+                             ("--prompt-tokens", args.prompt_tokens, 0.0),
+                             ("--output-tokens", args.output_tokens, None),
+                             ("--devices-per-replica", args.devices_per_replica, None),
+                             ("--kv-groups", args.kv_groups, None)):
+        if not (value >= low if low is not None else value > 0) or value == float("inf"):
+            raise ValueError(f"{flag} must be finite and {'>= 0' if low is not None else '> 0'}"
+                             f", got {value:g}")
+    train = _hardware(args.train_hardware, args.train_price, args, "--train-hardware")
+    serve = _hardware(args.serve_hardware, args.serve_price, args, "--serve-hardware")
+    return Deployment(train=train, serve=serve,
+                      prompt_tokens=args.prompt_tokens / args.output_tokens,
+                      context_tokens=args.context_tokens, devices=args.devices_per_replica,
+                      kv_cache=KVCache(kv_groups=args.kv_groups))
 
 
 def _multi_process(args) -> bool:
@@ -107,6 +180,16 @@ def cmd_solve(args) -> int:
             raise TableError(f"{args.scenarios}: column 'target_score' is a score target, which "
                              "needs repeated sampling to turn losses into scores: add "
                              "--sampling")
+        if args.objective == "dollars" and args.quantile is not None:
+            raise ValueError("--quantile does not combine with --objective dollars")
+        if args.objective != "dollars" and (args.max_latency is not None
+                                            or args.train_hardware or args.serve_hardware):
+            raise ValueError("--max-latency and the hardware flags price a plan: give "
+                             "--objective dollars")
+        if args.objective == "dollars" and not (args.train_hardware and args.serve_hardware):
+            raise ValueError("--objective dollars needs --train-hardware and --serve-hardware")
+        if args.max_latency is not None and not 0 < args.max_latency < float("inf"):
+            raise ValueError(f"--max-latency must be finite and > 0, got {args.max_latency:g}")
         if args.quantile is not None and not args.law_file:
             raise ValueError("--quantile plans under the bootstrap laws of a fit: give "
                              "--law-file FIT.json (written by `planner fit` with its samples)")
@@ -120,7 +203,7 @@ def cmd_solve(args) -> int:
     from ._compose import Pipeline, Pretraining
     from ._shard import barrier, cpu_devices, shard_batch
     from ._solve import has_score
-    from ._sweep import PLAN_COLUMNS, run_sweep
+    from ._sweep import PLAN_COLUMNS, SERVING_COLUMNS, run_sweep
     from ._table import make_solver
 
     try:
@@ -134,7 +217,8 @@ def cmd_solve(args) -> int:
         stages = _stages(args, law)
         model = Pipeline(Pretraining(law), *stages)
         extra = {"score": has_score(model), "density": "density" in model.variables,
-                 "n_samples": "n_samples" in model.variables}
+                 "n_samples": "n_samples" in model.variables,
+                 **{c: args.objective == "dollars" for c in SERVING_COLUMNS}}
         plan_columns = [c for c in PLAN_COLUMNS if extra.get(c, True)]
         if args.objective == "loss":
             required = ("train_budget",)
@@ -143,6 +227,8 @@ def cmd_solve(args) -> int:
         else:
             required = ("target_loss",)
         dtype = np.float32 if args.float32 else np.float64
+        constants = ({"max_latency": args.max_latency} if args.max_latency is not None
+                     else None)
         if args.quantile is not None:
             from ._quantile import solve_quantile
 
@@ -157,12 +243,15 @@ def cmd_solve(args) -> int:
         else:
             counts = run_sweep(
                 args.scenarios, args.output, law=law,
-                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
+                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective,
+                                                        constants=constants)),
                 plan_columns=plan_columns, required=required, chunk=args.chunk_size,
                 dtype=dtype, resume=args.resume,
                 options={"law": args.law, "law_file": args.law_file,
                          "objective": args.objective, "pruning": args.pruning,
                          "sampling": args.sampling, "float32": args.float32,
+                         **({"serving": " ".join(sys.argv[1:])}
+                            if args.objective == "dollars" else {}),
                          # plans can differ in their last bits with the split (see _shard), so
                          # a resumed run must split its chunks as the first one did
                          "devices": f"{jax.default_backend()}:{jax.local_device_count()}"},
@@ -601,9 +690,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --law-file: solve every row under each bootstrap law of the "
                        "fit and write each plan column's Q quantile over the laws (e.g. 0.975; "
                        "holds the table in memory)")
-    solve.add_argument("--objective", default="compute", choices=("compute", "loss"),
+    solve.add_argument("--objective", default="compute", choices=("compute", "loss", "dollars"),
                        help="compute: least lifetime FLOP for the target (default); loss: lowest "
-                       "loss within train_budget (and inference_budget)")
+                       "loss within train_budget (and inference_budget); dollars: least "
+                       "lifetime dollars on the hardware given (see the serving flags)")
+    serving = solve.add_argument_group(
+        "serving (with --objective dollars; inference_tokens counts generated tokens, an "
+        "optional demand_rate column their peak per second)")
+    serving.add_argument("--train-hardware", metavar="NAME",
+                         help=f"training hardware: {', '.join(HARDWARE)} or a name in "
+                         "--hardware-file")
+    serving.add_argument("--serve-hardware", metavar="NAME", help="serving hardware, likewise")
+    serving.add_argument("--hardware-file", metavar="JSON",
+                         help="named hardware of one's own: {NAME: {peak_flops, "
+                         "memory_bandwidth, memory_bytes, bytes_per_param, price_per_hour, "
+                         "mfu}}")
+    serving.add_argument("--train-price", type=float, metavar="USD",
+                         help="dollars per training device-hour (overrides the preset's)")
+    serving.add_argument("--serve-price", type=float, metavar="USD",
+                         help="dollars per serving device-hour (overrides the preset's)")
+    serving.add_argument("--max-latency", type=float, metavar="S",
+                         help="seconds per generated token at most (the decode step)")
+    serving.add_argument("--context-tokens", type=float, default=0.0, metavar="C",
+                         help="KV-cache tokens held per sequence (default 0: no cache)")
+    serving.add_argument("--prompt-tokens", type=float, default=0.0, metavar="P",
+                         help="prompt tokens per request, priced at prefill (default 0)")
+    serving.add_argument("--output-tokens", type=float, default=1.0, metavar="O",
+                         help="generated tokens per request (default 1)")
+    serving.add_argument("--devices-per-replica", type=float, default=1.0, metavar="G",
+                         help="devices of one serving replica (default 1)")
+    serving.add_argument("--kv-groups", type=float, default=1.0, metavar="G",
+                         help="query heads per KV head (grouped-query attention; default 1)")
     solve.add_argument("--pruning", action="store_true", help="also choose a pruning density")
     solve.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")

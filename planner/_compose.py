@@ -11,7 +11,8 @@ from jaxtyping import Array, Float
 
 from ._laws import AbstractLossLaw
 
-VARIABLES: tuple[str, ...] = ("n_params", "n_tokens", "density", "n_samples")
+VARIABLES: tuple[str, ...] = ("n_params", "n_tokens", "density", "n_samples", "serving_batch",
+                              "step_time")
 """Every allocation variable, in the order solvers lay them out."""
 
 
@@ -24,12 +25,18 @@ class Allocation(eqx.Module):
     - `n_tokens`: training tokens $D$.
     - `density`: fraction of weights kept after pruning, in (0, 1]; 1 means no pruning.
     - `n_samples`: samples drawn per query, $k \\ge 1$ (continuous); 1 means one sample.
+    - `serving_batch`: sequences decoded together in one step of a serving replica,
+      $b \\ge 1$ (continuous; a variable once a `Deployment` stage is in the pipeline).
+    - `step_time`: seconds one decode step of a replica takes, at least the roofline's
+      (a variable with `Deployment`: the time per step the serving schedule allows).
     """
 
     n_params: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     n_tokens: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     density: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
     n_samples: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
+    serving_batch: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
+    step_time: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
 
     def __str__(self) -> str:
         """The values with their units, e.g. `n_params 2.418e+10 parameters, n_tokens
@@ -62,6 +69,8 @@ class Outcome(eqx.Module):
     - `irreducible_loss`: the floor `loss` approaches; targets at or below it are infeasible.
     - `score`: task success rate in [0, 1] once a stage defines one (repeated sampling), else
       `None`.
+    - `train_dollars`, `inference_dollars`: dollars of training and per unit of inference
+      demand once a stage prices the plan on hardware (`Deployment`), else `None`.
     """
 
     train_flops: Float[Array, ""]
@@ -69,6 +78,8 @@ class Outcome(eqx.Module):
     loss: Float[Array, ""]
     irreducible_loss: Float[Array, ""]
     score: Float[Array, ""] | None = None
+    train_dollars: Float[Array, ""] | None = None
+    inference_dollars: Float[Array, ""] | None = None
 
 
 class AbstractTechnique(eqx.Module):

@@ -250,6 +250,8 @@ class Hardware(eqx.Module):
     - `bytes_per_param`: bytes per weight (2 for BF16/FP16, 1 for INT8/FP8).
     - `price_per_hour`: dollars per GPU-hour.
     - `mfu`: fraction of `peak_flops` reached in compute-bound work, in (0, 1].
+    - `memory_bytes`: bytes of device memory (for the memory constraint of serving,
+      `planner.Deployment`), or `None` (no memory constraint).
 
     **References:** Williams, Waterman & Patterson 2009, *Roofline: an insightful visual
     performance model for multicore architectures*, CACM 52(4); Pope et al. 2022,
@@ -262,6 +264,8 @@ class Hardware(eqx.Module):
     bytes_per_param: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     price_per_hour: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     mfu: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    memory_bytes: Float[Array, ""] | None = eqx.field(
+        converter=lambda x: None if x is None else jnp.asarray(x), default=None)
 
     # ------------------------------------------------------------------------------- presets
     @classmethod
@@ -270,9 +274,9 @@ class Hardware(eqx.Module):
 
         NVIDIA A100 Tensor Core GPU datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4):
         BF16 Tensor Core 312 TFLOPS (624 with sparsity), GPU memory bandwidth 2,039 GB/s for
-        the 80GB SXM part. Default price $1.50 per GPU-hour and MFU 0.5: Sardana et al.'s
-        defaults (`A100_80_DEFAULT_COST`, training MFU; repository
-        nikhilsardana/beyond-chinchilla, `cost_calculator.py`).
+        the 80GB SXM part, GPU memory 80GB (taken as 80e9 bytes). Default price $1.50 per
+        GPU-hour and MFU 0.5: Sardana et al.'s defaults (`A100_80_DEFAULT_COST`, training
+        MFU; repository nikhilsardana/beyond-chinchilla, `cost_calculator.py`).
         """
         return cls(
             peak_flops=312e12,
@@ -280,6 +284,7 @@ class Hardware(eqx.Module):
             bytes_per_param=2.0,
             price_per_hour=price_per_hour,
             mfu=mfu,
+            memory_bytes=80e9,
         )
 
     @classmethod
@@ -288,9 +293,9 @@ class Hardware(eqx.Module):
 
         NVIDIA H100 Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOPS *with sparsity*
         (989 dense; 989.4 in the Hopper architecture whitepaper), GPU memory bandwidth
-        3.35 TB/s for the SXM part. Default price $2.00 per GPU-hour and MFU 0.5: Sardana
-        et al.'s defaults (`H100_DEFAULT_COST`, training MFU; repository
-        nikhilsardana/beyond-chinchilla, `cost_calculator.py`).
+        3.35 TB/s and GPU memory 80GB (80e9 bytes) for the SXM part. Default price $2.00
+        per GPU-hour and MFU 0.5: Sardana et al.'s defaults (`H100_DEFAULT_COST`, training
+        MFU; repository nikhilsardana/beyond-chinchilla, `cost_calculator.py`).
         """
         return cls(
             peak_flops=989e12,
@@ -298,6 +303,43 @@ class Hardware(eqx.Module):
             bytes_per_param=2.0,
             price_per_hour=price_per_hour,
             mfu=mfu,
+            memory_bytes=80e9,
+        )
+
+    @classmethod
+    def nvidia_h200(cls, price_per_hour: float, mfu: float = 0.5) -> Hardware:
+        """NVIDIA H200 SXM in BF16: 989 TFLOP/s dense, 4.8 TB/s HBM3e, 141GB, 2 bytes/weight.
+
+        NVIDIA H200 Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOPS *with sparsity*
+        (989 dense: the same Hopper compute as the H100 SXM), GPU memory 141GB (141e9 bytes),
+        bandwidth 4.8 TB/s. No price is given: no source this package cites quotes one, so
+        `price_per_hour` (dollars per GPU-hour) is required. MFU default 0.5 as for the H100.
+        """
+        return cls(
+            peak_flops=989e12,
+            memory_bandwidth=4.8e12,
+            bytes_per_param=2.0,
+            price_per_hour=price_per_hour,
+            mfu=mfu,
+            memory_bytes=141e9,
+        )
+
+    @classmethod
+    def google_tpu_v5e(cls, price_per_hour: float, mfu: float = 0.5) -> Hardware:
+        """Google Cloud TPU v5e, one chip, in BF16: 197 TFLOP/s, 819 GB/s HBM2, 16GB.
+
+        Cloud TPU documentation, "TPU v5e", key chip specifications: peak compute per chip
+        (bf16) 197 TFLOPs, HBM2 capacity and bandwidth 16 GB, 819 GBps. No price is given
+        here (prices vary by region and commitment), so `price_per_hour` (dollars per
+        chip-hour) is required. MFU default 0.5 as for the GPU presets.
+        """
+        return cls(
+            peak_flops=197e12,
+            memory_bandwidth=819e9,
+            bytes_per_param=2.0,
+            price_per_hour=price_per_hour,
+            mfu=mfu,
+            memory_bytes=16e9,
         )
 
     # ------------------------------------------------------------------------------ roofline

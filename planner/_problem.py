@@ -17,16 +17,19 @@ from ._compose import VARIABLES, Allocation, Pipeline
 from ._compute import Hardware
 from ._laws import Chinchilla
 from ._rules import INFEASIBLE_TARGET, LAW_RULES, SCENARIO_RULES, below_irreducible
+from ._serving import Deployment, deployment_of
 from ._techniques.sampling import score_log_failure
 
 Vector = tuple[Array, ...]
-Objective = Literal["compute", "loss", "score", "train"]
-OBJECTIVES: tuple[str, ...] = ("compute", "loss", "score", "train")
+Objective = Literal["compute", "loss", "score", "train", "dollars"]
+OBJECTIVES: tuple[str, ...] = ("compute", "loss", "score", "train", "dollars")
 
-RESOURCES: tuple[str, ...] = ("train_flops", "inference_flops", "loss", "failure")
+RESOURCES: tuple[str, ...] = ("train_flops", "inference_flops", "loss", "failure",
+                              "train_dollars", "inference_dollars")
 """What a plan uses or leaves, each additive over the items of a portfolio: training FLOP,
-lifetime inference FLOP (demand × FLOP per unit of demand), reducible loss $L - E$ and failure
-rate $1 - \\text{score}$."""
+lifetime inference FLOP (demand × FLOP per unit of demand), reducible loss $L - E$, failure
+rate $1 - \\text{score}$, and, once a `Deployment` stage prices the plan, the dollars of
+training and of the lifetime inference demand."""
 
 
 class Costs(eqx.Module):
@@ -34,8 +37,9 @@ class Costs(eqx.Module):
 
     Every objective of `solve` is one: `"compute"` is `Costs(train_flops=1,
     inference_flops=1)`, `"train"` is `Costs(train_flops=1)`, `"loss"` is `Costs(loss=1)` and
-    `"score"` is `Costs(failure=1)`. Priced resources make the rest: the problem of one item of
-    a portfolio at budget prices $p$ (`planner.allocate`) is
+    `"score"` is `Costs(failure=1)` and `"dollars"` is `Costs(train_dollars=1,
+    inference_dollars=1)` (needs a `Deployment` stage). Priced resources make the rest: the
+    problem of one item of a portfolio at budget prices $p$ (`planner.allocate`) is
     `Costs(loss=w, train_flops=p_train, ...)`. Weights are arrays, so they can be batched,
     differentiated and changed without recompiling; a field left `None` is not built.
 
@@ -48,6 +52,10 @@ class Costs(eqx.Module):
                                                          default=None)
     loss: Float[Array, ""] | None = eqx.field(converter=lambda x: _optional(x), default=None)
     failure: Float[Array, ""] | None = eqx.field(converter=lambda x: _optional(x), default=None)
+    train_dollars: Float[Array, ""] | None = eqx.field(converter=lambda x: _optional(x),
+                                                       default=None)
+    inference_dollars: Float[Array, ""] | None = eqx.field(converter=lambda x: _optional(x),
+                                                           default=None)
 
     @classmethod
     def of(cls, objective: Objective | Costs) -> Costs:
@@ -59,7 +67,8 @@ class Costs(eqx.Module):
                              f"got {objective!r}")
         return {"compute": cls(train_flops=1.0, inference_flops=1.0),
                 "train": cls(train_flops=1.0), "loss": cls(loss=1.0),
-                "score": cls(failure=1.0)}[objective]
+                "score": cls(failure=1.0),
+                "dollars": cls(train_dollars=1.0, inference_dollars=1.0)}[objective]
 
     def terms(self) -> dict[str, Array]:
         """The weights given, by resource."""
@@ -98,7 +107,13 @@ class Scenario(eqx.Module):
     - `max_latency`: bound on the per-token decode latency (seconds) of the served model on
       the `hardware` given to `solve`, at batch size `serving_batch` (default 1): the
       roofline $\max(N d B / W,\ 2 N d b / (P U)) \le \tau$ of `Hardware`, as two smooth
-      constraints.
+      constraints. With a `Deployment` stage it bounds the decode step time of a replica
+      instead (whose batch is then a variable), and needs no `hardware`.
+    - `serving_batch`: the batch of the latency bound on `hardware` (without `Deployment`).
+    - `max_inference_dollars`: cap on inference dollars per unit of demand (needs a
+      `Deployment` stage; the control of `frontier(..., dollars=True)`).
+    - `demand_rate`: peak demand, units per second (with `Deployment`: the plan reports the
+      replicas that serve it).
     """
 
     target_loss: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
@@ -114,6 +129,9 @@ class Scenario(eqx.Module):
     min_density: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     max_latency: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     serving_batch: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
+    max_inference_dollars: Float[Array, ""] | None = eqx.field(converter=_optional_array,
+                                                               default=None)
+    demand_rate: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
 
     def broadcast(self) -> Scenario:
         """Every field given broadcast to one common shape and dtype, ready for `vmap`."""
@@ -129,10 +147,23 @@ def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
 
     One per `Scenario` field given (targets, budgets, caps), then the variables' own bounds:
     `max_density` (density <= 1) and `min_density` with pruning, `min_samples` (k >= 1) with
-    sampling.
+    sampling. With a `Deployment` stage: `step_memory` and `step_compute` (the step time is at
+    least each roofline term), `max_latency` (a bound on it), `max_memory` (weights and KV
+    cache fit a replica, when the serving hardware gives `memory_bytes`), and `min_batch`
+    (b >= 1), or `samples_in_batch` (b >= k) with sampling.
     """
     names = [name for name in _BOUND_FIELDS if getattr(scenario, name) is not None]
-    if scenario.max_latency is not None:
+    deployment = deployment_of(model)
+    if scenario.max_inference_dollars is not None:
+        names.append("max_inference_dollars")
+    if deployment is not None:
+        names += ["step_memory", "step_compute"]
+        if scenario.max_latency is not None:
+            names.append("max_latency")
+        if deployment.serve.memory_bytes is not None:
+            names.append("max_memory")
+        names.append("samples_in_batch" if "n_samples" in model.variables else "min_batch")
+    elif scenario.max_latency is not None:
         names += ["max_latency_memory", "max_latency_compute"]
     if "density" in model.variables:
         names.append("max_density")
@@ -174,6 +205,9 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
     if scenario.max_latency is not None:
         bounds["max_latency_memory"] = safe_log(scenario.max_latency)
         bounds["max_latency_compute"] = safe_log(scenario.max_latency)
+        bounds["max_latency"] = safe_log(scenario.max_latency)
+    if scenario.max_inference_dollars is not None:
+        bounds["max_inference_dollars"] = safe_log(scenario.max_inference_dollars)
     return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
 
 
@@ -247,6 +281,9 @@ class Problem(eqx.Module):
                  "loss": out.loss - out.irreducible_loss}
         if out.score is not None:
             found["failure"] = jnp.exp(score_log_failure(self.model, allocation))
+        if out.train_dollars is not None:
+            found["train_dollars"] = out.train_dollars
+            found["inference_dollars"] = self.scenario.inference_demand * out.inference_dollars
         return found
 
     def objective(self, x: Vector) -> Array:
@@ -263,6 +300,9 @@ class Problem(eqx.Module):
                                                    * out.inference_flops),
                 "loss": lambda: jnp.log(out.loss - out.irreducible_loss),
                 "failure": lambda: score_log_failure(self.model, allocation),
+                "train_dollars": lambda: jnp.log(out.train_dollars),
+                "inference_dollars": lambda: jnp.log(self.scenario.inference_demand
+                                                     * out.inference_dollars),
             }[resource]()
             return jnp.log(weight) + log_value
         value = self.resources(x)
@@ -273,7 +313,10 @@ class Problem(eqx.Module):
         allocation = self.allocation(x)
         out = self.model(allocation)
         var = self.log_values(x)
-        if self.hardware is not None:
+        deployment = deployment_of(self.model)
+        if deployment is not None:
+            step_memory, step_compute = deployment.roofline(allocation)
+        elif self.hardware is not None:
             batch = 1.0 if self.scenario.serving_batch is None else self.scenario.serving_batch
             memory, compute = self.hardware.roofline(allocation.n_params, batch,
                                                      allocation.density)
@@ -291,6 +334,14 @@ class Problem(eqx.Module):
             "min_samples": lambda: -var["n_samples"],
             "max_latency_memory": lambda: jnp.log(memory),
             "max_latency_compute": lambda: jnp.log(compute),
+            "max_inference_dollars": lambda: jnp.log(out.inference_dollars),
+            "step_memory": lambda: jnp.log(step_memory) - var["step_time"],
+            "step_compute": lambda: jnp.log(step_compute) - var["step_time"],
+            "max_latency": lambda: var["step_time"],
+            "max_memory": lambda: jnp.log(deployment.memory_used(allocation)
+                                          / deployment.memory_available()),
+            "min_batch": lambda: -var["serving_batch"],
+            "samples_in_batch": lambda: var["n_samples"] - var["serving_batch"],
         }
         sign = {"min_density": -1.0}
         return tuple(lhs[name]() - sign.get(name, 1.0) * self.bounds.get(name, 0.0)
@@ -359,6 +410,19 @@ def _start(problem: Problem, dtype, technique: dict[str, float]) -> Vector:
                                   jnp.log(jnp.asarray(1e2, dtype)))
             n, d = _training_optimum(law, jnp.exp(low))
     start = {"n_params": n, "n_tokens": d, **fixed}
+    deployment = deployment_of(model)
+    if deployment is not None:
+        held = {v: jnp.exp(x) for v, x in problem.fixed.items()}
+        values = {**start, **held}
+        serving = deployment.start(values["n_params"], values.get("density", jnp.ones_like(n)),
+                                   values.get("n_samples", jnp.ones_like(n)),
+                                   scenario.max_latency)
+        if "serving_batch" in held:
+            probe = Allocation(n_params=values["n_params"], n_tokens=d,
+                               density=values.get("density", 1.0),
+                               serving_batch=held["serving_batch"])
+            serving["step_time"] = 2.0 * jnp.maximum(*deployment.roofline(probe))
+        start = {**serving, **start}
     return tuple(jnp.log(jnp.asarray(start[v], dtype)) for v in problem.variables)
 
 
@@ -417,13 +481,47 @@ def _validate(model: Pipeline, scenario: Scenario) -> tuple[Array, Array]:
     return invalid, infeasible & ~invalid
 
 
+def memory_infeasible(model: Pipeline, scenario: Scenario) -> Array:
+    """Whether the weights and KV cache of one sequence cannot fit a serving replica for any
+    model that reaches `target_loss`: the smallest such model, $N_\\min = (A/(\\ell -
+    E))^{1/\\alpha}$, at batch 1 already overflows (with pruning only the cache counts,
+    since the weights can shrink). Decided in closed form, before solving."""
+    deployment = deployment_of(model)
+    law = model.law
+    if (deployment is None or deployment.serve.memory_bytes is None
+            or scenario.target_loss is None or not isinstance(law, Chinchilla)):
+        return jnp.asarray(False)
+    gap = scenario.target_loss - law.E
+    ok = gap > 0
+    n_min = (law.A / jnp.where(ok, gap, 1.0)) ** (1.0 / law.alpha)
+    probe = Allocation(n_params=n_min, n_tokens=jnp.ones_like(n_min),
+                       density=jnp.zeros_like(n_min) if "density" in model.variables
+                       else jnp.ones_like(n_min), serving_batch=jnp.ones_like(n_min))
+    return ok & (deployment.memory_used(probe) > deployment.memory_available())
+
+
 def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective | Costs,
                      hardware: Hardware | None) -> None:
-    if scenario.max_latency is not None and not isinstance(hardware, Hardware):
-        raise ValueError("max_latency needs the serving hardware: solve(..., hardware=Hardware)")
+    deployment = deployment_of(model) if isinstance(model, Pipeline) else None
+    if deployment is not None:
+        if not isinstance(model.techniques[-1], Deployment) or sum(
+                isinstance(t, Deployment) for t in model.techniques) > 1:
+            raise ValueError("a Deployment stage prices the whole pipeline: give one, last")
+        if hardware is not None or scenario.serving_batch is not None:
+            raise ValueError("with a Deployment stage the serving hardware is the stage's and "
+                             "the batch is a variable: give no hardware= and no serving_batch "
+                             "(hold the batch with fixed={'serving_batch': b})")
+    elif scenario.max_latency is not None and not isinstance(hardware, Hardware):
+        raise ValueError("max_latency needs the serving hardware: solve(..., hardware=Hardware) "
+                         "or a Deployment stage")
     if scenario.serving_batch is not None and scenario.max_latency is None:
         raise ValueError("serving_batch only matters with max_latency")
     terms = Costs.of(objective).terms()
+    priced = {"train_dollars", "inference_dollars"} & set(terms)
+    if (priced or scenario.max_inference_dollars is not None) and deployment is None:
+        raise ValueError("dollars need the hardware the plan trains and runs on: add a "
+                         "Deployment(train=Hardware, serve=Hardware) stage, last in the "
+                         "Pipeline")
     if not terms:
         raise ValueError("the objective's Costs weigh no resource")
     if not isinstance(model, Pipeline):
@@ -438,7 +536,9 @@ def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective |
     if not ({"loss", "failure"} & set(terms)):
         if scenario.target_loss is None and scenario.target_score is None:
             raise ValueError(f"objective={name!r} needs target_loss or target_score")
-    elif scenario.train_budget is None and not ({"train_flops", "inference_flops"} & set(terms)):
+    elif scenario.train_budget is None and not ({"train_flops", "inference_flops",
+                                                 "train_dollars", "inference_dollars"}
+                                                & set(terms)):
         raise ValueError(f"objective={name!r} needs a train_budget")
 
 

@@ -153,6 +153,8 @@ SCENARIO_RULES: dict[str, Rule] = {rule.name: rule for rule in (
          stand_in=0.5),
     _cap("max_latency"),
     Rule("serving_batch", low=0.0, absent=1.0, stand_in=1.0),
+    _cap("max_inference_dollars"),
+    Rule("demand_rate", low=0.0, low_closed=True, absent=0.0, stand_in=0.0),
 )}
 """The rule of every `Scenario` field, by field name."""
 

@@ -32,8 +32,10 @@ from ._problem import (
     _validate,
     constraint_names,
     has_score,
+    memory_infeasible,
 )
 from ._rules import infeasible_reasons
+from ._serving import Serving, deployment_of, least_batch, serving_report
 
 __all__ = ["OBJECTIVES", "Costs", "Objective", "Plan", "Scenario", "Solver", "Status",
            "constraint_names", "frontier", "has_score", "solve"]
@@ -75,6 +77,8 @@ class Plan(eqx.Module):
     - `iterate`: the `Allocation` where the solver stopped, whatever the status: for
       diagnosing a plan that is not optimal (how far it got), never an answer unless `status`
       is `OPTIMAL` (then it equals `allocation`).
+    - `serving`: with a `Deployment` stage, the plan in dollars and seconds (`Serving`:
+      dollars, serving batch, latency, memory, replicas); else `None`.
     """
 
     allocation: Allocation
@@ -87,6 +91,7 @@ class Plan(eqx.Module):
     multipliers: Float[Array, " m"]
     steps: Int[Array, ""]
     iterate: Allocation | None = None
+    serving: Serving | None = None
 
     def __str__(self) -> str:
         """A table with units (one line per value; one row per plan of a batch) and the
@@ -231,6 +236,8 @@ def solve(
     dtype = jnp.result_type(*jax.tree.leaves(scenario))
     tol = solver.tolerance(dtype)
     invalid, infeasible = _validate(model, scenario)
+    no_room = memory_infeasible(model, scenario) & ~invalid
+    infeasible = infeasible | no_room
     skip = invalid | infeasible
     model, safe = _fallback(model, scenario, skip)
     held = {v: jnp.log(jnp.asarray(value, dtype)) for v, value in (fixed or {}).items()}
@@ -263,6 +270,9 @@ def solve(
     good = ((result.stationarity <= tol) & (result.feasibility <= tol)
             & (result.complementarity <= tol))
     allocation = problem.allocation(x)
+    deployment = deployment_of(model)
+    if deployment is not None and "serving_batch" not in held:
+        allocation = least_batch(model, allocation)
     outcome = model(allocation)
     total = outcome.train_flops + safe.inference_demand * outcome.inference_flops
     finite = jnp.isfinite(total) & jnp.isfinite(outcome.loss)
@@ -282,13 +292,21 @@ def solve(
         stationarity=result.stationarity, feasibility=result.feasibility,
         complementarity=result.complementarity,
         multipliers=_stack(result.multipliers, dtype), steps=result.steps, iterate=iterate,
+        serving=None if deployment is None else serving_report(
+            model, allocation, outcome, safe.inference_demand, safe.demand_rate),
     )
     if throw:
-        plan = _raise_unless_optimal(plan, problem)
+        plan = _raise_unless_optimal(plan, problem, no_room)
     return plan
 
 
-def _raise_unless_optimal(plan: Plan, problem: Problem) -> Plan:
+MEMORY_INFEASIBLE = (
+    "no optimal plan: infeasible: memory: the weights and the KV cache of one sequence of the "
+    "smallest model that reaches target_loss do not fit the memory of a serving replica "
+    "(Deployment.serve.memory_bytes x devices) at any batch")
+
+
+def _raise_unless_optimal(plan: Plan, problem: Problem, no_room: Array) -> Plan:
     """`plan`, raising unless it is `OPTIMAL`. Under `jit` the message is the status's; outside
     it names the cause where a closed form of the law finds one (the cap or budget no allocation
     can meet, as `planner solve` says), else the constraint whose multiplier grew largest and
@@ -298,11 +316,15 @@ def _raise_unless_optimal(plan: Plan, problem: Problem) -> Plan:
         messages = [f"no optimal plan: {STATUS_MESSAGES[s]}" for s in Status]
         # on the status alone (which the plan returns, so the check is kept): the check on
         # the whole plan fails to batch where some of its leaves are not batched
-        checked = eqx.branched_error_if(status, status != Status.OPTIMAL,
-                                        jnp.asarray(status, jnp.int32), messages)
+        index = jnp.where(no_room, len(messages), jnp.asarray(status, jnp.int32))
+        checked = eqx.branched_error_if(status, status != Status.OPTIMAL, index,
+                                        [*messages, MEMORY_INFEASIBLE])
         return eqx.tree_at(lambda p: p.status, plan, checked)
     if bool(jnp.all(status == Status.OPTIMAL)):
         return plan
+    first = jnp.argmax(jnp.ravel(status != Status.OPTIMAL))
+    if bool(jnp.ravel(jnp.broadcast_to(no_room, jnp.shape(status)))[first]):
+        raise eqx.EquinoxRuntimeError(MEMORY_INFEASIBLE)
     raise eqx.EquinoxRuntimeError(_why_not_optimal(plan, problem))
 
 

@@ -23,7 +23,7 @@ from ._solve import Objective, Scenario, Solver, Status, solve
 LAW_COLUMNS = tuple(_rules.LAW_RULES)
 TABLE_FIELDS = ("target_loss", "target_score", "inference_demand", "train_budget",
                 "inference_budget", "max_inference_flops", "max_params", "max_tokens",
-                "min_density")
+                "min_density", "demand_rate")
 SCENARIO_COLUMNS = {_rules.SCENARIO_RULES[field].column_name: field for field in TABLE_FIELDS}
 """Column of a scenario table: its `Scenario` field."""
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
@@ -385,11 +385,14 @@ def _build(law_values: dict[str, jax.Array], base_law: Chinchilla, stages: tuple
 
 
 @eqx.filter_jit
-def _solve_batch(law_values, fields, base_law, stages, objective, solver):
+def _solve_batch(law_values, fields, base_law, stages, objective, solver, constants=None):
     # Module level, with the law and the stages as arguments: every table solved in a process
     # with the same columns, stage types and batch size reuses one compilation.
     def one(law_values, fields):
         model = _build(law_values, base_law, stages)
+        # scenario fields given once for the whole table (the serving latency bound)
+        fields = {**fields, **{k: jnp.asarray(v, fields["inference_demand"].dtype)
+                               for k, v in (constants or {}).items()}}
         plan = solve(model, Scenario(**fields), objective=objective, solver=solver, throw=False)
         out = {
             "n_params": plan.allocation.n_params,
@@ -406,6 +409,10 @@ def _solve_batch(law_values, fields, base_law, stages, objective, solver):
             out["density"] = plan.allocation.density
         if "n_samples" in model.variables:
             out["n_samples"] = plan.allocation.n_samples
+        if plan.serving is not None:
+            for name in ("dollars", "train_dollars", "inference_dollars", "serving_batch",
+                         "replicas", "latency"):
+                out[name] = getattr(plan.serving, name)
         return out
 
     # One batch: the solver pools its local solves over lanes (`Solver.lanes`), so a slow row
@@ -418,11 +425,14 @@ def make_solver(
     stages: tuple,
     objective: Objective,
     solver: Solver = Solver(),
+    constants: dict[str, float] | None = None,
 ) -> Callable:
-    """A jitted function: (law columns, scenario columns) batched -> plan columns."""
+    """A jitted function: (law columns, scenario columns) batched -> plan columns.
+    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`)."""
 
     def fn(law_values, fields):
-        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver)
+        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver,
+                            constants)
 
     return fn
 
