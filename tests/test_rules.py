@@ -18,6 +18,7 @@ import pytest
 
 from planner import (
     Chinchilla,
+    Deployment,
     Hardware,
     Pipeline,
     Pretraining,
@@ -46,13 +47,16 @@ CASES = [
     ("inference_demand", -1.0, False), ("inference_demand", INF, False),
     ("inference_demand", NAN, False),
     *[(cap, value, ok) for cap in ("train_budget", "inference_budget", "max_inference_flops",
-                                   "max_params", "max_tokens", "max_latency")
+                                   "max_params", "max_tokens", "max_latency",
+                                   "max_inference_dollars")
       for value, ok in ((INF, True), (0.0, False), (-1.0, False), (-INF, False),
                         (NAN, False))],
     ("min_density", 1.0, True), ("min_density", 0.3, True), ("min_density", 0.0, False),
     ("min_density", 1.5, False), ("min_density", INF, False), ("min_density", NAN, False),
     ("serving_batch", 4.0, True), ("serving_batch", 0.0, False), ("serving_batch", INF, False),
     ("serving_batch", NAN, False),
+    ("demand_rate", 0.0, True), ("demand_rate", 500.0, True), ("demand_rate", -1.0, False),
+    ("demand_rate", INF, False), ("demand_rate", NAN, False),
 ]
 LAW_CASES = [
     ("E", 0.0, True), ("E", -1.0, False), ("E", INF, False), ("E", NAN, False),
@@ -78,6 +82,9 @@ def model_for(field):
     base = Pretraining(LAW)
     if field == "min_density":
         return Pipeline(base, Pruning(LAW))
+    if field == "max_inference_dollars":
+        return Pipeline(Pretraining(LAW, tokens_per_query=100.0),
+                        Deployment(train=H100, serve=H100, context_tokens=1000.0))
     if field == "target_score":
         return Pipeline(Pretraining(LAW, tokens_per_query=1000.0),
                         RepeatedSampling(SuccessLink.codex2021()))
