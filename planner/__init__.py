@@ -1,6 +1,7 @@
 """planner: split compute between training a model and running it.
 
-The names a plan needs are here: `solve` and `frontier`, the problem (`Scenario`, `Costs`,
+The names a plan needs are here: `solve`, `frontier` and `allocate` (many items coupled by
+shared budgets, a `Portfolio`), the problem (`Scenario`, `Costs`,
 `Problem`), the result (`Plan`, `Status`), the model (`Pipeline`, `Pretraining`, the loss laws
 and the techniques one composes), and compute accounting (`Hardware`, `CostModel`, FLOP
 counts). The rest lives in three public submodules: `planner.techniques` (the catalog of
@@ -10,6 +11,9 @@ uncertainty) and `planner.distributed` (devices and processes).
 
 import importlib as _importlib
 
+from ._allocate import BUDGETS as BUDGETS
+from ._allocate import Portfolio as Portfolio
+from ._allocate import allocate as allocate
 from ._compose import VARIABLES as VARIABLES
 from ._compose import AbstractTechnique as AbstractTechnique
 from ._compose import Allocation as Allocation
@@ -78,8 +82,9 @@ def __getattr__(name: str):
 __all__ = [
     "VARIABLES", "AbstractTechnique", "Allocation", "Outcome", "Pipeline", "Pretraining",
     "CostModel", "Hardware", "inference_flops", "train_flops", "PRESETS", "AbstractLossLaw",
-    "Chinchilla", "Costs", "Problem", "Deployment", "KVCache", "Serving", "OBJECTIVES", "STATUS_MESSAGES", "Plan", "Scenario",
-    "Solver", "Status", "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
+    "Chinchilla", "Costs", "Problem", "Deployment", "KVCache", "Serving", "OBJECTIVES",
+    "STATUS_MESSAGES", "Plan", "Scenario", "BUDGETS", "Portfolio", "allocate", "Solver", "Status",
+    "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
     "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
 ]
 

@@ -38,7 +38,6 @@ marginal value of one more FLOP of training or inference.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -712,7 +711,7 @@ def _shortfall(names, cap, search: _Search) -> tuple[bool, np.ndarray]:
     named = np.zeros(search.n, bool)
     short = False
     for b, name in enumerate(names):
-        least, rows = [], []
+        least = []
         for piece, count in search.chunks():
             value = np.asarray(_least_usage_jit(name, piece, search.solver))[:count]
             least.append(np.where(np.asarray(piece.valid)[:count], value, 0.0))
