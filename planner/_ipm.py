@@ -258,11 +258,12 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
         dlam = tuple((mu - s[k] * lam[k] - lam[k] * ds[k]) / s[k] for k in range(m))
         return dx, ds, dlam
 
-    mean = sum((si * li for si, li in zip(s, lam, strict=True)), zero) / m
+    mean = sum((si * li for si, li in zip(s, lam, strict=True)), zero) / max(m, 1)
     _, ds_aff, dlam_aff = direction(zero)
     step_p, step_d = _largest_step(s, ds_aff, 1.0), _largest_step(lam, dlam_aff, 1.0)
     mean_aff = sum(((si + step_p * d) * (li + step_d * e)
-                    for si, d, li, e in zip(s, ds_aff, lam, dlam_aff, strict=True)), zero) / m
+                    for si, d, li, e in zip(s, ds_aff, lam, dlam_aff, strict=True)),
+                   zero) / max(m, 1)
     ratio = jnp.clip(mean_aff / jnp.maximum(mean, tiny), 0.0, 1.0)
     mu = jnp.maximum(ratio**3 * mean, 0.1 * tol)
     dx, ds, dlam = direction(mu)
