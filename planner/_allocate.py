@@ -182,7 +182,7 @@ class _Sums(eqx.Module):
     """What the price search needs from a batch of items at given prices, summed over them."""
 
     usage: Array     # (B,) each budget's use
-    jacobian: Array  # (B, m): d usage / d log price of the active budgets
+    jacobian: Array  # (B, B): d usage / d log price (0 in an unpriced budget's)
     value: Array     # the reported optimum (the items' part)
     dual: Array      # sum of the items' priced objectives (for the dual and the gap)
     train: Array
@@ -191,31 +191,34 @@ class _Sums(eqx.Module):
     bad: Array       # valid items not certified
 
 
-def _evaluate(objective: str, budgets: tuple[str, ...], active: tuple[int, ...],
-              items: _Items, prices: Array, solver: Solver, shared_train: Array | None
+def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
+              prices: Array, solver: Solver, shared_train: Array | None
               ) -> tuple[_Sums, Plan]:
-    """The items' plans at `prices` and their `_Sums`, with the forward-mode derivative of
-    the budgets' usage in the active log prices (implicit, through every item's KKT
-    conditions)."""
+    """The items' plans at `prices` and their `_Sums`; with `tangents`, also the forward-mode
+    derivative of the budgets' usage in every log price (implicit, through every item's KKT
+    conditions), one compilation whatever budgets the search prices."""
     dtype = prices.dtype
-    index = jnp.asarray(active, jnp.int32)
+    nb = len(budgets)
 
     def usage_at(u):
-        p = prices.at[index].set(jnp.exp(u)) if active else prices
-        plans = _item_plans(objective, budgets, items, p, solver)
+        plans = _item_plans(objective, budgets, items, jnp.exp(u), solver)
         res = _resources(plans, items.scenario)
         return _usage(budgets, res, items.valid, shared_train), (plans, res)
 
-    if active:
-        u0 = jnp.log(prices[index])
-        basis = jnp.eye(len(active), dtype=dtype)
+    if tangents and nb:
+        # a zero price is log price -inf: its column is 0, as the derivative in a slack
+        # budget's price is not used
+        u0 = jnp.log(prices)
+        basis = jnp.eye(nb, dtype=dtype)
         usage, jac, (plans, res) = jax.vmap(
             lambda t: jax.jvp(usage_at, (u0,), (t,), has_aux=True), out_axes=(None, 0, None)
         )(basis)
-        jac = jac.T
+        jac = jnp.where(prices[:, None] > 0, jac, 0.0).T
     else:
-        usage, (plans, res) = usage_at(jnp.zeros((0,), dtype))
-        jac = jnp.zeros((len(budgets), 0), dtype)
+        plans = _item_plans(objective, budgets, items, prices, solver)
+        res = _resources(plans, items.scenario)
+        usage = _usage(budgets, res, items.valid, shared_train)
+        jac = jnp.zeros((nb, nb), dtype)
     valid, w = items.valid, items.weight
     shared = shared_train is not None
 
@@ -267,7 +270,8 @@ class _Search:
         self.shared_train, self.progress = shared_train, progress
         self.n = items.weight.shape[0]
         self.solves = 0
-        self.short = None  # `_shortfall`, once computed
+        self.named = np.zeros(self.n, bool)  # items that alone exceed a budget
+        self.last = None  # (prices, sums, plans in pieces) of the last batched solve
 
     def chunks(self):
         """The item axis in pieces of `chunk` rows (the last padded with invalid copies of
@@ -289,12 +293,12 @@ class _Search:
                                     piece.valid.at[rows:].set(False))
             yield piece, rows
 
-    def __call__(self, prices: np.ndarray, active: tuple[int, ...], keep: bool = False):
-        """`_Sums` (numpy) of all items at `prices`, and the plans when `keep`."""
-        total, plans = None, []
+    def __call__(self, prices: np.ndarray, tangents: bool = True) -> _Sums:
+        """`_Sums` (numpy) of all items at `prices`; the plans are kept (`self.last`)."""
+        total, pieces = None, []
         p = jnp.asarray(prices, self.items.weight.dtype)
         for piece, rows in self.chunks():
-            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, active, piece, p,
+            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, tangents, piece, p,
                                               self.solver, self.shared_train)
             sums = jax.tree.map(np.asarray, sums)
             if total is None:
@@ -303,19 +307,59 @@ class _Search:
                 total = _Sums(*(np.maximum(a, b) if name == "kkt" else a + b for name, a, b
                                 in zip(_SUMS_FIELDS, jax.tree.leaves(total),
                                        jax.tree.leaves(sums), strict=True)))
-            if keep:
-                plans.append(jax.tree.map(lambda v, r=rows: np.asarray(v[:r]), piece_plans))
+            pieces.append((piece_plans, rows))
+        self.last = (np.array(prices, float), total, pieces)
         self.solves += 1
         if self.progress is not None:
             shown = ", ".join(f"{name} {p_b:.4g} uses {s / c:.6f} of it" for name, p_b, s, c
                               in zip(self.budgets, prices, total.usage, self.capacity,
                                      strict=True))
             self.progress(f"batched solve {self.solves}: {shown or 'no budget priced'}")
-        if keep:
-            plans = plans[0] if len(plans) == 1 else jax.tree.map(
-                lambda *v: np.concatenate(v), *plans)
-            return total, plans
         return total
+
+    def result(self, prices: np.ndarray) -> tuple[_Sums, Plan]:
+        """`_Sums` and the items' plans at `prices`, from the last batched solve when it was
+        at these prices."""
+        if self.last is None or not np.array_equal(self.last[0], prices):
+            self(prices, tangents=False)
+        _, total, pieces = self.last
+        if len(pieces) == 1:
+            plans = jax.tree.map(lambda v, r=pieces[0][1]: v[:r], pieces[0][0])
+        else:
+            plans = jax.tree.map(lambda *v: jnp.concatenate(v),
+                                 *(jax.tree.map(lambda v, r=r: v[:r], pl) for pl, r in pieces))
+        return total, plans
+
+    def least(self, direction: np.ndarray) -> np.ndarray:
+        """(n,) each valid item's least use of the budgets weighed by `direction` (>= 0) that
+        still meets its own targets and constraints (0 for an invalid item)."""
+        resources = tuple(sorted({r for name in self.budgets for r in BUDGETS[name]}))
+        coefs = np.array([sum(d * BUDGETS[name].get(r, 0.0) for d, name
+                              in zip(direction, self.budgets, strict=True)) for r in resources])
+        coefs = jnp.asarray(coefs, self.items.weight.dtype)
+        found = []
+        for piece, rows in self.chunks():
+            value = np.asarray(_least_usage_jit(resources, coefs, piece, self.solver))[:rows]
+            found.append(np.where(np.asarray(piece.valid)[:rows], value, 0.0))
+        self.solves += 1
+        return np.concatenate(found)
+
+    def short(self, direction: np.ndarray) -> bool:
+        """Whether the budgets are infeasible by the certificate of `direction` $d \\ge 0$:
+        the items' least total of $d \\cdot S$ exceeds $d \\cdot C$ (no allocation meets every
+        target within the budgets, since one would use at most $d \\cdot C$). A unit
+        direction also names the items that alone exceed their budget."""
+        direction = np.asarray(direction, float)
+        scenario = self.items.scenario
+        if not np.any(direction > 0) or (scenario.target_loss is None
+                                         and scenario.target_score is None):
+            return False  # without targets the least use is nothing: every budget is met
+        direction = direction / np.max(direction)
+        least = self.least(direction)
+        if np.count_nonzero(direction) == 1:
+            b = int(np.argmax(direction))
+            self.named |= least > self.capacity[b]
+        return bool(least.sum() > float(direction @ self.capacity) * (1.0 + self.tol))
 
     def residuals(self, sums: _Sums, prices: np.ndarray, active) -> np.ndarray:
         """Per budget: |S - C|/C when priced, max(S - C, 0)/C otherwise."""
@@ -337,7 +381,7 @@ class _Search:
         sums = None
         for _ in range(max_iterations):
             prices[idx] = np.exp(u)
-            sums = self(prices, active)
+            sums = self(prices)
             if sums.bad > 0:
                 if len(idx) == 1 and np.isfinite(bracket[0]) and np.isfinite(bracket[1]):
                     u = 0.5 * (bracket[0] + bracket[1])
@@ -348,7 +392,7 @@ class _Search:
             if np.max(np.abs(f), initial=0.0) <= self.tol:
                 return prices, sums, ("optimal" if np.all(residual <= self.tol)
                                       else "inactive")
-            jac = sums.jacobian[idx] / sums.usage[idx][:, None]
+            jac = sums.jacobian[np.ix_(idx, idx)] / sums.usage[idx][:, None]
             try:
                 step = np.linalg.solve(jac, f)
             except np.linalg.LinAlgError:
@@ -356,12 +400,10 @@ class _Search:
             largest = np.max(np.abs(step))
             if not np.isfinite(largest):
                 return prices, sums, "failed"
-            if largest > _STALLED and np.any(f > 0) and self.objective == "compute":
-                # the usage hardly answers its price: is the budget below the least the items
-                # can use? (one batched solve per budget, once)
-                if self.short is None:
-                    self.short = _shortfall(self.budgets, self.capacity, self)
-                if self.short[0]:
+            if largest > _STALLED and np.any(f > 0):
+                # the usage hardly answers the prices: are the budgets, weighed by them, below
+                # the least the items can use while meeting their own targets?
+                if self.short(prices):
                     return prices, sums, "short"
             if largest > _NEWTON_STEP:
                 step = step * (_NEWTON_STEP / largest)
@@ -554,12 +596,11 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     status, prices, active, sums = Status.NOT_CONVERGED, np.zeros(len(names)), (), None
     unreachable = np.asarray(infeasible & frozen.valid)
     first: set[int] = set()
-    diverged = False
     if unreachable.any():
         status = Status.INFEASIBLE
     else:
         if objective == "compute":
-            sums = search(prices, ())
+            sums = search(prices, tangents=False)
             residual = search.residuals(sums, prices, ())
             if sums.bad == 0 and np.all(residual <= tol):
                 status = Status.OPTIMAL
@@ -572,33 +613,38 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                 if not _admissible(objective, candidate, names, shared_train is not None):
                     continue
                 p, s, outcome = search.newton(candidate, start, max_iterations)
-                diverged |= outcome == "diverged"
                 if outcome == "short":
-                    prices, active, sums = p, candidate, s
+                    status, prices, active, sums = Status.INFEASIBLE, p, candidate, s
                     break
                 if outcome == "optimal":
                     status, prices, active, sums = Status.OPTIMAL, p, candidate, s
                     break
                 if sums is None or outcome == "diverged":
                     prices, active, sums = p, candidate, s
-        if status != Status.OPTIMAL:
-            status = Status.INFEASIBLE if diverged else Status.NOT_CONVERGED
-            if objective == "compute" and names:
-                if search.short is None:
-                    search.short = _shortfall(names, cap, search)
-                if search.short[0]:
-                    status, unreachable = Status.INFEASIBLE, search.short[1]
+                if outcome == "inactive":
+                    # the candidate's equations hold but another budget is overrun: a larger
+                    # set starts from these prices
+                    start = np.where(p > 0, p, start)
+        if status != Status.OPTIMAL and names:
+            # a certificate of infeasibility, from the direction the prices ran off to or
+            # from each budget alone (which also names the items that alone exceed one);
+            # without one the search has failed
+            certified = status == Status.INFEASIBLE or (np.any(prices > 0)
+                                                         and search.short(prices))
+            certified = any([search.short(d) for d in np.eye(len(names))]) or certified
+            status = Status.INFEASIBLE if certified else Status.NOT_CONVERGED
+            unreachable = search.named
     # the plans at the prices found (differentiable in the data when it is traced)
     prices_j = jnp.asarray(prices, dtype)
     if traced:
         prices_j = _implicit_prices(objective, names, active, data, capacity, prices_j, solver,
                                     shared_train, sums)
-        final, plans = _evaluate(objective, names, (), data, prices_j, solver, shared_train)
+        final, plans = _evaluate(objective, names, False, data, prices_j, solver,
+                                 shared_train)
         search.solves += 2
     else:
-        final, plans = search(prices, (), keep=True)
+        final, plans = search.result(prices)
         final = jax.tree.map(jnp.asarray, final)
-        plans = jax.tree.map(jnp.asarray, plans)
     if unreachable.any():
         plans = eqx.tree_at(lambda p: p.status, plans,
                             jnp.where(jnp.asarray(unreachable), Status.INFEASIBLE, plans.status))
@@ -637,11 +683,12 @@ def _implicit_prices(objective, names, active, data, capacity, prices, solver, s
 
     def equations(u):
         p = frozen.at[index].set(jnp.exp(u))
-        s, _ = _evaluate(objective, names, (), data, p, solver, shared_train)
+        s, _ = _evaluate(objective, names, False, data, p, solver, shared_train)
         return jnp.log(s.usage[index]) - jnp.log(cap)
 
     u = jnp.log(frozen[index])
-    jac = jnp.asarray(sums.jacobian[list(active)] / sums.usage[list(active)][:, None],
+    rows = list(active)
+    jac = jnp.asarray(sums.jacobian[np.ix_(rows, rows)] / sums.usage[rows][:, None],
                       prices.dtype)
     correction = -jnp.linalg.solve(jac, equations(u))
     u = u + correction - jax.lax.stop_gradient(correction)
@@ -657,7 +704,7 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
 
     def dual(u):
         p = jnp.exp(u)
-        sums, _ = _evaluate(objective, names, (), items, jax.lax.stop_gradient(p), solver,
+        sums, _ = _evaluate(objective, names, False, items, jax.lax.stop_gradient(p), solver,
                             shared_train)
         usage = jax.lax.stop_gradient(sums.usage)
         return (jax.lax.stop_gradient(sums.dual) + jnp.sum((p - jax.lax.stop_gradient(p))
@@ -685,42 +732,24 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
         u, state = step(u, state)
         search.solves += 1
     prices = np.exp(np.asarray(u))
-    sums = search(prices, ())
+    sums = search(prices, tangents=False)
     binding = {b for b in range(len(names)) if sums.usage[b] >= cap[b] * (1.0 - 1e-3)}
     return prices, binding
 
 
-def _least_usage(budget: str, items: _Items, solver: Solver) -> Array:
-    """Each item's least use of one budget that still meets its own targets."""
-    costs = Costs(**dict(BUDGETS[budget]))
-
+def _least_usage(resources: tuple[str, ...], coefs: Array, items: _Items,
+                 solver: Solver) -> Array:
+    """Each item's least $\\sum_r c_r\\,\\text{resource}_r$ that still meets its own targets."""
     def one(model, scenario):
+        costs = Costs(**dict(zip(resources, coefs, strict=True)))
         plan = solve(model, scenario, objective=costs, solver=solver, throw=False)
         res = _resources(plan, scenario)
-        return sum(coef * res[r] for r, coef in BUDGETS[budget].items())
+        return sum(c * res[r] for r, c in zip(resources, coefs, strict=True))
 
     return jax.vmap(one, in_axes=(_model_axes(items.model), 0))(items.model, items.scenario)
 
 
-_least_usage_jit = eqx.filter_jit(_least_usage, )
-
-
-def _shortfall(names, cap, search: _Search) -> tuple[bool, np.ndarray]:
-    """Whether some budget is below the items' least total use of it, and the items that
-    alone exceed a budget (named as the cause where that is meaningful)."""
-    named = np.zeros(search.n, bool)
-    short = False
-    for b, name in enumerate(names):
-        least = []
-        for piece, count in search.chunks():
-            value = np.asarray(_least_usage_jit(name, piece, search.solver))[:count]
-            least.append(np.where(np.asarray(piece.valid)[:count], value, 0.0))
-        least = np.concatenate(least)
-        search.solves += 1
-        if least.sum() > cap[b] * (1.0 + search.tol):
-            short = True
-            named |= least > cap[b]
-    return short, named
+_least_usage_jit = eqx.filter_jit(_least_usage)
 
 
 def _allocate_shared(*args, **kwargs):
