@@ -170,16 +170,12 @@ def _join(args) -> None:
 
 
 def cmd_solve(args) -> int:
-    from ._table import TableError, check_output_suffix, read_header
+    from ._table import TableError, check_output_suffix
 
     try:
         # everything that can be refused without solving is refused first
         check_output_suffix(args.output)
-        header = read_header(args.scenarios)
-        if "target_score" in header and not args.sampling:
-            raise TableError(f"{args.scenarios}: column 'target_score' is a score target, which "
-                             "needs repeated sampling to turn losses into scores: add "
-                             "--sampling")
+        _check_score_column(args.scenarios, args.sampling)
         if args.objective == "dollars" and args.quantile is not None:
             raise ValueError("--quantile does not combine with --objective dollars")
         if args.objective != "dollars" and (args.max_latency is not None
@@ -202,8 +198,7 @@ def cmd_solve(args) -> int:
 
     from ._compose import Pipeline, Pretraining
     from ._shard import barrier, cpu_devices, shard_batch
-    from ._solve import has_score
-    from ._sweep import PLAN_COLUMNS, SERVING_COLUMNS, run_sweep
+    from ._sweep import run_sweep
     from ._table import make_solver
 
     try:
@@ -216,10 +211,7 @@ def cmd_solve(args) -> int:
         law = _law(args)
         stages = _stages(args, law)
         model = Pipeline(Pretraining(law), *stages)
-        extra = {"score": has_score(model), "density": "density" in model.variables,
-                 "n_samples": "n_samples" in model.variables,
-                 **{c: args.objective == "dollars" for c in SERVING_COLUMNS}}
-        plan_columns = [c for c in PLAN_COLUMNS if extra.get(c, True)]
+        plan_columns = _plan_columns(model)
         if args.objective == "loss":
             required = ("train_budget",)
         elif args.sampling:
@@ -272,19 +264,45 @@ def cmd_solve(args) -> int:
         else:
             print(f"planner solve: {args.scenarios} has no scenarios; wrote the header to "
                   f"{args.output}", file=sys.stderr)
-        flagged = getattr(counts, "extrapolated", 0)
-        if flagged:
-            from ._sweep import EXTRAPOLATION_FACTOR
-
-            print(f"planner solve: warning: {_plural(flagged, 'plan')} of {total:,} "
-                  f"extrapolate{'s' if flagged == 1 else ''}: n_params or n_tokens more than "
-                  f"{EXTRAPOLATION_FACTOR:g}x the largest the law was fitted on; the law is "
-                  "untested there (see their message column)", file=sys.stderr)
+        _warn_extrapolated("solve", counts, total)
     else:
         print(f"planner solve: process {jax.process_index()} solved "
               f"{_plural(total, 'scenario')}{': ' + summary if summary else ''}",
               file=sys.stderr)
     return EXIT_OK
+
+
+def _warn_extrapolated(command: str, counts, total: int) -> None:
+    """A warning on standard error for the plans flagged as extrapolations (`SweepCounts`)."""
+    from ._sweep import EXTRAPOLATION_FACTOR
+
+    flagged = getattr(counts, "extrapolated", 0)
+    if flagged:
+        print(f"planner {command}: warning: {_plural(flagged, 'plan')} of {total:,} "
+              f"extrapolate{'s' if flagged == 1 else ''}: n_params or n_tokens more than "
+              f"{EXTRAPOLATION_FACTOR:g}x the largest the law was fitted on; the law is "
+              "untested there (see their message column)", file=sys.stderr)
+
+
+def _check_score_column(path, sampling: bool) -> None:
+    """Refuse a table with a `target_score` column unless repeated sampling is on."""
+    from ._table import TableError, read_header
+
+    if "target_score" in read_header(path) and not sampling:
+        raise TableError(f"{path}: column 'target_score' is a score target, which needs "
+                         "repeated sampling to turn losses into scores: add --sampling")
+
+
+def _plan_columns(model) -> list[str]:
+    """The plan columns of a plans table for `model` (`PLAN_COLUMNS`, those it has)."""
+    from ._serving import deployment_of
+    from ._solve import has_score
+    from ._sweep import PLAN_COLUMNS, SERVING_COLUMNS
+
+    extra = {"score": has_score(model), "density": "density" in model.variables,
+             "n_samples": "n_samples" in model.variables,
+             **{c: deployment_of(model) is not None for c in SERVING_COLUMNS}}
+    return [c for c in PLAN_COLUMNS if extra.get(c, True)]
 
 
 def _print_status_lines(counts) -> None:
@@ -487,8 +505,7 @@ def cmd_frontier(args) -> int:
 
     from ._compose import Pipeline, Pretraining
     from ._solve import Scenario, frontier
-    from ._sweep import _assemble, _format_chunk, _part_name, _remove_parts
-    from ._table import atomic_write
+    from ._sweep import write_plans
 
     try:
         law = _law(args)
@@ -520,17 +537,8 @@ def cmd_frontier(args) -> int:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
         columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
                    "max_inference_flops": [repr(float(c)) for c in caps]}
-        plan_columns = ["n_params", "n_tokens", "train_flops", "loss"]
-        output = Path(args.output)
-        parts = output.with_name(output.name + ".parts")
-        parts.mkdir(parents=True, exist_ok=True)
-        try:
-            text = _format_chunk(columns, out, plan_columns, [""] * len(caps))
-            atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
-                         tmp_dir=parts)
-            counts = _assemble(parts, output, [*columns, *plan_columns, "status", "message"])
-        finally:
-            _remove_parts(parts)
+        counts = write_plans(args.output, columns, out,
+                             ["n_params", "n_tokens", "train_flops", "loss"], [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
