@@ -170,16 +170,12 @@ def _join(args) -> None:
 
 
 def cmd_solve(args) -> int:
-    from ._table import TableError, check_output_suffix, read_header
+    from ._table import TableError, check_output_suffix
 
     try:
         # everything that can be refused without solving is refused first
         check_output_suffix(args.output)
-        header = read_header(args.scenarios)
-        if "target_score" in header and not args.sampling:
-            raise TableError(f"{args.scenarios}: column 'target_score' is a score target, which "
-                             "needs repeated sampling to turn losses into scores: add "
-                             "--sampling")
+        _check_score_column(args.scenarios, args.sampling)
         if args.objective == "dollars" and args.quantile is not None:
             raise ValueError("--quantile does not combine with --objective dollars")
         if args.objective != "dollars" and (args.max_latency is not None
@@ -202,8 +198,7 @@ def cmd_solve(args) -> int:
 
     from ._compose import Pipeline, Pretraining
     from ._shard import barrier, cpu_devices, shard_batch
-    from ._solve import has_score
-    from ._sweep import PLAN_COLUMNS, SERVING_COLUMNS, run_sweep
+    from ._sweep import run_sweep
     from ._table import make_solver
 
     try:
@@ -216,10 +211,7 @@ def cmd_solve(args) -> int:
         law = _law(args)
         stages = _stages(args, law)
         model = Pipeline(Pretraining(law), *stages)
-        extra = {"score": has_score(model), "density": "density" in model.variables,
-                 "n_samples": "n_samples" in model.variables,
-                 **{c: args.objective == "dollars" for c in SERVING_COLUMNS}}
-        plan_columns = [c for c in PLAN_COLUMNS if extra.get(c, True)]
+        plan_columns = _plan_columns(model)
         if args.objective == "loss":
             required = ("train_budget",)
         elif args.sampling:
@@ -272,19 +264,222 @@ def cmd_solve(args) -> int:
         else:
             print(f"planner solve: {args.scenarios} has no scenarios; wrote the header to "
                   f"{args.output}", file=sys.stderr)
-        flagged = getattr(counts, "extrapolated", 0)
-        if flagged:
-            from ._sweep import EXTRAPOLATION_FACTOR
-
-            print(f"planner solve: warning: {_plural(flagged, 'plan')} of {total:,} "
-                  f"extrapolate{'s' if flagged == 1 else ''}: n_params or n_tokens more than "
-                  f"{EXTRAPOLATION_FACTOR:g}x the largest the law was fitted on; the law is "
-                  "untested there (see their message column)", file=sys.stderr)
+        _warn_extrapolated("solve", counts, total)
     else:
         print(f"planner solve: process {jax.process_index()} solved "
               f"{_plural(total, 'scenario')}{': ' + summary if summary else ''}",
               file=sys.stderr)
     return EXIT_OK
+
+
+def _warn_extrapolated(command: str, counts, total: int) -> None:
+    """A warning on standard error for the plans flagged as extrapolations (`SweepCounts`)."""
+    from ._sweep import EXTRAPOLATION_FACTOR
+
+    flagged = getattr(counts, "extrapolated", 0)
+    if flagged:
+        print(f"planner {command}: warning: {_plural(flagged, 'plan')} of {total:,} "
+              f"extrapolate{'s' if flagged == 1 else ''}: n_params or n_tokens more than "
+              f"{EXTRAPOLATION_FACTOR:g}x the largest the law was fitted on; the law is "
+              "untested there (see their message column)", file=sys.stderr)
+
+
+def _budget_flag(name: str) -> str:
+    """The command-line option of a shared budget of `allocate` (`BUDGETS`)."""
+    return "--" + name.replace("_", "-")
+
+
+def cmd_allocate(args) -> int:
+    from ._allocate import BUDGETS
+    from ._table import TableError, check_output_suffix
+
+    budgets = {name: getattr(args, name) for name in BUDGETS if getattr(args, name) is not None}
+    try:
+        # everything that can be refused without solving is refused first
+        check_output_suffix(args.output)
+        if Path(args.summary).suffix.lower() != ".json":
+            raise ValueError(f"{args.summary}: the summary is written as JSON: name it .json")
+        for name, value in budgets.items():
+            if not 0 < value < math.inf:
+                raise ValueError(f"{_budget_flag(name)} must be finite and > 0, got {value:g}")
+        if args.objective == "score" and not args.sampling:
+            raise ValueError("--objective score maximises the items' success rates, which needs "
+                             "repeated sampling to turn losses into scores: add --sampling")
+        training = [name for name, terms in BUDGETS.items() if "train_flops" in terms]
+        if args.objective != "compute" and not set(training) & set(budgets):
+            raise ValueError(f"--objective {args.objective} needs a budget on training FLOP: "
+                             f"give {' or '.join(_budget_flag(b) for b in training)}")
+        _check_score_column(args.items, args.sampling)
+        paths = {Path(f).resolve() for f in (args.items, args.output, args.summary)}
+        if len(paths) < 3:
+            raise ValueError("ITEMS, --output and --summary must be three different files")
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner allocate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _set_precision(args.float32)
+    import json
+
+    import numpy as np
+
+    from ._allocate import allocate
+    from ._compose import Pipeline, Pretraining
+    from ._problem import Scenario
+    from ._rules import ITEM_RULES
+    from ._solve import Status
+    from ._sweep import _flag_extrapolation, write_plans
+    from ._table import (
+        _build,
+        atomic_write,
+        batch_inputs,
+        check_columns,
+        parse_columns,
+        plan_values,
+        read_table,
+        settle,
+    )
+
+    progress = None
+    if args.progress or sys.stderr.isatty():
+        def progress(line: str) -> None:
+            print(f"planner allocate: {line}", file=sys.stderr, flush=True)
+
+    try:
+        law = _law(args)
+        stages = _stages(args, law)
+        plan_columns = _plan_columns(Pipeline(Pretraining(law), *stages))
+        compute = args.objective == "compute"
+        required = ("target_loss",) if compute and not args.sampling else ()
+        table = read_table(args.items)
+        check_columns(table, required, known=tuple(ITEM_RULES))
+        values, status, messages = parse_columns(
+            table, law, required=required, needs_target=compute,
+            dense_inference=not args.pruning, extra=ITEM_RULES)
+        n = len(status)
+        # rows the table refuses are left out of the portfolio (`allocate` leaves out an item
+        # whose weight is not finite and > 0); rows it finds infeasible stay in: no portfolio
+        # meets every item's target when one item cannot meet its own
+        refused = status == Status.INVALID_INPUT
+        portfolio = None
+        out = {**{c: np.full(n, np.nan) for c in plan_columns},
+               "status": np.full(n, int(Status.INVALID_INPUT))}
+        if not refused.all():
+            dtype = np.float32 if args.float32 else np.float64
+            law_cols, fields = batch_inputs(values, refused, size=n, dtype=dtype, law=law)
+            model = _build(law_cols, law, stages)
+            weight = np.where(refused, np.nan, values.get("weight", np.ones(n)))
+            portfolio = allocate(model, Scenario(**fields), budgets, objective=args.objective,
+                                 weight=np.asarray(weight, dtype), progress=progress,
+                                 throw=False)
+            out = {k: np.array(v, dtype=int if k == "status" else np.float64)
+                   for k, v in plan_values(portfolio.plans, model).items()}
+        out = settle(out, status)
+        fitted = _fitted_range(args)
+        if fitted is not None:
+            messages = _flag_extrapolation(values, out, messages, law, fitted)
+        summary = _portfolio_summary(portfolio, out["status"], status, budgets, args.items)
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        # each file is replaced whole (`atomic_write`), the summary last and any earlier one
+        # removed first: a SUMMARY.json on disk always describes the PLANS beside it
+        Path(args.summary).unlink(missing_ok=True)
+        counts = write_plans(args.output, table, out, plan_columns, messages)
+        atomic_write(args.summary, lambda tmp: Path(tmp).write_text(text))
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner allocate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    found = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    print(f"planner allocate: {_plural(n, 'item')} -> {args.output}"
+          f"{': ' + found if found else ''}", file=sys.stderr)
+    _print_status_lines(counts)
+    _warn_extrapolated("allocate", counts, n)
+    if summary["status"] == "optimal":
+        prices = ", ".join(f"{b} {p:.4g}" for b, p in summary["prices"].items())
+        print(f"planner allocate: portfolio optimal: objective {summary['objective']:.6g}"
+              f"{'; prices per FLOP: ' + prices if prices else ''} -> {args.summary}",
+              file=sys.stderr)
+        return EXIT_OK
+    print(f"planner allocate: portfolio {summary['status']}: {summary['message']} -> "
+          f"{args.summary}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _portfolio_summary(portfolio, codes, table_status, budgets, items) -> dict:
+    """SUMMARY.json of `planner allocate` (`portfolio` None when no item was valid): the
+    portfolio's status, where the table decides it, and its numbers; `objective` and the
+    totals only for an optimal portfolio (as a plans table shows plan values for optimal rows
+    only); null for a number that is not finite."""
+    import numpy as np
+
+    from ._solve import STATUS_MESSAGES, Status
+
+    def number(x):
+        return float(x) if math.isfinite(float(x)) else None
+
+    excluded = codes == Status.INVALID_INPUT
+    infeasible = int(np.sum(table_status[~excluded] == Status.INFEASIBLE))
+    if portfolio is None:
+        status = Status.INVALID_INPUT
+        message = (f"{items} has no items" if not len(codes) else
+                   "every item is invalid; the message column of the plans says why")
+    else:
+        status = Status(int(portfolio.status))
+        if infeasible:
+            # closed forms of a row's law show that no allocation meets that item's own target
+            # within its own caps (its message says which): then none meets every item's
+            status = Status.INFEASIBLE
+        elif status == Status.OPTIMAL and np.any(codes[~excluded] != Status.OPTIMAL):
+            status = Status.NOT_CONVERGED  # an item without a certified plan
+        message = STATUS_MESSAGES[status].split(": ", 1)[-1]
+        if infeasible:
+            message = (f"{_plural(infeasible, 'item')} cannot reach "
+                       f"{'its' if infeasible == 1 else 'their'} own target within the item's "
+                       "own caps; the message column of the plans says why")
+    certified = status == Status.OPTIMAL
+
+    def of(name, answer=False):
+        """The portfolio's `name` as a JSON number; an answer only when certified."""
+        if portfolio is None or (answer and not certified):
+            return None
+        return number(getattr(portfolio, name))
+
+    train, inference = of("train_flops", answer=True), of("inference_flops", answer=True)
+    return {
+        "status": status.name.lower(),
+        "message": "" if certified else message,
+        "objective": of("objective", answer=True),
+        "prices": {b: None if portfolio is None else number(portfolio.prices[b])
+                   for b in budgets},
+        "budgets": {b: float(c) for b, c in budgets.items()},
+        "n_items": len(codes),
+        "n_invalid": int(np.sum(excluded)),
+        "train_flops": train,
+        "inference_flops": inference,
+        "total_flops": None if train is None or inference is None else train + inference,
+        "residual": of("residual"),
+        "kkt": of("kkt"),
+        "gap": of("gap"),
+        "solves": 0 if portfolio is None else portfolio.solves,
+    }
+
+
+def _check_score_column(path, sampling: bool) -> None:
+    """Refuse a table with a `target_score` column unless repeated sampling is on."""
+    from ._table import TableError, read_header
+
+    if "target_score" in read_header(path) and not sampling:
+        raise TableError(f"{path}: column 'target_score' is a score target, which needs "
+                         "repeated sampling to turn losses into scores: add --sampling")
+
+
+def _plan_columns(model) -> list[str]:
+    """The plan columns of a plans table for `model` (`PLAN_COLUMNS`, those it has)."""
+    from ._serving import deployment_of
+    from ._solve import has_score
+    from ._sweep import PLAN_COLUMNS, SERVING_COLUMNS
+
+    extra = {"score": has_score(model), "density": "density" in model.variables,
+             "n_samples": "n_samples" in model.variables,
+             **{c: deployment_of(model) is not None for c in SERVING_COLUMNS}}
+    return [c for c in PLAN_COLUMNS if extra.get(c, True)]
 
 
 def _print_status_lines(counts) -> None:
@@ -487,8 +682,7 @@ def cmd_frontier(args) -> int:
 
     from ._compose import Pipeline, Pretraining
     from ._solve import Scenario, frontier
-    from ._sweep import _assemble, _format_chunk, _part_name, _remove_parts
-    from ._table import atomic_write
+    from ._sweep import write_plans
 
     try:
         law = _law(args)
@@ -520,17 +714,8 @@ def cmd_frontier(args) -> int:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
         columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
                    "max_inference_flops": [repr(float(c)) for c in caps]}
-        plan_columns = ["n_params", "n_tokens", "train_flops", "loss"]
-        output = Path(args.output)
-        parts = output.with_name(output.name + ".parts")
-        parts.mkdir(parents=True, exist_ok=True)
-        try:
-            text = _format_chunk(columns, out, plan_columns, [""] * len(caps))
-            atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
-                         tmp_dir=parts)
-            counts = _assemble(parts, output, [*columns, *plan_columns, "status", "message"])
-        finally:
-            _remove_parts(parts)
+        counts = write_plans(args.output, columns, out,
+                             ["n_params", "n_tokens", "train_flops", "loss"], [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -749,6 +934,43 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--progress", action="store_true",
                        help="show progress even when standard error is not a terminal")
     solve.set_defaults(func=cmd_solve)
+
+    from ._allocate import BUDGETS
+
+    alloc = sub.add_parser(
+        "allocate", help="many items coupled by shared budgets, solved as one problem",
+        description="Solve the items of ITEMS (CSV or Parquet; one row per item, with the "
+        "columns of `planner solve` and an optional weight, default 1) as one portfolio "
+        "coupled by the shared budgets given (planner.allocate), and write each item's plan to "
+        "PLANS (the columns of `planner solve`) and the portfolio (status, objective, the "
+        "budgets' prices, totals and the residuals that certify it) to SUMMARY.json. Exit "
+        "status 0 when the portfolio is optimal, 1 when it is not, 2 for a usage error or a "
+        "malformed table.")
+    alloc.add_argument("items", help="input table (.csv, or .parquet with the extra)")
+    alloc.add_argument("--output", "-o", required=True, help="plans table (.csv or .parquet)")
+    alloc.add_argument("--summary", required=True, metavar="SUMMARY.json",
+                       help="the portfolio's status and numbers (JSON)")
+    alaw = alloc.add_mutually_exclusive_group()
+    alaw.add_argument("--law", default="sardana2024", choices=sorted(PRESETS),
+                      help="loss-law preset (default: sardana2024)")
+    alaw.add_argument("--law-file", help="a FIT.json written by `planner fit`")
+    alloc.add_argument("--objective", default="compute", choices=("compute", "loss", "score"),
+                       help="compute: every item reaches its target, least weighted lifetime "
+                       "FLOP (default); loss: least weighted sum of losses; score: greatest "
+                       "weighted sum of success rates (with --sampling); loss and score need "
+                       "a budget on training FLOP")
+    for name, terms in BUDGETS.items():
+        alloc.add_argument(_budget_flag(name), dest=name, type=float, metavar="C",
+                           help="shared cap on the items' total " + " + ".join(
+                               t.replace("_", " ") for t in terms) + " (FLOP)")
+    alloc.add_argument("--pruning", action="store_true", help="also choose pruning densities")
+    alloc.add_argument("--sampling", action="store_true",
+                       help="also choose samples per query (repeated sampling)")
+    alloc.add_argument("--float32", action="store_true",
+                       help="solve in float32 (default float64)")
+    alloc.add_argument("--progress", action="store_true",
+                       help="show the price search even when standard error is not a terminal")
+    alloc.set_defaults(func=cmd_allocate)
 
     reproduce = sub.add_parser(
         "reproduce", help="reproduce published results: tables, figures",

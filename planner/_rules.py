@@ -172,6 +172,11 @@ COLUMN_RULES: dict[str, Rule] = {
     **{rule.column_name: rule for rule in SCENARIO_RULES.values()}, **LAW_RULES}
 """The rules by the column names of a scenario table."""
 
+ITEM_RULES: dict[str, Rule] = {"weight": Rule("weight", low=0.0, absent=1.0, stand_in=1.0)}
+"""The rules of the columns an item table has beside a scenario table's (`planner allocate`):
+an item's `weight` in the portfolio's objective, finite and > 0 (what `allocate` accepts), 1
+where the cell is empty."""
+
 
 def positive(name: str) -> Rule:
     """A finite number > 0."""

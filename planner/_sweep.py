@@ -251,6 +251,26 @@ def run_sweep(
     return counts
 
 
+def write_plans(output: str | Path, columns: dict, out: dict[str, np.ndarray],
+                plan_columns: list[str], messages: list[str]) -> SweepCounts:
+    """Write one table of plans held in memory (`planner frontier`, `planner allocate`) as
+    `run_sweep` writes a sweep: `columns` (the input cells as read), then `plan_columns` of
+    `out`, its `status` and `messages`, CSV or Parquet by the suffix, atomically (through a
+    parts folder beside `output`, removed after). Returns the count of each status."""
+    output = Path(output)
+    parts = output.with_name(output.name + ".parts")
+    if parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True)
+    try:
+        text = _format_chunk(columns, out, plan_columns, messages)
+        atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
+                     tmp_dir=parts)
+        return _assemble(parts, output, [*columns, *plan_columns, "status", "message"])
+    finally:
+        _remove_parts(parts)
+
+
 def _differences(previous: dict, manifest: dict) -> str:
     """' (was ..., now ...)' for the manifest entries and options that changed."""
     def flat(m):

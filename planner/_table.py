@@ -215,17 +215,19 @@ def _cells(values: list) -> list[str]:
     return ["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in values]
 
 
-def check_columns(columns, required: tuple[str, ...]) -> None:
-    """Raise `TableError` for a missing required column or a misspelt known one."""
+def check_columns(columns, required: tuple[str, ...], known: tuple[str, ...] = ()) -> None:
+    """Raise `TableError` for a missing required column or a misspelt known one (`known`:
+    columns known besides a scenario table's, such as an item table's `weight`)."""
     names = set(columns)
+    known = KNOWN_COLUMNS + tuple(known)
     fields = {field: column for column, field in SCENARIO_COLUMNS.items() if field != column}
     for name in names & set(fields):
         # an unknown column is passed through untouched: one named after a Scenario field
         # would silently mean nothing
         raise TableError(f"unknown column {name!r}: the column for Scenario.{name} is "
                          f"{fields[name]!r}")
-    for name in names - set(KNOWN_COLUMNS):
-        close = difflib.get_close_matches(name, KNOWN_COLUMNS, n=1, cutoff=0.8)
+    for name in names - set(known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         if close and close[0] not in names:
             raise TableError(f"unknown column {name!r}: did you mean {close[0]!r}?")
     for name in required:
@@ -242,6 +244,7 @@ def parse_columns(
     required: tuple[str, ...] = (),
     needs_target: bool = False,
     dense_inference: bool = True,
+    extra: dict[str, _rules.Rule] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     r"""Parse and check the known columns of one chunk of rows.
 
@@ -269,6 +272,8 @@ def parse_columns(
     - `required`: columns whose cells may not be empty.
     - `needs_target`: each row needs a target (the compute objective).
     - `dense_inference`: inference costs at least $2N$ FLOP per token (no pruning stage).
+    - `extra`: the rules of further columns to parse and check alike (`_rules.ITEM_RULES`: an
+      item's `weight`); an empty cell takes the rule's `absent` value.
 
     **Returns:** `(values, status, messages)`: numeric arrays per column, absent cells filled
     in; per row, the status the checks already decide (`Status.INVALID_INPUT`,
@@ -279,16 +284,18 @@ def parse_columns(
     problems: dict[int, list[str]] = collections.defaultdict(list)  # rows with problems only
     values: dict[str, np.ndarray] = {}
     empty: dict[str, np.ndarray] = {}
-    for name in KNOWN_COLUMNS:
+    rules = {**_rules.COLUMN_RULES, **(extra or {})}
+    for name in (*KNOWN_COLUMNS, *(extra or {})):
         if name not in columns:
             continue
         out, blank, text = _parse_column(columns[name], name, name in required, first_row,
                                          problems)
-        default = float(getattr(law, name)) if name in LAW_COLUMNS else ABSENT[name]
+        default = (float(getattr(law, name)) if name in LAW_COLUMNS else
+                   ABSENT[name] if name in ABSENT else rules[name].absent)
         out[blank] = default
         values[name], empty[name] = out, blank
         # every number is checked against its column's rule (a text cell has its problem)
-        for failed, requirement in _rules.COLUMN_RULES[name].failures(out):
+        for failed, requirement in rules[name].failures(out):
             for i in np.flatnonzero(failed & ~blank & ~text):
                 problems[i].append(f"row {i + first_row}: column {name!r} {requirement} "
                                    f"({values[name][i]:g})")
@@ -384,6 +391,31 @@ def _build(law_values: dict[str, jax.Array], base_law: Chinchilla, stages: tuple
     return Pipeline(Pretraining(law), *stages)
 
 
+def plan_values(plan, model: Pipeline) -> dict:
+    """A plan's columns in a plans table, by name (`planner._sweep.PLAN_COLUMNS`, those the
+    model has), and its `status`; for one plan or a batch."""
+    out = {
+        "n_params": plan.allocation.n_params,
+        "n_tokens": plan.allocation.n_tokens,
+        "train_flops": plan.outcome.train_flops,
+        "inference_flops": plan.outcome.inference_flops,
+        "total_flops": plan.total_flops,
+        "loss": plan.outcome.loss,
+        "status": plan.status,
+    }
+    if plan.outcome.score is not None:
+        out["score"] = plan.outcome.score
+    if "density" in model.variables:
+        out["density"] = plan.allocation.density
+    if "n_samples" in model.variables:
+        out["n_samples"] = plan.allocation.n_samples
+    if plan.serving is not None:
+        for name in ("dollars", "train_dollars", "inference_dollars", "serving_batch",
+                     "replicas", "latency"):
+            out[name] = getattr(plan.serving, name)
+    return out
+
+
 @eqx.filter_jit
 def _solve_batch(law_values, fields, base_law, stages, objective, solver, constants=None):
     # Module level, with the law and the stages as arguments: every table solved in a process
@@ -394,26 +426,7 @@ def _solve_batch(law_values, fields, base_law, stages, objective, solver, consta
         fields = {**fields, **{k: jnp.asarray(v, fields["inference_demand"].dtype)
                                for k, v in (constants or {}).items()}}
         plan = solve(model, Scenario(**fields), objective=objective, solver=solver, throw=False)
-        out = {
-            "n_params": plan.allocation.n_params,
-            "n_tokens": plan.allocation.n_tokens,
-            "train_flops": plan.outcome.train_flops,
-            "inference_flops": plan.outcome.inference_flops,
-            "total_flops": plan.total_flops,
-            "loss": plan.outcome.loss,
-            "status": plan.status,
-        }
-        if plan.outcome.score is not None:
-            out["score"] = plan.outcome.score
-        if "density" in model.variables:
-            out["density"] = plan.allocation.density
-        if "n_samples" in model.variables:
-            out["n_samples"] = plan.allocation.n_samples
-        if plan.serving is not None:
-            for name in ("dollars", "train_dollars", "inference_dollars", "serving_batch",
-                         "replicas", "latency"):
-                out[name] = getattr(plan.serving, name)
-        return out
+        return plan_values(plan, model)
 
     # One batch: the solver pools its local solves over lanes (`Solver.lanes`), so a slow row
     # costs only its own iterations.
@@ -457,23 +470,50 @@ def solve_chunk(
     `Status.NOT_CONVERGED`.
     """
     n = len(status)
-    decided = status >= 0
+    law_cols, fields = batch_inputs(values, status >= 0, size=size, dtype=dtype, law=law)
+    out = {k: np.array(v)[:n] for k, v in fn(law_cols, fields).items()}
+    return settle(out, status)
+
+
+def batch_inputs(
+    values: dict[str, np.ndarray],
+    stand_in: np.ndarray,
+    *,
+    size: int,
+    dtype=np.float64,
+    law: Chinchilla | None = None,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """The parsed scenario and law columns of some rows (`values`, as `parse_columns` returns
+    them) as arrays of `size` rows: `(law columns, Scenario fields)`. Rows where `stand_in`
+    is true, and the padding rows after the last, get their rules' stand-ins
+    (`Rule.stand_in`): an easy, feasible problem whose result is discarded. `law` as in
+    `solve_chunk`; columns without a rule of a scenario table (an item's `weight`) are left
+    out."""
+    n = len(stand_in)
     law_cols, fields = {}, {"inference_demand": jnp.zeros(size, dtype)}
-    # a flagged or padding row is solved as its rules' stand-in (`Rule.stand_in`): an easy,
-    # feasible problem whose result is discarded
     stand_in_e = (_rules.LAW_RULES["E"].stand_in if "E" in values or law is None
                   else float(law.E))
     for name, column in values.items():
-        rule = _rules.COLUMN_RULES[name]
-        stand_in = rule.stand_in + (stand_in_e if rule.relative_to_irreducible else 0.0)
-        part = np.full(size, stand_in)
-        part[:n] = np.where(decided, part[:n], column)
+        rule = _rules.COLUMN_RULES.get(name)
+        if rule is None:
+            continue
+        part = np.full(size, rule.stand_in + (stand_in_e if rule.relative_to_irreducible
+                                              else 0.0))
+        part[:n] = np.where(stand_in, part[:n], column)
         if name in LAW_COLUMNS:
             law_cols[name] = jnp.asarray(part, dtype)
         else:
             fields[SCENARIO_COLUMNS[name]] = jnp.asarray(part, dtype)
-    out = {k: np.array(v)[:n] for k, v in fn(law_cols, fields).items()}
-    code = np.where(decided, status, out["status"]).astype(int)
+    return law_cols, fields
+
+
+def settle(out: dict[str, np.ndarray], status: np.ndarray) -> dict[str, np.ndarray]:
+    """Solved plan columns (NumPy, with their `status`) as a plans table shows them: a row
+    whose `status` is already decided (>= 0) keeps it; plan values are kept for
+    `Status.OPTIMAL` rows only, NaN (an empty cell) elsewhere; an optimal row with a
+    non-finite value is downgraded to `Status.NOT_CONVERGED`."""
+    n = len(status)
+    code = np.where(status >= 0, status, out["status"]).astype(int)
     plan = [k for k in out if k != "status"]
     finite = np.all([np.isfinite(out[k]) for k in plan], axis=0) if plan else np.ones(n, bool)
     code = np.where((code == Status.OPTIMAL) & ~finite, int(Status.NOT_CONVERGED), code)
