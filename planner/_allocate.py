@@ -189,6 +189,7 @@ class _Sums(eqx.Module):
     inference: Array
     kkt: Array       # the largest KKT residual of a valid item
     bad: Array       # valid items not certified
+    infeasible: Array  # valid items infeasible on their own (at any prices)
 
 
 def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
@@ -203,7 +204,8 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
     def usage_at(u):
         plans = _item_plans(objective, budgets, items, jnp.exp(u), solver)
         res = _resources(plans, items.scenario)
-        return _usage(budgets, res, items.valid, shared_train), (plans, res)
+        counted = items.valid & (plans.status != Status.INFEASIBLE)
+        return _usage(budgets, res, counted, shared_train), (plans, res)
 
     if tangents and nb:
         # a zero price is log price -inf: its column is 0, as the derivative in a slack
@@ -217,9 +219,11 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
     else:
         plans = _item_plans(objective, budgets, items, prices, solver)
         res = _resources(plans, items.scenario)
-        usage = _usage(budgets, res, items.valid, shared_train)
+        usage = _usage(budgets, res, items.valid & (plans.status != Status.INFEASIBLE),
+                       shared_train)
         jac = jnp.zeros((nb, nb), dtype)
-    valid, w = items.valid, items.weight
+    # an item infeasible on its own has no plan to add up (it makes the portfolio infeasible)
+    valid, w = items.valid & (plans.status != Status.INFEASIBLE), items.weight
     shared = shared_train is not None
 
     def total(values):
@@ -241,6 +245,7 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
         train=total(res["train_flops"]), inference=total(res["inference_flops"]),
         kkt=jnp.max(jnp.where(valid, kkt, 0.0), initial=0.0),
         bad=jnp.sum(valid & (plans.status != Status.OPTIMAL)),
+        infeasible=jnp.sum(items.valid & (plans.status == Status.INFEASIBLE)),
     )
     return sums, plans
 
@@ -330,6 +335,12 @@ class _Search:
                                  *(jax.tree.map(lambda v, r=r: v[:r], pl) for pl, r in pieces))
         return total, plans
 
+    def infeasible_items(self) -> np.ndarray:
+        """(n,) the valid items the last batched solve found infeasible on their own."""
+        _, _, pieces = self.last
+        found = [np.asarray(pl.status)[:rows] == Status.INFEASIBLE for pl, rows in pieces]
+        return np.concatenate(found) & np.asarray(self.items.valid)
+
     def least(self, direction: np.ndarray) -> np.ndarray:
         """(n,) each valid item's least use of the budgets weighed by `direction` (>= 0) that
         still meets its own targets and constraints (0 for an invalid item)."""
@@ -342,7 +353,16 @@ class _Search:
             value = np.asarray(_least_usage_jit(resources, coefs, piece, self.solver))[:rows]
             found.append(np.where(np.asarray(piece.valid)[:rows], value, 0.0))
         self.solves += 1
-        return np.concatenate(found)
+        found = np.concatenate(found)
+        if self.progress is not None:
+            share = found.sum() / (direction @ self.capacity)
+            self.progress(f"batched solve {self.solves}: the items' least use of "
+                          f"{self._weighed(direction)} is {share:.6f} of it")
+        return found
+
+    def _weighed(self, direction) -> str:
+        return " + ".join(name if d == 1 else f"{d:.4g} {name}"
+                          for d, name in zip(direction, self.budgets, strict=True) if d > 0)
 
     def short(self, direction: np.ndarray) -> bool:
         """Whether the budgets are infeasible by the certificate of `direction` $d \\ge 0$:
@@ -382,6 +402,8 @@ class _Search:
         for _ in range(max_iterations):
             prices[idx] = np.exp(u)
             sums = self(prices)
+            if sums.infeasible > 0:
+                return prices, sums, "item"
             if sums.bad > 0:
                 if len(idx) == 1 and np.isfinite(bracket[0]) and np.isfinite(bracket[1]):
                     u = 0.5 * (bracket[0] + bracket[1])
@@ -427,7 +449,8 @@ class _Search:
         return prices, sums, "failed"
 
 
-_SUMS_FIELDS = ("usage", "jacobian", "value", "dual", "train", "inference", "kkt", "bad")
+_SUMS_FIELDS = ("usage", "jacobian", "value", "dual", "train", "inference", "kkt", "bad",
+                "infeasible")
 
 
 def _is_traced(tree) -> bool:
@@ -594,9 +617,13 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     start = (np.ones(len(names)) if objective == "compute"
              else 0.1 * max(total_weight, 1.0) / np.maximum(cap, 1e-300))
     status, prices, active, sums = Status.NOT_CONVERGED, np.zeros(len(names)), (), None
+    # items that cannot meet their own targets whatever the prices: named, left out of the
+    # sums, and the portfolio is infeasible
     unreachable = np.asarray(infeasible & frozen.valid)
     first: set[int] = set()
-    if unreachable.any():
+    if not np.asarray(frozen.valid).any():
+        status = Status.INVALID_INPUT
+    elif unreachable.any():
         status = Status.INFEASIBLE
     else:
         if objective == "compute":
@@ -604,16 +631,18 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
             residual = search.residuals(sums, prices, ())
             if sums.bad == 0 and np.all(residual <= tol):
                 status = Status.OPTIMAL
+            elif sums.infeasible > 0:
+                status = Status.INFEASIBLE
             first = {b for b in range(len(names)) if sums.usage[b] > cap[b]}
-        if status != Status.OPTIMAL and optimizer is not None and names:
+        if status == Status.NOT_CONVERGED and optimizer is not None and names:
             start, first = _dual_phase(objective, names, cap, frozen, solver, optimizer,
                                        optimizer_steps, start, frozen_train, search)
-        if status != Status.OPTIMAL:
+        if status == Status.NOT_CONVERGED:
             for candidate in _subsets(len(names), first):
                 if not _admissible(objective, candidate, names, shared_train is not None):
                     continue
                 p, s, outcome = search.newton(candidate, start, max_iterations)
-                if outcome == "short":
+                if outcome in ("short", "item"):
                     status, prices, active, sums = Status.INFEASIBLE, p, candidate, s
                     break
                 if outcome == "optimal":
@@ -625,7 +654,10 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                     # the candidate's equations hold but another budget is overrun: a larger
                     # set starts from these prices
                     start = np.where(p > 0, p, start)
-        if status != Status.OPTIMAL and names:
+        if search.last is not None and search.last[1].infeasible > 0:
+            status = Status.INFEASIBLE
+            unreachable = search.infeasible_items()
+        elif status != Status.OPTIMAL and names:
             # a certificate of infeasibility, from the direction the prices ran off to or
             # from each budget alone (which also names the items that alone exceed one);
             # without one the search has failed
@@ -634,6 +666,14 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
             certified = any([search.short(d) for d in np.eye(len(names))]) or certified
             status = Status.INFEASIBLE if certified else Status.NOT_CONVERGED
             unreachable = search.named
+    counted = (np.asarray(frozen.valid) if search.last is None
+               else np.asarray(frozen.valid) & ~search.infeasible_items())
+    if (unreachable & counted).any():
+        # left out of the sums
+        frozen = eqx.tree_at(lambda t: t.valid, frozen,
+                             frozen.valid & ~jnp.asarray(unreachable))
+        data = eqx.tree_at(lambda t: t.valid, data, frozen.valid)
+        search.items, search.last = frozen, None
     # the plans at the prices found (differentiable in the data when it is traced)
     prices_j = jnp.asarray(prices, dtype)
     if traced:
@@ -645,9 +685,9 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     else:
         final, plans = search.result(prices)
         final = jax.tree.map(jnp.asarray, final)
-    if unreachable.any():
-        plans = eqx.tree_at(lambda p: p.status, plans,
-                            jnp.where(jnp.asarray(unreachable), Status.INFEASIBLE, plans.status))
+    plans = _mark(plans, jnp.asarray(unreachable), Status.INFEASIBLE)
+    plans = _mark(plans, ~jnp.asarray(np.asarray(frozen.valid) | unreachable),
+                  Status.INVALID_INPUT)
     cap_j = jnp.stack([capacity[b] for b in names]) if names else jnp.zeros((0,), dtype)
     excess = (final.usage - cap_j) / cap_j
     priced = jnp.asarray([b in active for b in range(len(names))], bool)
@@ -668,6 +708,18 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
         train_flops=train, inference_flops=final.inference, residual=residual,
         kkt=final.kkt, gap=gap, shared={}, solves=search.solves,
     )
+
+
+def _mark(plans: Plan, rows: Array, status: Status) -> Plan:
+    """`plans` with `rows` given `status` and, like every plan that is not optimal, no
+    numbers (NaN)."""
+    def blank(v):
+        return jnp.where(rows.reshape(rows.shape + (1,) * (v.ndim - 1)), jnp.nan, v)
+
+    plans = eqx.tree_at(lambda p: (p.allocation, p.outcome, p.total_flops), plans,
+                        jax.tree.map(blank, (plans.allocation, plans.outcome,
+                                             plans.total_flops)))
+    return eqx.tree_at(lambda p: p.status, plans, jnp.where(rows, status, plans.status))
 
 
 def _implicit_prices(objective, names, active, data, capacity, prices, solver, shared_train,
