@@ -327,6 +327,19 @@ def portfolio_gp(coefs, weight, demand, *, objective: str, target=None, train_bu
     optimum = float(np.exp(problem.value + shift))
     prices = {name: float(c.dual_value) * optimum / float(uses[name][1])
               for name, c in budgets.items()}
+    used = {name: float(np.sum(np.exp(uses[name][0].value))) for name in budgets}
+    slack = [name for name in budgets if used[name] < (1.0 - 1e-6) * float(uses[name][1])]
+    if slack:
+        # A slack budget leaves Clarabel inaccurate (1e-4 in N); a convex program's optimum
+        # is unchanged by dropping a constraint its solution without it still meets.
+        kept = {name: (uses[name][1] if name not in slack else None) for name in uses}
+        reduced = portfolio_gp(coefs, weight, demand, objective=objective, target=target,
+                               **kept)
+        N, D = reduced["N"], reduced["D"]
+        if (np.sum(6.0 * N * D) <= (train_budget or np.inf)
+                and np.sum(2.0 * N * T) <= (inference_budget or np.inf)):
+            return {**reduced, "prices": {**reduced["prices"],
+                                          **{name: 0.0 for name in slack}}}
     return {"status": problem.status, "certified": problem.status == cp.OPTIMAL,
             "N": np.exp(x.value) * n_r, "D": np.exp(y.value) * d_r,
             "objective": optimum + offset, "prices": prices}

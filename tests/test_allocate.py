@@ -1,0 +1,232 @@
+"""`planner.allocate`: portfolios of items coupled by shared budgets, against one geometric
+program of the whole portfolio (cvxpy, `_oracles.portfolio_gp`), finite differences of the
+optimum, SciPy on a shared model, and each optax path on the dual."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _oracles import portfolio_gp
+
+import planner
+from planner import Chinchilla, Pipeline, Pretraining, Scenario, Status
+
+ITEMS = 300
+SMALL = 40  # items of the smaller portfolios (one size: their compilations are shared)
+
+
+def portfolio(n: int = ITEMS, seed: int = 0):
+    """`n` items, each with its own law (E, A, B per item; exponents from three values each,
+    so that the GP has few distinct powers), weight, lifetime demand and loss target."""
+    rng = np.random.default_rng(seed)
+    base = Chinchilla.hoffmann2022()
+    coefs = np.stack([
+        float(base.E) * rng.uniform(0.9, 1.1, n),
+        float(base.A) * rng.uniform(0.8, 1.2, n),
+        float(base.B) * rng.uniform(0.8, 1.2, n),
+        float(base.alpha) * rng.choice([0.96, 1.0, 1.04], n),
+        float(base.beta) * rng.choice([0.96, 1.0, 1.04], n),
+    ], axis=1)
+    law = Chinchilla(*(jnp.asarray(c) for c in coefs.T))
+    weight = rng.uniform(0.5, 2.0, n)
+    demand = 10.0 ** rng.uniform(11.0, 14.0, n)
+    target = coefs[:, 0] + rng.uniform(0.25, 0.6, n)
+    return Pipeline(Pretraining(law)), coefs, weight, demand, target
+
+
+def take(model, rows):
+    """The per-item leaves of `model` at `rows` (scalar leaves are common to all)."""
+    return jax.tree.map(lambda v: v[rows] if jnp.ndim(v) >= 1 else v, model)
+
+
+@pytest.fixture(scope="module")
+def items():
+    return portfolio()
+
+
+def least_train(coefs, target):
+    """Each item's least training FLOP to its target: its Chinchilla training optimum."""
+    E, A, B, a, b = coefs.T
+    gap = target - E
+    n = (A * (1.0 + a / b) / gap) ** (1.0 / a)
+    d = (B * (1.0 + b / a) / gap) ** (1.0 / b)
+    return 6.0 * n * d
+
+
+def check_against_gp(port, oracle, budgets):
+    assert int(port.status) == Status.OPTIMAL, int(port.status)
+    assert oracle["status"] in ("optimal", "optimal_inaccurate")
+    n = np.asarray(port.plans.allocation.n_params)
+    d = np.asarray(port.plans.allocation.n_tokens)
+    np.testing.assert_allclose(float(port.objective), oracle["objective"], rtol=1e-6)
+    np.testing.assert_allclose(n, oracle["N"], rtol=1e-5)
+    np.testing.assert_allclose(d, oracle["D"], rtol=1e-5)
+    for name in budgets:
+        p, q = float(port.prices[name]), oracle["prices"][name]
+        # a slack budget's price is 0 here and the GP's dual is 0 to its tolerance
+        assert abs(p - q) <= 1e-6 * max(abs(q), 1e-9 * max(port.prices.values(),
+                                                           key=abs).item() + 1e-300), (p, q)
+    assert float(port.residual) <= 1e-9 and float(port.kkt) <= 1e-9
+    assert float(port.gap) <= 1e-9
+
+
+def test_compute_objective_one_and_two_budgets_agree_with_the_gp(items):
+    """Every item meets its target; the training budget halfway between the items' least
+    training FLOP and what their separate optima train binds; an inference budget beside it
+    is slack in one portfolio and binding in another."""
+    model, coefs, weight, demand, target = items
+    scen = Scenario(target_loss=jnp.asarray(target), inference_demand=jnp.asarray(demand))
+    free = planner.allocate(model, scen, {}, objective="compute", weight=weight)
+    least = least_train(coefs, target).sum()
+    assert least < float(free.train_flops)
+    train = 0.5 * (least + float(free.train_flops))
+    for budgets in ({"train_budget": train},
+                    {"train_budget": train, "inference_budget": 3.0 * float(free.inference_flops)}):
+        port = planner.allocate(model, scen, budgets, objective="compute", weight=weight)
+        oracle = portfolio_gp(coefs, weight, demand, objective="compute", target=target,
+                              **budgets)
+        check_against_gp(port, oracle, budgets)
+        assert float(port.prices["train_budget"]) > 0
+        np.testing.assert_allclose(float(port.train_flops), train, rtol=1e-9)
+        # the items move to larger, less overtrained plans: inference grows
+        assert float(port.inference_flops) > float(free.inference_flops)
+    assert float(port.prices["inference_budget"]) == 0.0
+
+
+def test_loss_objective_one_and_two_budgets_agree_with_the_gp(items):
+    model, coefs, weight, demand, _ = items
+    scen = Scenario(inference_demand=jnp.asarray(demand))
+    train = 4e25
+    one = planner.allocate(model, scen, {"train_budget": train}, objective="loss",
+                           weight=weight)
+    check_against_gp(one, portfolio_gp(coefs, weight, demand, objective="loss",
+                                       train_budget=train), ("train_budget",))
+    budgets = {"train_budget": train, "inference_budget": 0.3 * float(one.inference_flops)}
+    two = planner.allocate(model, scen, budgets, objective="loss", weight=weight)
+    check_against_gp(two, portfolio_gp(coefs, weight, demand, objective="loss", **budgets),
+                     budgets)
+    assert float(two.prices["inference_budget"]) > 0
+    assert float(two.objective) > float(one.objective)
+
+
+def test_prices_are_finite_differences_of_the_optimum(items):
+    """$p_b = -\\partial\\,\\text{optimum}/\\partial C_b$: central differences of the optimum
+    in each budget, and `jax.grad` of the optimum (implicit differentiation of the prices)."""
+    model, coefs, weight, demand, _ = items
+    k = SMALL
+    scen = Scenario(inference_demand=jnp.asarray(demand[:k]))
+    law = take(model, slice(k))
+    w = weight[:k]
+    budgets = {"train_budget": 4e24, "inference_budget": 3e23}
+
+    def optimum(b):
+        return planner.allocate(law, scen, b, objective="loss", weight=w).objective
+
+    port = planner.allocate(law, scen, budgets, objective="loss", weight=w)
+    assert float(port.prices["inference_budget"]) > 0
+    for name, c in budgets.items():
+        h = 1e-4 * c
+        fd = -(float(optimum({**budgets, name: c + h})) - float(optimum({**budgets, name: c - h})))
+        fd /= 2.0 * h
+        np.testing.assert_allclose(float(port.prices[name]), fd, rtol=1e-5)
+    grad = jax.grad(lambda b: optimum(b))({k_: jnp.asarray(v) for k_, v in budgets.items()})
+    for name in budgets:
+        np.testing.assert_allclose(-float(grad[name]), float(port.prices[name]), rtol=1e-8)
+
+
+def test_infeasible_budgets_are_reported_infeasible(items):
+    """A training budget below the items' least training FLOP, and two budgets each feasible
+    alone but not together (cutting inference needs smaller models, hence more training):
+    infeasible, never optimal; the GP of the same portfolio is infeasible too."""
+    model, coefs, weight, demand, target = items
+    k = SMALL
+    coefs, weight, demand, target = coefs[:k], weight[:k], demand[:k], target[:k]
+    model = take(model, slice(k))
+    scen = Scenario(target_loss=jnp.asarray(target), inference_demand=jnp.asarray(demand))
+    least = least_train(coefs, target).sum()
+    free = planner.allocate(model, scen, {}, objective="compute", weight=weight)
+    cases = [{"train_budget": 0.99 * least},
+             {"train_budget": float(free.train_flops),
+              "inference_budget": 0.5 * float(free.inference_flops)}]
+    for budgets in cases:
+        port = planner.allocate(model, scen, budgets, objective="compute", weight=weight,
+                                throw=False)
+        assert int(port.status) == Status.INFEASIBLE
+        oracle = portfolio_gp(coefs, weight, demand, objective="compute", target=target,
+                              **budgets)
+        assert oracle["status"] == "infeasible"
+        with pytest.raises(Exception, match="no optimal portfolio"):
+            planner.allocate(model, scen, budgets, objective="compute", weight=weight)
+    # an item that alone needs more than the budget is named
+    alone = least_train(coefs, target)
+    big = int(np.argmax(alone))
+    port = planner.allocate(model, scen, {"train_budget": 0.9 * alone[big]},
+                            objective="compute", weight=weight, throw=False)
+    assert int(port.status) == Status.INFEASIBLE
+    assert int(port.plans.status[big]) == Status.INFEASIBLE
+    assert np.isnan(float(port.plans.allocation.n_params[big]))
+
+
+def test_bad_items_are_marked_and_left_out(items):
+    """An item with a negative demand, one with weight 0 and one whose target is below its
+    irreducible loss: the first two are INVALID_INPUT and the rest is the portfolio without
+    them; the third makes the portfolio infeasible and is named."""
+    model, coefs, weight, demand, target = items
+    k = SMALL
+    model = take(model, slice(k))
+    d, w, t = demand[:k].copy(), weight[:k].copy(), target[:k].copy()
+    d[2], w[5] = -1.0, 0.0
+    train = 0.5 * (least_train(coefs[:k], t).sum() + least_train(coefs[:k], t).sum() * 1.05)
+    scen = Scenario(target_loss=jnp.asarray(t), inference_demand=jnp.asarray(d))
+    port = planner.allocate(model, scen, {"train_budget": train}, weight=w)
+    assert [int(s) for s in np.asarray(port.plans.status)[[2, 5]]] == [Status.INVALID_INPUT] * 2
+    keep = np.setdiff1d(np.arange(k), [2, 5])
+    rest = planner.allocate(take(model, keep),
+                            Scenario(target_loss=jnp.asarray(t[keep]),
+                                     inference_demand=jnp.asarray(d[keep])),
+                            {"train_budget": train}, weight=w[keep])
+    np.testing.assert_allclose(float(port.objective), float(rest.objective), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(port.plans.allocation.n_params)[keep],
+                               np.asarray(rest.plans.allocation.n_params), rtol=1e-9)
+    assert np.isnan(np.asarray(port.plans.allocation.n_params)[[2, 5]]).all()
+    t[7] = float(coefs[7, 0]) - 0.01
+    scen = Scenario(target_loss=jnp.asarray(t), inference_demand=jnp.asarray(d))
+    port = planner.allocate(model, scen, {"train_budget": train}, weight=w, throw=False)
+    assert int(port.status) == Status.INFEASIBLE and int(port.plans.status[7]) == Status.INFEASIBLE
+    assert np.isfinite(float(port.objective))
+    none = planner.allocate(model, scen, {"train_budget": train}, weight=0.0 * w, throw=False)
+    assert int(none.status) == Status.INVALID_INPUT
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_every_optax_path_on_the_dual_reaches_the_gp(items, optimizer):
+    """An optax transformation on the dual before the Newton polish: the first-order (adam)
+    and the line-search (lbfgs, which needs `value`, `grad` and `value_fn`) paths end at the
+    GP's optimum."""
+    model, coefs, weight, demand, _ = items
+    k = SMALL
+    model = take(model, slice(k))
+    scen = Scenario(inference_demand=jnp.asarray(demand[:k]))
+    budgets = {"train_budget": 6e24, "inference_budget": 3e23}
+    tx = optax.adam(0.3) if optimizer == "adam" else optax.lbfgs()
+    port = planner.allocate(model, scen, budgets, objective="loss", weight=weight[:k],
+                            optimizer=tx, optimizer_steps=15)
+    check_against_gp(port, portfolio_gp(coefs[:k], weight[:k], demand[:k], objective="loss",
+                                        **budgets), budgets)
+
+
+def test_unconstrained_priced_items_match_their_stationarity():
+    """Given prices the items' problems have no constraint at all (m = 0): the interior
+    point reduces to Newton's method; its optimum satisfies the closed-form stationarity
+    $\\alpha A N^{-\\alpha} = p_t 6ND + p_i 2NT$, $\\beta B D^{-\\beta} = p_t 6ND$."""
+    law = Chinchilla.hoffmann2022()
+    model = Pipeline(Pretraining(law))
+    p_t, p_i, T = 1.6e-24, 7.0e-24, 1e13
+    plan = planner.solve(model, Scenario(inference_demand=T),
+                         objective=planner.Costs(loss=1.0, train_flops=p_t, inference_flops=p_i))
+    assert int(plan.status) == Status.OPTIMAL
+    N, D = float(plan.allocation.n_params), float(plan.allocation.n_tokens)
+    A, B, a, b = (float(v) for v in (law.A, law.B, law.alpha, law.beta))
+    np.testing.assert_allclose(a * A * N ** -a, p_t * 6 * N * D + p_i * 2 * N * T, rtol=1e-10)
+    np.testing.assert_allclose(b * B * D ** -b, p_t * 6 * N * D, rtol=1e-10)
