@@ -145,7 +145,7 @@ class Deployment(AbstractTechnique):
     context_tokens: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
     prefill_mfu: Float[Array, ""] | None = eqx.field(converter=_optional, default=None)
     devices: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
-    kv_cache: KVCache = KVCache()
+    kv_cache: KVCache = eqx.field(default_factory=KVCache)
 
     variables: ClassVar[tuple[str, ...]] = ("serving_batch", "step_time")
 

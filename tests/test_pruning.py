@@ -289,6 +289,8 @@ def test_stage_jit_vmap_loop_agree():
         n_tokens=10 ** rng.uniform(10, 13, 8),
         density=rng.uniform(0.01, 1.0, 8),
         n_samples=np.ones(8),
+        serving_batch=np.ones(8),  # every field batched: vmap maps each leaf's axis 0
+        step_time=np.ones(8),
     )
     pipeline = _pipeline()
     vmapped = jax.vmap(pipeline)(batch)

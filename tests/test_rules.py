@@ -105,63 +105,153 @@ def solve_kwargs(fields):
     return {"hardware": H100} if "max_latency" in fields else {}
 
 
-@pytest.mark.parametrize(("field", "value", "accepted"), CASES)
+def model_kind(field) -> str:
+    """Which model a field is solved with (`model_for`): fields of one kind share a compiled
+    solve."""
+    return {"min_density": "pruning", "max_inference_dollars": "deployment",
+            "target_score": "sampling"}.get(field, "plain")
+
+
+KINDS = ("plain", "pruning", "deployment", "sampling")
+MODELS = {kind: model_for(next(f for f, _, _ in CASES if model_kind(f) == kind))
+          for kind in KINDS}
+
+
+def packed(cases):
+    """The `scenario_fields` of `cases` packed into as few scenarios as possible: each scenario
+    takes a case whose fields do not clash with the fields it already has (every field is a
+    case's own value or the shared target), so each value is solved once and a refused one
+    would raise its own rule's message."""
+    scenarios = []
+    for field, value, _ in cases:
+        fields = scenario_fields(field, value)
+        for scenario in scenarios:
+            if all(scenario["fields"].get(k, v) == v for k, v in fields.items()):
+                scenario["fields"].update(fields)
+                scenario["cases"].append((field, value))
+                break
+        else:
+            scenarios.append({"fields": dict(fields), "cases": [(field, value)]})
+    return scenarios
+
+
+ACCEPTED = [(kind, scenario) for kind in KINDS for scenario in packed(
+    [c for c in CASES if c[2] and model_kind(c[0]) == kind])]
+
+
+@pytest.mark.parametrize(("field", "value", "accepted"), [c for c in CASES if not c[2]])
 def test_eager_throw_raises_the_rules_message(field, value, accepted):
     fields = scenario_fields(field, value)
-    model = model_for(field)
-    if accepted:
-        plan = solve(model, Scenario(**fields), **solve_kwargs(fields))
-        assert int(plan.status) == Status.OPTIMAL
-        return
     with pytest.raises(eqx.EquinoxRuntimeError) as info:
-        solve(model, Scenario(**fields), **solve_kwargs(fields))
+        solve(model_for(field), Scenario(**fields), **solve_kwargs(fields))
     assert str(info.value) == expected_message(field, value)
 
 
-@pytest.mark.parametrize("field", sorted(SCENARIO_RULES))
-def test_statuses_under_vmap_agree_with_the_cases(field):
-    """throw=False on a batch of the field's cases: accepted values OPTIMAL, refused ones the
-    rule's status with NaN in every plan value (and the accepted rows unharmed)."""
-    cases = [(v, ok) for f, v, ok in CASES if f == field]
-    values = np.array([v for v, _ in cases])
-    fields = scenario_fields(field, values)
+@pytest.mark.parametrize(("kind", "scenario"), ACCEPTED,
+                         ids=[f"{k}-" + "-".join(f"{f}={v:g}" for f, v in s["cases"])
+                              for k, s in ACCEPTED])
+def test_eager_throw_accepts_the_accepted_values(kind, scenario):
+    """Every accepted case is solved eagerly with throw=True, several fields of one model at
+    once (`packed`): nothing raises and the plan is OPTIMAL."""
+    assert {(f, v) for _, s in ACCEPTED for f, v in s["cases"]} == {
+        (f, v) for f, v, ok in CASES if ok}
+    fields = scenario["fields"]
+    plan = solve(MODELS[kind], Scenario(**fields), **solve_kwargs(fields))
+    assert int(plan.status) == Status.OPTIMAL
+
+
+def batch_rows(kind):
+    """One row per case of the fields of `kind`: the case's `scenario_fields` over a base in
+    which every other field of the batch has an accepted value that imposes nothing (its
+    rule's absent value; the shared loss or score target)."""
+    cases = [c for c in CASES if model_kind(c[0]) == kind]
+    keys = sorted({k for f, v, _ in cases for k in scenario_fields(f, v)})
+    rows = []
+    for field, value, ok in cases:
+        row = {k: SCENARIO_RULES[k].absent for k in keys}
+        rows.append((field, value, ok, {**row, **scenario_fields(field, value)}))
+    return rows
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_statuses_under_vmap_agree_with_the_cases(kind):
+    """throw=False on one batch of the cases of every field solved with one model: accepted
+    values OPTIMAL, refused ones the rule's status with NaN in every plan value (and the
+    accepted rows unharmed)."""
+    rows = batch_rows(kind)
+    assert {f for f, _, _, _ in rows} == {f for f, _, _ in CASES if model_kind(f) == kind}
+    keys = sorted(rows[0][3])
+    fields = {k: np.array([r[k] for *_, r in rows], np.float64) for k in keys}
     kwargs = solve_kwargs(fields)
-    fields = {k: np.broadcast_to(np.asarray(v, np.float64), values.shape)
-              for k, v in fields.items()}
-    model = model_for(field)
+    model = MODELS[kind]
     plans = jax.jit(jax.vmap(lambda s: solve(model, s, throw=False, **kwargs)))(
         Scenario(**fields).broadcast())
     status = np.asarray(plans.status)
-    accepted = np.array([ok for _, ok in cases])
-    assert np.all(status[accepted] == Status.OPTIMAL), status
-    assert np.all(status[~accepted] == Status[SCENARIO_RULES[field].status]), status
+    accepted = np.array([ok for _, _, ok, _ in rows])
+    expected = np.array([Status.OPTIMAL if ok else Status[SCENARIO_RULES[f].status]
+                         for f, _, ok, _ in rows])
+    wrong = [(f, v, Status(int(s)).name) for (f, v, _, _), s, e in zip(rows, status, expected)
+             if s != e]
+    assert not wrong, wrong
     for leaf in (plans.allocation.n_params, plans.total_flops, plans.outcome.loss):
         leaf = np.asarray(leaf)
         assert np.all(np.isnan(leaf[~accepted]))
         assert np.all(np.isfinite(leaf[accepted]))
 
 
+COEFFICIENTS = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.336, "beta": 0.283}
+
+
+def law_case_target(field) -> float:
+    return 2.2 if field != "E" else 0.5
+
+
+@pytest.fixture(scope="module")
+def law_batch():
+    """throw=False on one batch of every law case (one compiled solve)."""
+    laws = {k: np.array([value if f == k else v for f, value, _ in LAW_CASES])
+            for k, v in COEFFICIENTS.items()}
+    targets = np.array([law_case_target(f) for f, _, _ in LAW_CASES])
+    plans = jax.jit(jax.vmap(lambda law, t: solve(
+        Pipeline(Pretraining(Chinchilla(**law))), Scenario(target_loss=t), throw=False)))(
+        laws, targets)
+    return np.asarray(plans.status), np.asarray(plans.allocation.n_params)
+
+
 @pytest.mark.parametrize(("field", "value", "accepted"), LAW_CASES)
-def test_law_coefficients_eager_and_batched(field, value, accepted):
-    coefficients = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.336, "beta": 0.283}
-    law = Chinchilla(**{**coefficients, field: value})
-    scenario = Scenario(target_loss=2.2 if field != "E" else 0.5)
+def test_law_coefficients_eager_and_batched(field, value, accepted, law_batch):
+    law = Chinchilla(**{**COEFFICIENTS, field: value})
+    scenario = Scenario(target_loss=law_case_target(field))
+    status, n_params = (x[LAW_CASES.index((field, value, accepted))] for x in law_batch)
     if accepted:
-        return  # an accepted coefficient is solved by every other test
+        assert status == Status.OPTIMAL and np.isfinite(n_params)
+        return
     with pytest.raises(eqx.EquinoxRuntimeError) as info:
         solve(Pipeline(Pretraining(law)), scenario)
     assert str(info.value) == expected_message(field, value)
-    plan = solve(Pipeline(Pretraining(law)), scenario, throw=False)
-    assert int(plan.status) == Status[LAW_RULES[field].status]
-    assert np.isnan(float(plan.allocation.n_params))
+    assert status == Status[LAW_RULES[field].status]
+    assert np.isnan(n_params)
 
 
-@pytest.mark.parametrize(("field", "value"), [("target_loss", NAN), ("max_params", -1.0),
-                                              ("max_latency", 0.0), ("min_density", 2.0)])
-def test_throw_under_jit_raises_the_same_message(field, value):
-    fields = scenario_fields(field, value)
-    model, kwargs = model_for(field), solve_kwargs(fields)
-    run = eqx.filter_jit(lambda s: solve(model, s, **kwargs))
+JIT_CASES = [("target_loss", NAN), ("max_params", -1.0), ("max_latency", 0.0),
+             ("min_density", 2.0)]
+# one scenario structure per model, so that the plain cases share one compiled solve
+JIT_BASE = {"plain": {"target_loss": 2.2, "max_params": INF, "max_latency": INF},
+            "pruning": {"target_loss": 2.2, "min_density": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def jitted_solves():
+    return {kind: eqx.filter_jit(lambda s, kind=kind: solve(
+        MODELS[kind], s, **solve_kwargs(JIT_BASE[kind]))) for kind in JIT_BASE}
+
+
+@pytest.mark.parametrize(("field", "value"), JIT_CASES)
+def test_throw_under_jit_raises_the_same_message(field, value, jitted_solves):
+    kind = model_kind(field)
+    fields = {**JIT_BASE[kind], **scenario_fields(field, value)}
+    assert set(fields) == set(JIT_BASE[kind])
+    run = jitted_solves[kind]
     with pytest.raises(eqx.EquinoxRuntimeError, match=expected_message(field, value)
                        .replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         jax.block_until_ready(run(Scenario(**fields)))

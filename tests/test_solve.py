@@ -1024,4 +1024,5 @@ def test_optax_phase_then_newton_against_reduction(optimizer):
     assert _rel(plan.allocation.n_params, ref[0]).max() <= 1e-8
     assert _rel(plan.allocation.n_tokens, ref[1]).max() <= 1e-8
     alone = run(Solver(optimizer=tx, inner_steps=200, outer_steps=10, max_steps=0))
-    assert _rel(alone.allocation.n_params, ref[0]).max() <= 1e-2
+    # where the optax phase stopped: a plan that is not certified carries NaN in allocation
+    assert _rel(alone.iterate.n_params, ref[0]).max() <= 1e-2
