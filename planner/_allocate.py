@@ -47,7 +47,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._compose import Pipeline
+from ._compose import Allocation, Pipeline
 from ._problem import Costs, Scenario, _check_structure, _validate
 from ._solve import Plan, Solver, Status, solve
 
@@ -588,9 +588,13 @@ def allocate(
     data = _Items(model=model, scenario=items, weight=jnp.where(invalid, 1.0, weight),
                   valid=~invalid, fixed={})
     if shared:
-        return _allocate_shared(objective, names, capacity, data, shared, solver, optimizer,
-                                optimizer_steps, max_iterations, tol, chunk, progress, throw,
-                                infeasible)
+        portfolio = _allocate_shared(objective, names, capacity, data, shared, solver,
+                                     optimizer, optimizer_steps, tol, progress, infeasible)
+        if throw:
+            portfolio = eqx.error_if(portfolio, portfolio.status != Status.OPTIMAL,
+                                     "no optimal portfolio: inspect Portfolio.status "
+                                     "(allocate with throw=False)")
+        return portfolio
     portfolio = _price_search(objective, names, capacity, data, solver, optimizer,
                               optimizer_steps, max_iterations, tol, chunk, progress,
                               infeasible)
@@ -804,5 +808,141 @@ def _least_usage(resources: tuple[str, ...], coefs: Array, items: _Items,
 _least_usage_jit = eqx.filter_jit(_least_usage)
 
 
-def _allocate_shared(*args, **kwargs):
-    raise NotImplementedError
+def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, optimizer,
+                     steps, tol, progress, infeasible) -> Portfolio:
+    """One model, trained once, serves every item: its training variables $\\theta$ are outer
+    variables, the items keep the others. The reduced objective
+    $\\Phi(\\theta) = TC(\\theta) + \\sum_i w_i \\min_{x_i} T_i IC_i(x_i; \\theta)$ (each item's
+    targets met) is minimised in $\\log\\theta$ by an optax transformation (`optax.lbfgs()` by
+    default), its gradient exact by implicit differentiation through every item's solve (the
+    envelope theorem: the items' multipliers price $\\theta$)."""
+    if objective != "compute" or names:
+        raise ValueError("a shared model is solved for objective='compute' without budgets "
+                         f"(got objective={objective!r}, budgets {list(names)})")
+    dtype = data.weight.dtype
+    valid = np.asarray(data.valid & ~infeasible)
+    if not valid.any():
+        raise ValueError("no valid item to plan a shared model for")
+    first = int(np.argmax(valid))
+    probe = jax.tree.map(lambda v: v[first] if jnp.ndim(v) >= 1 else v, data.model)
+    data = eqx.tree_at(lambda t: t.valid, data, jnp.asarray(valid))
+
+    def plans_at(u):
+        fixed = {name: u[j] for j, name in enumerate(shared)}
+        items = _Items(model=data.model, scenario=data.scenario, weight=data.weight,
+                       valid=data.valid, fixed=fixed)
+        return _item_plans(objective, (), items, jnp.zeros((0,), dtype), solver)
+
+    def train_at(u):
+        values = dict(zip(shared, jnp.exp(u), strict=True))
+        return probe(Allocation(**values)).train_flops
+
+    def reduced(u):
+        plans = plans_at(u)
+        res = _resources(plans, data.scenario)
+        infer = jnp.sum(jnp.where(data.valid, data.weight * res["inference_flops"], 0.0))
+        return train_at(u) + infer, plans
+
+    # the start: each item's own optimum, their weighted geometric mean
+    alone = eqx.filter_jit(lambda d: _item_plans(objective, (), d, jnp.zeros((0,), dtype),
+                                                 solver))(data)
+    ok = valid & (np.asarray(alone.status) == Status.OPTIMAL)
+    if not ok.any():
+        ok = valid
+    w = np.where(ok, np.asarray(data.weight), 0.0)
+    u0 = np.array([np.sum(w * np.log(np.asarray(getattr(alone.iterate, name)))) / w.sum()
+                   for name in shared])
+    u = jnp.asarray(u0, dtype)
+    # one compiled program: the reduced objective, its gradient and the items' plans
+    evaluate = jax.jit(jax.value_and_grad(reduced, has_aux=True))
+    (value, plans), grad = evaluate(u)
+    scale = abs(float(value))
+
+    def value_and_grad(u):
+        (value, _), grad = evaluate(u)
+        return value / scale, grad / scale
+
+    def value_fn(u):
+        return reduced(u)[0] / scale
+
+    solves = 2
+    if optimizer is None:
+        # L-BFGS (optax's direction) with a backtracking line search on the host: every trial
+        # is one call of the one compiled value-and-gradient (optax's own line searches
+        # would compile the items' solves once more inside the update)
+        tx = optax.scale_by_lbfgs()
+
+        @jax.jit
+        def update(grad, state, u):
+            with jax.numpy_dtype_promotion("standard"):
+                return tx.update(grad, state, u)
+
+        with jax.numpy_dtype_promotion("standard"):
+            state = tx.init(u)
+        value, grad = value_and_grad(u)
+        for k in range(steps):
+            largest = float(jnp.max(jnp.abs(grad)))
+            if progress is not None:
+                progress(f"shared model step {k}: objective {float(value * scale):.12g}, "
+                         f"reduced gradient {largest:.3g}")
+            if largest <= tol:
+                break
+            direction, state = update(grad, state, u)
+            slope = float(jnp.dot(grad, direction))
+            if not slope > 0:  # not a descent direction: restart from the gradient
+                with jax.numpy_dtype_promotion("standard"):
+                    state = tx.init(u)
+                direction, slope = grad, float(jnp.dot(grad, grad))
+            t = 1.0
+            for _ in range(40):
+                trial = u - t * direction
+                new_value, new_grad = value_and_grad(trial)
+                solves += 1
+                if float(new_value) <= float(value) - 1e-4 * t * slope:
+                    break
+                t *= 0.5
+            u, value, grad = trial, new_value, new_grad
+    else:
+        tx = optax.with_extra_args_support(optimizer)
+
+        @jax.jit
+        def step(u, state):
+            value, grad = jax.value_and_grad(value_fn)(u)
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = tx.update(grad, state, u, value=value, grad=grad,
+                                           value_fn=value_fn)
+            return optax.apply_updates(u, updates), state, value, grad
+
+        with jax.numpy_dtype_promotion("standard"):
+            state = tx.init(u)
+        for k in range(steps):
+            new, state, value, grad = step(u, state)
+            solves += 1
+            largest = float(jnp.max(jnp.abs(grad)))
+            if progress is not None:
+                progress(f"shared model step {k}: objective {float(value * scale):.12g}, "
+                         f"reduced gradient {largest:.3g}")
+            if largest <= tol:
+                break
+            u = new
+    (total, plans), grad = evaluate(u)
+    grad = grad / scale
+    solves += 1
+    kkt_items = jnp.maximum(jnp.maximum(plans.stationarity, plans.feasibility),
+                            plans.complementarity)
+    kkt_items = jnp.max(jnp.where(data.valid, kkt_items, 0.0), initial=0.0)
+    reduced_grad = jnp.max(jnp.abs(grad))
+    bad = int(np.sum(valid & (np.asarray(plans.status) != Status.OPTIMAL)))
+    status = (Status.INFEASIBLE if bool(np.any(np.asarray(infeasible & data.valid)))
+              else Status.OPTIMAL if bad == 0 and float(reduced_grad) <= tol
+              else Status.NOT_CONVERGED)
+    res = _resources(plans, data.scenario)
+    train = train_at(u)
+    plans = _mark(plans, ~jnp.asarray(valid), Status.INVALID_INPUT)
+    zero = jnp.zeros((), dtype)
+    return Portfolio(
+        plans=plans, status=jnp.asarray(status), objective=total, prices={}, usage={},
+        train_flops=train,
+        inference_flops=jnp.sum(jnp.where(data.valid, res["inference_flops"], 0.0)),
+        residual=zero, kkt=jnp.maximum(kkt_items, reduced_grad), gap=zero,
+        shared={name: jnp.exp(u[j]) for j, name in enumerate(shared)}, solves=solves)

@@ -230,3 +230,60 @@ def test_unconstrained_priced_items_match_their_stationarity():
     A, B, a, b = (float(v) for v in (law.A, law.B, law.alpha, law.beta))
     np.testing.assert_allclose(a * A * N ** -a, p_t * 6 * N * D + p_i * 2 * N * T, rtol=1e-10)
     np.testing.assert_allclose(b * B * D ** -b, p_t * 6 * N * D, rtol=1e-10)
+
+
+def test_shared_model_agrees_with_scipy():
+    """One model (N, D shared) serves five query classes, each with its own samples per
+    query, pass@k target and demand: planner's outer L-BFGS over the shared variables against
+    SciPy, which minimises the lifetime FLOP over (N, D) by Nelder-Mead with each class's
+    least samples found by `brentq` on pass@k written out with `scipy.special` (the
+    Beta-binomial of `SuccessLink`)."""
+    from scipy import optimize, special
+
+    law = Chinchilla.hoffmann2022()
+    link = planner.SuccessLink.codex2021()
+    model = Pipeline(Pretraining(law), planner.RepeatedSampling(link))
+    rng = np.random.default_rng(1)
+    k = 5
+    target = rng.uniform(0.3, 0.8, k)
+    demand = 10.0 ** rng.uniform(9.0, 12.0, k)
+    weight = rng.uniform(0.5, 2.0, k)
+    items = Scenario(target_score=jnp.asarray(target), inference_demand=jnp.asarray(demand))
+    port = planner.allocate(model, items, {}, objective="compute", weight=weight,
+                            shared=("n_params", "n_tokens"))
+    assert int(port.status) == Status.OPTIMAL
+
+    _, A, B, a, b = (float(v) for v in (law.E, law.A, law.B, law.alpha, law.beta))
+    t0, t1, kappa = (float(v) for v in (link.intercept, link.slope, link.concentration))
+
+    def log_failure(n, d, log_k):
+        mu = special.expit(t0 + t1 * np.log(A * n ** -a + B * d ** -b))
+        p, q = mu * kappa, (1.0 - mu) * kappa
+        return special.betaln(p, q + np.exp(log_k)) - special.betaln(p, q)
+
+    def samples(n, d):
+        """Each class's least samples per query to its target at this model (>= 1)."""
+        out = np.ones(k)
+        for i in range(k):
+            def h(y, i=i):
+                return log_failure(n, d, y) - np.log1p(-target[i])
+            if h(0.0) > 0:
+                out[i] = np.exp(optimize.brentq(h, 0.0, 60.0, xtol=1e-14, rtol=1e-15))
+        return out
+
+    def cost(z):
+        n, d = np.exp(z)
+        return (6.0 * n * d + np.sum(weight * demand * 2.0 * n * samples(n, d))) / 1e23
+
+    res = optimize.minimize(cost, np.log([1e10, 2e11]), method="Nelder-Mead",
+                            options={"xatol": 1e-9, "fatol": 1e-14, "maxiter": 4000})
+    assert res.success, res.message
+    n, d = np.exp(res.x)
+    np.testing.assert_allclose(float(port.objective), res.fun * 1e23, rtol=1e-9)
+    np.testing.assert_allclose(float(port.shared["n_params"]), n, rtol=1e-5)
+    np.testing.assert_allclose(float(port.shared["n_tokens"]), d, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(port.plans.allocation.n_samples), samples(n, d),
+                               rtol=1e-5)
+    # training is counted once
+    np.testing.assert_allclose(float(port.train_flops), 6.0 * float(port.shared["n_params"])
+                               * float(port.shared["n_tokens"]), rtol=1e-12)
