@@ -269,10 +269,11 @@ class _Search:
     call), the price search, and the bookkeeping of solves and progress."""
 
     def __init__(self, objective, budgets, capacity, items: _Items, solver, tol, chunk,
-                 shared_train, progress):
+                 shared_train, progress, devices=None):
         self.objective, self.budgets, self.capacity = objective, budgets, capacity
         self.items, self.solver, self.tol, self.chunk = items, solver, tol, chunk
         self.shared_train, self.progress = shared_train, progress
+        self.devices = None if devices is None or len(devices) < 2 else list(devices)
         self.n = items.weight.shape[0]
         self.solves = 0
         self.named = np.zeros(self.n, bool)  # items that alone exceed a budget
@@ -280,30 +281,38 @@ class _Search:
 
     def chunks(self):
         """The item axis in pieces of `chunk` rows (the last padded with invalid copies of
-        the first row, so every piece compiles to one shape)."""
-        if self.chunk is None or self.n <= self.chunk:
-            yield self.items, self.n
-            return
-        for start in range(0, self.n, self.chunk):
-            stop = min(start + self.chunk, self.n)
+        the first row, so every piece compiles to one shape), each placed on `devices` with
+        its item axis split between them (padded to a multiple of their number)."""
+        size = self.n if self.chunk is None else min(self.chunk, self.n)
+        if self.devices is not None:
+            size = -(-size // len(self.devices)) * len(self.devices)
+        for start in range(0, self.n, size):
+            stop = min(start + size, self.n)
             piece = jax.tree.map(lambda v: v[start:stop] if jnp.ndim(v) >= 1 else v,
                                  self.items)
             rows = stop - start
-            if rows < self.chunk:
-                pad = self.chunk - rows
+            if rows < size:
+                pad = size - rows
                 piece = jax.tree.map(
                     lambda v: jnp.concatenate([v, jnp.repeat(v[:1], pad, axis=0)])
                     if jnp.ndim(v) >= 1 else v, piece)
                 piece = eqx.tree_at(lambda t: t.valid, piece,
                                     piece.valid.at[rows:].set(False))
+            if self.devices is not None:
+                mesh = jax.sharding.Mesh(np.array(self.devices), ("items",))
+                split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("items"))
+                whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+                piece = jax.tree.map(
+                    lambda v: jax.device_put(v, split if jnp.ndim(v) >= 1 else whole), piece)
             yield piece, rows
 
-    def __call__(self, prices: np.ndarray, tangents: bool = True) -> _Sums:
-        """`_Sums` (numpy) of all items at `prices`; the plans are kept (`self.last`)."""
+    def __call__(self, prices: np.ndarray) -> _Sums:
+        """`_Sums` (numpy) of all items at `prices`, with the derivatives of their usage (one
+        compiled program serves every call); the plans are kept (`self.last`)."""
         total, pieces = None, []
         p = jnp.asarray(prices, self.items.weight.dtype)
         for piece, rows in self.chunks():
-            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, tangents, piece, p,
+            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, True, piece, p,
                                               self.solver, self.shared_train)
             sums = jax.tree.map(np.asarray, sums)
             if total is None:
@@ -326,7 +335,7 @@ class _Search:
         """`_Sums` and the items' plans at `prices`, from the last batched solve when it was
         at these prices."""
         if self.last is None or not np.array_equal(self.last[0], prices):
-            self(prices, tangents=False)
+            self(prices)
         _, total, pieces = self.last
         if len(pieces) == 1:
             plans = jax.tree.map(lambda v, r=pieces[0][1]: v[:r], pieces[0][0])
@@ -478,6 +487,7 @@ def allocate(
     max_iterations: int = 40,
     tol: float | None = None,
     chunk: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
     progress: Callable[[str], None] | None = None,
     throw: bool = True,
 ) -> Portfolio:
@@ -517,6 +527,10 @@ def allocate(
       float64, 1e-4 in float32.
     - `chunk`: items per jitted batched solve (default all at once); the sums over chunks
       are exact, so this trades memory for nothing but dispatch.
+    - `devices`: devices to split the item axis over (e.g. `jax.local_devices()`): each
+      batched solve runs each device's items on that device and the budgets' sums are
+      reduced across them in the same compiled program; the plans agree with one device's
+      to rounding.
     - `progress`: called with a line after every batched solve.
     - `throw`: raise unless the portfolio is `OPTIMAL`.
 
@@ -597,7 +611,7 @@ def allocate(
         return portfolio
     portfolio = _price_search(objective, names, capacity, data, solver, optimizer,
                               optimizer_steps, max_iterations, tol, chunk, progress,
-                              infeasible)
+                              infeasible, devices=devices)
     if throw:
         portfolio = eqx.error_if(portfolio, portfolio.status != Status.OPTIMAL,
                                  "no optimal portfolio: inspect Portfolio.status "
@@ -607,14 +621,15 @@ def allocate(
 
 def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                   optimizer_steps, max_iterations, tol, chunk, progress, infeasible,
-                  shared_train=None) -> Portfolio:
+                  shared_train=None, devices=None) -> Portfolio:
     """Find the budgets' prices, certify, and build the `Portfolio` (differentiable in the
     data when it is traced)."""
     traced = _is_traced((data, capacity, shared_train))
     frozen = jax.lax.stop_gradient(data)
     cap = np.array([float(jax.lax.stop_gradient(capacity[b])) for b in names])
     frozen_train = None if shared_train is None else jax.lax.stop_gradient(shared_train)
-    search = _Search(objective, names, cap, frozen, solver, tol, chunk, frozen_train, progress)
+    search = _Search(objective, names, cap, frozen, solver, tol, chunk, frozen_train, progress,
+                     devices)
     dtype = data.weight.dtype
     total_weight = float(np.sum(np.where(np.asarray(frozen.valid), np.asarray(frozen.weight),
                                          0.0)))
@@ -631,7 +646,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
         status = Status.INFEASIBLE
     else:
         if objective == "compute":
-            sums = search(prices, tangents=False)
+            sums = search(prices)
             residual = search.residuals(sums, prices, ())
             if sums.bad == 0 and np.all(residual <= tol):
                 status = Status.OPTIMAL
@@ -670,14 +685,6 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
             certified = any([search.short(d) for d in np.eye(len(names))]) or certified
             status = Status.INFEASIBLE if certified else Status.NOT_CONVERGED
             unreachable = search.named
-    counted = (np.asarray(frozen.valid) if search.last is None
-               else np.asarray(frozen.valid) & ~search.infeasible_items())
-    if (unreachable & counted).any():
-        # left out of the sums
-        frozen = eqx.tree_at(lambda t: t.valid, frozen,
-                             frozen.valid & ~jnp.asarray(unreachable))
-        data = eqx.tree_at(lambda t: t.valid, data, frozen.valid)
-        search.items, search.last = frozen, None
     # the plans at the prices found (differentiable in the data when it is traced)
     prices_j = jnp.asarray(prices, dtype)
     if traced:
@@ -788,7 +795,7 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
         u, state = step(u, state)
         search.solves += 1
     prices = np.exp(np.asarray(u))
-    sums = search(prices, tangents=False)
+    sums = search(prices)
     binding = {b for b in range(len(names)) if sums.usage[b] >= cap[b] * (1.0 - 1e-3)}
     return prices, binding
 

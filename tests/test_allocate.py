@@ -287,3 +287,54 @@ def test_shared_model_agrees_with_scipy():
     # training is counted once
     np.testing.assert_allclose(float(port.train_flops), 6.0 * float(port.shared["n_params"])
                                * float(port.shared["n_tokens"]), rtol=1e-12)
+
+
+SHARDED = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, {tests!r})
+import jax.numpy as jnp
+import numpy as np
+import planner
+from test_allocate import least_train, portfolio, take
+
+model, coefs, weight, demand, target = portfolio({n})
+scen = planner.Scenario(target_loss=jnp.asarray(target), inference_demand=jnp.asarray(demand))
+budget = {{"train_budget": 1.02 * least_train(coefs, target).sum()}}
+port = planner.allocate(model, scen, budget, weight=weight, devices=jax.devices())
+assert len(jax.devices()) == 4
+out = {{"objective": float(port.objective), "price": float(port.prices["train_budget"]),
+       "n": np.asarray(port.plans.allocation.n_params).tolist(), "status": int(port.status),
+       "shards": len(port.plans.status.sharding.device_set)}}
+print(json.dumps(out))
+"""
+
+
+def test_the_item_axis_sharded_over_devices_gives_the_one_device_portfolio(tmp_path):
+    """Four CPU devices (a subprocess: the device count is fixed when JAX starts): each
+    batched solve splits the items between them and reduces the budgets' sums across them;
+    the portfolio is the one-device portfolio to rounding."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = 18  # not a multiple of 4: the last device's rows are padded
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    code = SHARDED.format(tests=str(Path(__file__).parent), n=n)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sharded["status"] == Status.OPTIMAL and sharded["shards"] == 4
+    model, coefs, weight, demand, target = portfolio(n)
+    scen = Scenario(target_loss=jnp.asarray(target), inference_demand=jnp.asarray(demand))
+    one = planner.allocate(model, scen, {"train_budget": 1.02 * least_train(coefs, target).sum()},
+                           weight=weight)
+    np.testing.assert_allclose(sharded["objective"], float(one.objective), rtol=1e-12)
+    np.testing.assert_allclose(sharded["price"], float(one.prices["train_budget"]), rtol=1e-9)
+    np.testing.assert_allclose(sharded["n"], np.asarray(one.plans.allocation.n_params),
+                               rtol=1e-9)
