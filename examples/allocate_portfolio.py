@@ -26,7 +26,8 @@ print(f"{n} items, training budget {budget:.3e} FLOP "
       f"({float(port.usage['train_budget']) / budget:.6f} used): "
       f"{planner.Status(int(port.status)).name.lower()}")
 print(f"price of training: {float(port.prices['train_budget']):.4f} FLOP of lifetime compute "
-      f"per FLOP; lifetime compute {float(port.objective):.4e} (alone {float(alone.objective):.4e})")
+      f"per FLOP; lifetime compute {float(port.objective):.4e} "
+      f"(alone {float(alone.objective):.4e})")
 print(" item     demand    N alone   N shared   D shared")
 for i in range(0, n, 9):
     print(f"{i:5d} {float(items.inference_demand[i]):10.2e} "
