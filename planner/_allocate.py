@@ -19,8 +19,10 @@ of all items. The active set is chosen by enumeration, smallest first and starti
 budgets the unpriced plans overrun; a set is accepted when its prices are positive, every
 other budget holds, and every item is certified. Any `optax.GradientTransformation` can run
 first on the dual (`optimizer=`; `optax.lbfgs` gets the dual's `value`, `grad` and
-`value_fn`), as a global phase before the Newton polish. Measured in `benchmarks/RESULTS.md`:
-Newton needs 4 to 7 batched solves from price 1 where the dual's L-BFGS needs tens.
+`value_fn`), as a global phase before the Newton polish; it is one compiled program over all
+items (`chunk` bounds the Newton search's memory, not its). Newton alone is the default: both
+reach the prices in a handful of batched solves, and Newton's forward derivatives make each
+a little dearer but need no step size (compared in `benchmarks/RESULTS.md`, "Engines").
 
 **Shared variables** (`shared=`): one model, trained once, serves every item (query classes
 with their own samples per query). Its training variables $\theta$ are then outer variables:
@@ -89,7 +91,8 @@ class Portfolio(eqx.Module):
       $\\max(S_b - C_b, 0)/C_b$ for the others.
     - `kkt`: the largest KKT residual of the items (and, with shared variables, the reduced
       gradient of the shared model).
-    - `gap`: the relative duality gap $|\\sum_b p_b (S_b - C_b)|/|\\text{optimum}|$.
+    - `gap`: the relative duality gap $|\\sum_b p_b (S_b - C_b)|/|q|$, $q$ the sum of the
+      items' objectives with their budgets' prices (the dual's scale).
     - `shared`: the shared variables' values (natural units), empty without a shared model.
     - `solves`: batched solves of all items the search used.
     """
@@ -791,9 +794,13 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
 
     with jax.numpy_dtype_promotion("standard"):
         state = tx.init(u)
-    for _ in range(steps):
+    for k in range(steps):
         u, state = step(u, state)
         search.solves += 1
+        if search.progress is not None:
+            shown = ", ".join(f"{name} {p:.4g}" for name, p in zip(names, np.exp(np.asarray(u)),
+                                                                     strict=True))
+            search.progress(f"dual step {k + 1} ({search.solves} batched solves): {shown}")
     prices = np.exp(np.asarray(u))
     sums = search(prices)
     binding = {b for b in range(len(names)) if sums.usage[b] >= cap[b] * (1.0 - 1e-3)}
