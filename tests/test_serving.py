@@ -163,8 +163,8 @@ def test_dollar_optimum_matches_cvxpy_geometric_program():
     loose latency SLOs): every scenario the GP finds infeasible is INFEASIBLE; no feasible one
     is called infeasible, and at least 85% of them are certified OPTIMAL (the rest end
     NOT_CONVERGED: measured 40 of 372, Newton stalling where the cheapest batch is a whole
-    interval, above the ridge); the dollars of every optimal plan agree to 1e-6 (1e-5 where Clarabel ends
-    `optimal_inaccurate`), and N, D, the
+    interval, above the ridge); the dollars of every optimal plan agree to 1e-6 (1e-5 where
+    Clarabel ends `optimal_inaccurate`), and N, D, the
     least optimal batch and the latency agree to 1e-6 on every plan Clarabel certifies
     (`optimal`: 94 of them; measured) and to 1e-4 on the others."""
     rows = _scenarios(400)
