@@ -39,6 +39,7 @@ marginal value of one more FLOP of training or inference.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 
@@ -49,6 +50,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._alm import optax_init, optax_step
 from ._compose import Allocation, Pipeline
 from ._problem import Costs, Scenario, _check_structure, _validate
 from ._solve import Plan, Solver, Status, solve
@@ -783,19 +785,10 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
         return -dual(u) / scale
 
     tx = optax.with_extra_args_support(optimizer)
-
-    @jax.jit
-    def step(u, state):
-        value, grad = jax.value_and_grad(value_fn)(u)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, state = tx.update(grad, state, u, value=value, grad=grad,
-                                       value_fn=value_fn)
-        return optax.apply_updates(u, updates), state
-
-    with jax.numpy_dtype_promotion("standard"):
-        state = tx.init(u)
+    step = jax.jit(functools.partial(optax_step, tx, value_fn))
+    state = optax_init(tx, u)
     for k in range(steps):
-        u, state = step(u, state)
+        u, state, _, _ = step(u, state)
         search.solves += 1
         if search.progress is not None:
             shown = ", ".join(f"{name} {p:.4g}" for name, p in zip(names, np.exp(np.asarray(u)),
@@ -891,8 +884,7 @@ def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, o
             with jax.numpy_dtype_promotion("standard"):
                 return tx.update(grad, state, u)
 
-        with jax.numpy_dtype_promotion("standard"):
-            state = tx.init(u)
+        state = optax_init(tx, u)
         value, grad = value_and_grad(u)
         for k in range(steps):
             largest = float(jnp.max(jnp.abs(grad)))
@@ -904,8 +896,7 @@ def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, o
             direction, state = update(grad, state, u)
             slope = float(jnp.dot(grad, direction))
             if not slope > 0:  # not a descent direction: restart from the gradient
-                with jax.numpy_dtype_promotion("standard"):
-                    state = tx.init(u)
+                state = optax_init(tx, u)
                 direction, slope = grad, float(jnp.dot(grad, grad))
             t = 1.0
             for _ in range(40):
@@ -918,17 +909,8 @@ def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, o
             u, value, grad = trial, new_value, new_grad
     else:
         tx = optax.with_extra_args_support(optimizer)
-
-        @jax.jit
-        def step(u, state):
-            value, grad = jax.value_and_grad(value_fn)(u)
-            with jax.numpy_dtype_promotion("standard"):
-                updates, state = tx.update(grad, state, u, value=value, grad=grad,
-                                           value_fn=value_fn)
-            return optax.apply_updates(u, updates), state, value, grad
-
-        with jax.numpy_dtype_promotion("standard"):
-            state = tx.init(u)
+        step = jax.jit(functools.partial(optax_step, tx, value_fn))
+        state = optax_init(tx, u)
         for k in range(steps):
             new, state, value, grad = step(u, state)
             solves += 1

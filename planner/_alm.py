@@ -57,18 +57,10 @@ def augmented_lagrangian(
             return f(x) + shifted / (2.0 * rho)
 
         def step(carry, _):
-            x, state = carry
-            value, grads = jax.value_and_grad(loss)(x)
-            # optax's own arithmetic mixes Python floats and int32 step counts (adam's bias
-            # correction), which strict dtype promotion refuses
-            with jax.numpy_dtype_promotion("standard"):
-                updates, state = tx.update(grads, state, x, value=value, grad=grads,
-                                           value_fn=loss)
-            return (optax.apply_updates(x, updates), state), None
+            x, state, _, _ = optax_step(tx, loss, *carry)
+            return (x, state), None
 
-        with jax.numpy_dtype_promotion("standard"):
-            state = tx.init(x)
-        (x, _), _ = jax.lax.scan(step, (x, state), None, length=inner_steps)
+        (x, _), _ = jax.lax.scan(step, (x, optax_init(tx, x)), None, length=inner_steps)
         return x
 
     def outer(carry, _):
@@ -81,3 +73,23 @@ def augmented_lagrangian(
         outer, (x0, lam0, jnp.asarray(penalty, dtype)), None, length=outer_steps
     )
     return x, lam
+
+
+def optax_init(tx: optax.GradientTransformation, x):
+    """`tx.init(x)` (optax's arithmetic mixes Python floats and int32 step counts, which
+    strict dtype promotion refuses)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return tx.init(x)
+
+
+def optax_step(tx: optax.GradientTransformation, value_fn, x, state):
+    """One step of `tx` (wrapped by `optax.with_extra_args_support`) minimising `value_fn`
+    from `x`: optimisers whose update reads the objective (`optax.lbfgs`, line searches) get
+    its `value`, `grad` and `value_fn`, the others ignore them. Returns
+    `(x, state, value, grad)`, the last two at the `x` given."""
+    value, grad = jax.value_and_grad(value_fn)(x)
+    # optax's own arithmetic mixes Python floats and int32 step counts (adam's bias
+    # correction), which strict dtype promotion refuses
+    with jax.numpy_dtype_promotion("standard"):
+        updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
+    return optax.apply_updates(x, updates), state, value, grad
