@@ -15,6 +15,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_cli import read_csv, write_csv
+from test_docs import assert_same_plans
 
 import planner
 from planner._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
@@ -35,22 +37,9 @@ def _no_compilation_cache(monkeypatch):
     monkeypatch.setenv("PLANNER_CACHE_DIR", "off")
 
 
-def write_csv(path: Path, rows, header=COLUMNS) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def run(tmp_path, rows, *flags, name="items", plans="plans.csv"):
     """(exit code, plans rows, summary) of `planner allocate` on `rows`."""
-    src = write_csv(tmp_path / f"{name}.csv", rows)
+    src = write_csv(tmp_path / f"{name}.csv", COLUMNS, rows)
     out, summary = tmp_path / plans, tmp_path / "summary.json"
     code = main(["allocate", str(src), "-o", str(out), "--summary", str(summary), *flags])
     assert not list(tmp_path.glob("*.parts")) and not list(tmp_path.glob(".*.tmp"))
@@ -202,7 +191,7 @@ def test_parquet_plans(tmp_path):
     (["--summary", "summary.txt"], "name it .json"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, flags, words):
-    src = write_csv(tmp_path / "items.csv", GOOD)
+    src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
     args = ["allocate", str(src), "-o", str(tmp_path / "plans.csv")]
     if "--summary" not in flags:
         args += ["--summary", str(tmp_path / "summary.json")]
@@ -235,7 +224,7 @@ def test_a_failed_write_leaves_no_half_written_file(tmp_path, monkeypatch, capsy
 
     import planner._sweep
 
-    src = write_csv(tmp_path / "items.csv", GOOD)
+    src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
     out, summary = tmp_path / "plans.csv", tmp_path / "summary.json"
     out.write_text("earlier plans\n")
     summary.write_text("{}\n")
@@ -261,7 +250,7 @@ def test_a_failed_solve_writes_nothing(tmp_path, monkeypatch, capsys):
         raise ValueError("the solve failed")
 
     monkeypatch.setattr(planner._allocate, "allocate", fails)
-    src = write_csv(tmp_path / "items.csv", GOOD)
+    src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
     code = main(["allocate", str(src), "-o", str(tmp_path / "plans.csv"), "--summary",
                  str(tmp_path / "summary.json"), "--train-budget", str(BUDGET)])
     assert code == EXIT_USAGE
@@ -288,17 +277,9 @@ def test_cli_page_shows_what_planner_allocate_writes(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     code = main(command.split()[1:])
     assert code == EXIT_OK
-    got = list(csv.reader(open(tmp_path / "portfolio.csv", newline="")))
-    want = list(csv.reader(blocks["portfolio.csv"].splitlines()))
-    assert got[0] == want[0] and len(got) == len(want)
-    plan_columns = {"n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
-                    "loss"}
-    for g_row, w_row in zip(got[1:], want[1:], strict=True):
-        for header, g, w in zip(got[0], g_row, w_row, strict=True):
-            if header in plan_columns and g and w:
-                assert math.isclose(float(g), float(w), rel_tol=1e-9), (header, g, w)
-            else:
-                assert g == w, (header, g, w)
+    with open(tmp_path / "portfolio.csv", newline="") as handle:
+        got = list(csv.reader(handle))
+    assert_same_plans(got, list(csv.reader(blocks["portfolio.csv"].splitlines())))
 
     def same(g, w, key=""):
         if isinstance(w, dict):

@@ -142,6 +142,21 @@ def cli_blocks() -> dict[str, str]:
             if lang == "text"}
 
 
+def assert_same_plans(got: list[list[str]], want: list[list[str]]) -> None:
+    """A plans table (rows of cells, header first) as shown: the plan's numbers to a relative
+    1e-9, every other cell exactly."""
+    assert got[0] == want[0]
+    assert len(got) == len(want)
+    plan_columns = {"n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
+                    "loss"}
+    for g_row, w_row in zip(got[1:], want[1:], strict=True):
+        for header, g, w in zip(got[0], g_row, w_row, strict=True):
+            if header in plan_columns and g and w:
+                assert math.isclose(float(g), float(w), rel_tol=1e-9), (header, g, w)
+            else:
+                assert g == w, (header, g, w)
+
+
 def run_cli_example(folder: Path) -> tuple[subprocess.CompletedProcess, str]:
     """`planner solve` on the scenarios.csv shown in cli.md: the process and the plans."""
     (folder / "scenarios.csv").write_text(cli_blocks()['title="scenarios.csv"'])
@@ -278,18 +293,8 @@ def test_cli_page_shows_what_planner_solve_writes(jobs):
 
     proc, plans = jobs["cli"]
     assert proc.returncode == 0, proc.stderr
-    got = list(csv.reader(io.StringIO(plans)))
-    want = list(csv.reader(io.StringIO(cli_blocks()['title="plans.csv"'])))
-    assert got[0] == want[0]
-    assert len(got) == len(want)
-    plan_columns = {"n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
-                    "loss"}
-    for g_row, w_row in zip(got[1:], want[1:], strict=True):
-        for header, g, w in zip(got[0], g_row, w_row, strict=True):
-            if header in plan_columns and g and w:
-                assert math.isclose(float(g), float(w), rel_tol=1e-9), (header, g, w)
-            else:
-                assert g == w, (header, g, w)
+    assert_same_plans(list(csv.reader(io.StringIO(plans))),
+                      list(csv.reader(io.StringIO(cli_blocks()['title="plans.csv"']))))
     lines = proc.stderr.strip().splitlines()
     summary = next(line for line in lines if line.startswith("planner solve: "))
     page = (DOCS / "cli.md").read_text()
