@@ -32,3 +32,5 @@ from ._techniques.scurve import AbstractSCurve as AbstractSCurve
 from ._techniques.scurve import NAtKSCurve as NAtKSCurve
 from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
 from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
+from ._testtime import beta_quantile as beta_quantile
+from ._testtime import difficulty_classes as difficulty_classes
