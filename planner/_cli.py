@@ -63,7 +63,7 @@ class _Progress:
 
 
 def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun if n == 1 else noun + 's'}"
+    return f"{n:,} {noun if n == 1 else noun + ('es' if noun.endswith('s') else 's')}"
 
 
 def _stages(args, law):
@@ -290,6 +290,12 @@ def _budget_flag(name: str) -> str:
 
 
 def cmd_allocate(args) -> int:
+    if args.test_time:
+        return _allocate_test_time(args)
+    if args.sample_budget is not None:
+        print("planner allocate: error: --sample-budget is the budget of --test-time: add "
+              "--test-time (a table of query classes)", file=sys.stderr)
+        return EXIT_USAGE
     from ._allocate import BUDGETS
     from ._table import TableError, check_output_suffix
 
@@ -399,6 +405,131 @@ def cmd_allocate(args) -> int:
         return EXIT_OK
     print(f"planner allocate: portfolio {summary['status']}: {summary['message']} -> "
           f"{args.summary}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _allocate_test_time(args) -> int:
+    """`planner allocate CLASSES --test-time`: samples per class of queries under an average
+    budget per query (`planner.allocate_samples`)."""
+    from ._allocate import BUDGETS
+    from ._rules import CLASS_RULES
+    from ._table import TableError, check_output_suffix
+
+    try:
+        check_output_suffix(args.output)
+        if Path(args.summary).suffix.lower() != ".json":
+            raise ValueError(f"{args.summary}: the summary is written as JSON: name it .json")
+        if args.sample_budget is None:
+            raise ValueError("--test-time needs --sample-budget K, the average samples (or "
+                             "sample_cost units) per query")
+        if not 0 < args.sample_budget < math.inf:
+            raise ValueError(f"--sample-budget must be finite and > 0, got "
+                             f"{args.sample_budget:g}")
+        others = [_budget_flag(b) for b in BUDGETS if getattr(args, b) is not None]
+        others += [flag for flag, on in (("--pruning", args.pruning), ("--sampling",
+                                                                       args.sampling),
+                                         ("--law-file", args.law_file)) if on]
+        if others or args.objective != "compute":
+            given = others + ([f"--objective {args.objective}"]
+                              if args.objective != "compute" else [])
+            raise ValueError(f"--test-time allocates samples to query classes under "
+                             f"--sample-budget only; {', '.join(given)} belong to a portfolio "
+                             "of models")
+        paths = {Path(f).resolve() for f in (args.items, args.output, args.summary)}
+        if len(paths) < 3:
+            raise ValueError("CLASSES, --output and --summary must be three different files")
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner allocate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _set_precision(args.float32)
+    import json
+
+    import numpy as np
+
+    from ._solve import STATUS_MESSAGES, Status
+    from ._sweep import write_plans
+    from ._table import atomic_write, check_columns, parse_columns, read_table, settle
+    from ._testtime import allocate_samples
+
+    try:
+        table = read_table(args.items)
+        check_columns(table, ("pass_at_1",), known=tuple(CLASS_RULES))
+        columns = {k: v for k, v in table.items() if k in CLASS_RULES}
+        values, status, messages = parse_columns(columns, _law(args), required=("pass_at_1",),
+                                                 extra=CLASS_RULES)
+        n = len(status)
+        refused = status == Status.INVALID_INPUT
+        dtype = np.float32 if args.float32 else np.float64
+        out = {"n_samples": np.full(n, np.nan), "score": np.full(n, np.nan),
+               "status": np.full(n, int(Status.INVALID_INPUT))}
+        plan = None
+        if n and not refused.all():
+            weight = np.where(refused, np.nan, values.get("weight", np.ones(n)))
+            plan = allocate_samples(
+                np.where(refused, 0.5, values["pass_at_1"]).astype(dtype),
+                np.asarray(args.sample_budget, dtype), weight=weight.astype(dtype),
+                cost=np.asarray(values.get("sample_cost", np.ones(n)), dtype), throw=False)
+            ok = int(plan.status) == Status.OPTIMAL
+            out = {"n_samples": np.asarray(plan.n_samples, np.float64),
+                   "score": np.asarray(plan.score, np.float64),
+                   "status": np.where(ok, np.asarray(plan.class_status),
+                                      int(plan.status)).astype(int)}
+        out = settle(out, status)
+        if plan is None:
+            code = Status.INVALID_INPUT
+            message = (f"{args.items} has no classes" if not n else
+                       "every class is invalid; the message column says why")
+        else:
+            code = Status(int(plan.status))
+            message = "" if code == Status.OPTIMAL else STATUS_MESSAGES[code].split(": ", 1)[-1]
+            if code == Status.INFEASIBLE:
+                message = ("the budget is below one sample per query (the least the classes "
+                           "can use)")
+        certified = code == Status.OPTIMAL
+
+        def number(x, answer=True):
+            if plan is None or (answer and not certified):
+                return None
+            x = float(x)
+            return x if math.isfinite(x) else None
+
+        summary = {
+            "status": code.name.lower(),
+            "message": message,
+            "objective": number(plan.objective) if plan else None,
+            "score": number(plan.objective) if plan else None,
+            "uniform_score": number(plan.uniform_score) if plan else None,
+            "uniform_samples": number(plan.uniform_samples) if plan else None,
+            "efficiency": number(plan.efficiency) if plan else None,
+            "prices": {"sample_budget": number(plan.price) if plan else None},
+            "budgets": {"sample_budget": float(args.sample_budget)},
+            "usage": {"sample_budget": number(plan.usage, answer=False) if plan else None},
+            "n_items": n,
+            "n_invalid": int(np.sum(out["status"] == Status.INVALID_INPUT)),
+            "residual": number(plan.residual, answer=False) if plan else None,
+            "kkt": number(plan.kkt, answer=False) if plan else None,
+            "solves": int(plan.iterations) if plan else 0,
+        }
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        Path(args.summary).unlink(missing_ok=True)
+        counts = write_plans(args.output, table, out, ["n_samples", "score"], messages)
+        atomic_write(args.summary, lambda tmp: Path(tmp).write_text(text))
+    except (TableError, ValueError, OSError) as error:
+        print(f"planner allocate: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    found = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    print(f"planner allocate: {_plural(n, 'class')} -> {args.output}"
+          f"{': ' + found if found else ''}", file=sys.stderr)
+    _print_status_lines(counts)
+    if certified:
+        print(f"planner allocate: samples optimal: score {summary['score']:.6g} against "
+              f"{summary['uniform_score']:.6g} uniform ({summary['uniform_samples']:.4g} "
+              f"samples per query); efficiency {summary['efficiency']:.4g}; price "
+              f"{summary['prices']['sample_budget']:.4g} per unit of budget -> {args.summary}",
+              file=sys.stderr)
+        return EXIT_OK
+    print(f"planner allocate: samples {summary['status']}: {message} -> {args.summary}",
+          file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -966,6 +1097,14 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("--pruning", action="store_true", help="also choose pruning densities")
     alloc.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")
+    alloc.add_argument("--test-time", action="store_true",
+                       help="ITEMS is a table of query classes (pass_at_1, and optional "
+                       "weight and sample_cost columns): allocate samples per class to "
+                       "maximise the expected success rate under --sample-budget, and report "
+                       "the uniform best-of-N plan and the efficiency against it")
+    alloc.add_argument("--sample-budget", type=float, metavar="K",
+                       help="with --test-time: the average samples (sample_cost units) per "
+                       "query, at least one per query")
     alloc.add_argument("--float32", action="store_true",
                        help="solve in float32 (default float64)")
     alloc.add_argument("--progress", action="store_true",

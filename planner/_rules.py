@@ -177,6 +177,16 @@ ITEM_RULES: dict[str, Rule] = {"weight": Rule("weight", low=0.0, absent=1.0, sta
 an item's `weight` in the portfolio's objective, finite and > 0 (what `allocate` accepts), 1
 where the cell is empty."""
 
+CLASS_RULES: dict[str, Rule] = {
+    "weight": Rule("weight", low=0.0, absent=1.0, stand_in=1.0),
+    "pass_at_1": Rule("pass_at_1", low=0.0, high=1.0, low_closed=True, high_closed=True),
+    "sample_cost": Rule("sample_cost", low=0.0, absent=1.0, stand_in=1.0),
+}
+"""The columns of a class table (`planner allocate --test-time`, `planner.allocate_samples`):
+each class's share of the queries, `weight`, finite and > 0 (1 where empty); the success
+probability of one sample, `pass_at_1`, in [0, 1] (required); and the cost of one sample,
+`sample_cost`, finite and > 0 (1 where empty: a budget in samples)."""
+
 
 def positive(name: str) -> Rule:
     """A finite number > 0."""

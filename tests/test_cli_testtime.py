@@ -1,0 +1,86 @@
+"""`planner allocate CLASSES --test-time`: samples per class of queries from the command line,
+against the closed-form water-filling optimum (`test_testtime.water_filling`), with bad rows,
+an infeasible budget, refused options and files that are never half written."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_cli import read_csv, write_csv
+from test_testtime import water_filling
+
+from planner._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+
+COLUMNS = ["name", "weight", "pass_at_1", "sample_cost"]
+ROWS = [("easy", 0.3, 0.6, 1.0), ("medium", 0.4, 0.12, 1.0), ("hard", 0.2, 0.01, 2.0),
+        ("hopeless", 0.1, 0.0, 1.0), ("unknown", 0.2, "", 1.0)]
+
+
+def run(tmp_path, rows, *flags, plans="plans.csv"):
+    src = write_csv(tmp_path / "classes.csv", COLUMNS, rows)
+    out, summary = tmp_path / plans, tmp_path / "summary.json"
+    code = main(["allocate", str(src), "--test-time", "-o", str(out), "--summary",
+                 str(summary), *flags])
+    assert not list(tmp_path.glob("*.parts")) and not list(tmp_path.glob(".*.tmp"))
+    found = json.loads(summary.read_text()) if summary.exists() else None
+    return code, (read_csv(out) if out.exists() else None), found
+
+
+def test_plans_and_summary_match_the_water_filling_optimum(tmp_path):
+    code, plans, summary = run(tmp_path, ROWS, "--sample-budget", "6")
+    assert code == EXIT_OK
+    good = ROWS[:4]
+    p = np.array([r[2] for r in good])
+    w = np.array([r[1] for r in good])
+    c = np.array([r[3] for r in good])
+    k, score, price = water_filling(p, w, c, 6.0)
+    assert [row["status"] for row in plans] == ["optimal"] * 4 + ["invalid_input"]
+    assert "row 5: column 'pass_at_1' is empty" in plans[4]["message"]
+    assert plans[4]["n_samples"] == "" and plans[4]["score"] == ""
+    np.testing.assert_allclose([float(r["n_samples"]) for r in plans[:4]], k, rtol=1e-12)
+    assert summary["status"] == "optimal" and summary["message"] == ""
+    assert summary["score"] == pytest.approx(score, rel=1e-12)
+    assert summary["prices"]["sample_budget"] == pytest.approx(price, rel=1e-10)
+    assert summary["budgets"] == {"sample_budget": 6.0}
+    assert summary["n_items"] == 5 and summary["n_invalid"] == 1
+    uniform_k = 6.0 * w.sum() / (w * c).sum()
+    uniform = np.sum(w * -np.expm1(np.log1p(-p) * uniform_k)) / w.sum()
+    assert summary["uniform_samples"] == pytest.approx(uniform_k, rel=1e-14)
+    assert summary["uniform_score"] == pytest.approx(uniform, rel=1e-12)
+    assert summary["uniform_score"] < summary["score"] and summary["efficiency"] > 1
+
+
+def test_a_budget_below_one_sample_is_infeasible(tmp_path):
+    code, plans, summary = run(tmp_path, ROWS, "--sample-budget", "0.9")
+    assert code == EXIT_FAILED
+    assert summary["status"] == "infeasible" and "below one sample" in summary["message"]
+    assert summary["score"] is None and summary["efficiency"] is None
+    assert [row["status"] for row in plans][:4] == ["infeasible"] * 4
+
+
+@pytest.mark.parametrize("flags, words", [
+    ((), "needs --sample-budget"),
+    (("--sample-budget", "-2"), "must be finite and > 0"),
+    (("--sample-budget", "4", "--train-budget", "1e21"), "--train-budget belong to"),
+    (("--sample-budget", "4", "--objective", "loss"), "--objective loss belong to"),
+])
+def test_refused_before_solving(tmp_path, capsys, flags, words):
+    code, plans, summary = run(tmp_path, ROWS, *flags)
+    assert code == EXIT_USAGE and plans is None and summary is None
+    assert words in capsys.readouterr().err
+
+
+def test_sample_budget_without_test_time_is_refused(tmp_path, capsys):
+    src = write_csv(tmp_path / "items.csv", ["target_loss"], [(2.3,)])
+    code = main(["allocate", str(src), "-o", str(tmp_path / "p.csv"), "--summary",
+                 str(tmp_path / "s.json"), "--sample-budget", "4"])
+    assert code == EXIT_USAGE and "add --test-time" in capsys.readouterr().err
+
+
+def test_every_class_invalid(tmp_path):
+    code, plans, summary = run(tmp_path, [("a", 1.0, 2.0, 1.0), ("b", -1.0, 0.5, 1.0)],
+                               "--sample-budget", "3")
+    assert code == EXIT_FAILED and summary["status"] == "invalid_input"
+    assert "every class is invalid" in summary["message"]
+    assert all(math.isnan(float(r["n_samples"] or "nan")) for r in plans)
