@@ -1,4 +1,4 @@
-"""Samples per class of queries under one budget (`planner.allocate_samples`) at scale.
+"""Samples per class of queries under one budget (`planner.techniques.allocate_samples`) at scale.
 
 Times, in one process and on one table per size: the adaptive plan (Newton on the log price,
 with the uniform plan and the efficiency's equal-score search included, compiled), the uniform
@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
 
-    adaptive = jax.jit(lambda p, w, b: planner.allocate_samples(p, b, weight=w, throw=False))
+    adaptive = jax.jit(lambda p, w, b: planner.techniques.allocate_samples(p, b, weight=w, throw=False))
 
     @jax.jit
     def uniform(p, w, b):
@@ -112,7 +112,7 @@ def main() -> None:
         f"{info['cpu']}; {info['backend']}; {info['versions']}. Float64. Peak resident memory "
         f"of the whole run {peak:,.0f} MiB.", "",
         f"Classes with pass@1 drawn from Beta(0.3, 1.5) and random shares, an average budget "
-        f"of {args.budget:g} samples per query. \"adaptive\": `planner.allocate_samples` "
+        f"of {args.budget:g} samples per query. \"adaptive\": `planner.techniques.allocate_samples` "
         "compiled (`jax.jit`), which includes the uniform plan and the equal-score search of "
         "the efficiency; \"uniform\": the uniform best-of-N plan alone (one weighted sum, "
         "compiled); \"NumPy + brentq\": the water-filling written in NumPy with SciPy's brentq "

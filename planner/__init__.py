@@ -1,8 +1,7 @@
 """planner: split compute between training a model and running it.
 
-The names a plan needs are here: `solve`, `frontier`, `allocate` (many items coupled by
-shared budgets, a `Portfolio`) and `allocate_samples` (test-time samples per class of
-queries, a `SamplePlan`), the problem (`Scenario`, `Costs`, `Problem`), the result
+The names a plan needs are here: `solve`, `frontier` and `allocate` (many items coupled by
+shared budgets, a `Portfolio`), the problem (`Scenario`, `Costs`, `Problem`), the result
 (`Plan`, `Status`), the model (`Pipeline`, `Pretraining`, the loss laws and the techniques
 one composes), and compute accounting (`Hardware`, `CostModel`, FLOP counts). The rest lives in three public submodules: `planner.techniques` (the catalog of
 techniques and their laws), `planner.fitting` (fitting laws to runs, planning under a fit's
@@ -42,8 +41,6 @@ from ._solve import constraint_names as constraint_names
 from ._solve import frontier as frontier
 from ._solve import has_score as has_score
 from ._solve import solve as solve
-from ._testtime import SamplePlan as SamplePlan
-from ._testtime import allocate_samples as allocate_samples
 from ._techniques.mcts import MCTS as MCTS
 from ._techniques.pruning import Pruning as Pruning
 from ._techniques.sampling import FilteredSampling as FilteredSampling
@@ -85,8 +82,7 @@ __all__ = [
     "VARIABLES", "AbstractTechnique", "Allocation", "Outcome", "Pipeline", "Pretraining",
     "CostModel", "Hardware", "inference_flops", "train_flops", "PRESETS", "AbstractLossLaw",
     "Chinchilla", "Costs", "Problem", "Deployment", "KVCache", "Serving", "OBJECTIVES",
-    "STATUS_MESSAGES", "Plan", "Scenario", "BUDGETS", "Portfolio", "allocate", "SamplePlan",
-    "allocate_samples", "Solver", "Status",
+    "STATUS_MESSAGES", "Plan", "Scenario", "BUDGETS", "Portfolio", "allocate", "Solver", "Status",
     "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
     "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
 ]

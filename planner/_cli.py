@@ -410,7 +410,7 @@ def cmd_allocate(args) -> int:
 
 def _allocate_test_time(args) -> int:
     """`planner allocate CLASSES --test-time`: samples per class of queries under an average
-    budget per query (`planner.allocate_samples`)."""
+    budget per query (`planner.techniques.allocate_samples`)."""
     from ._allocate import BUDGETS
     from ._rules import CLASS_RULES
     from ._table import TableError, check_output_suffix

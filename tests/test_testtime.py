@@ -1,4 +1,4 @@
-"""Samples per class under one test-time budget (`planner.allocate_samples`), against
+"""Samples per class under one test-time budget (`planner.techniques.allocate_samples`), against
 independent oracles: the closed-form water-filling optimum with its price found by SciPy's
 brentq in NumPy, SciPy's SLSQP on the whole problem, finite differences, and SciPy's Beta
 distribution for the difficulty classes."""
@@ -57,7 +57,7 @@ def water_filling(p, w, c, budget, a=1.0):
 def test_agrees_with_water_filling(n, seed, a, costs):
     p, w, c = table(n, seed, a, costs)
     budget = 6.0 * np.sum(w * c) / np.sum(w)   # six samples per query on average
-    plan = planner.allocate_samples(p, budget, weight=w, cost=c, accuracy=a)
+    plan = planner.techniques.allocate_samples(p, budget, weight=w, cost=c, accuracy=a)
     k, score, price = water_filling(p, w, c, budget, a)
     assert int(plan.status) == Status.OPTIMAL
     assert float(plan.objective) == pytest.approx(score, rel=1e-8)
@@ -81,7 +81,7 @@ def test_agrees_with_slsqp_on_the_whole_problem():
     p, w, c = table(8, 5, costs=True)
     p = np.clip(p, 0.01, 0.95)
     budget = 4.0 * np.sum(w * c) / np.sum(w)
-    plan = planner.allocate_samples(p, budget, weight=w, cost=c)
+    plan = planner.techniques.allocate_samples(p, budget, weight=w, cost=c)
 
     def negative_score(k):
         return -np.sum(w * -np.expm1(np.log1p(-p) * k)) / np.sum(w)
@@ -100,9 +100,9 @@ def test_price_is_the_gradient_of_the_score():
     budget = 5.0
 
     def score(b):
-        return planner.allocate_samples(p, b, weight=w, cost=c).objective
+        return planner.techniques.allocate_samples(p, b, weight=w, cost=c).objective
 
-    plan = planner.allocate_samples(p, budget, weight=w, cost=c)
+    plan = planner.techniques.allocate_samples(p, budget, weight=w, cost=c)
     assert float(jax.grad(score)(budget)) == pytest.approx(float(plan.price), rel=1e-8)
     h = 1e-4 * budget
     central = (float(score(budget + h)) - float(score(budget - h))) / (2 * h)
@@ -114,7 +114,7 @@ def test_gradients_in_the_classes_match_finite_differences():
     p = np.clip(p, 0.02, 0.9)
 
     def score(p_, w_):
-        return planner.allocate_samples(p_, 3.0, weight=w_).objective
+        return planner.techniques.allocate_samples(p_, 3.0, weight=w_).objective
 
     gp, gw = jax.grad(score, argnums=(0, 1))(jnp.asarray(p), jnp.asarray(w))
     for i in (0, 7, 21):
@@ -131,10 +131,10 @@ def test_bad_classes_are_marked_and_left_out():
     bad_p, bad_w = p.copy(), w.copy()
     bad_p[[3, 17]] = [np.nan, 1.5]
     bad_w[29] = -1.0
-    plan = planner.allocate_samples(bad_p, 4.0, weight=bad_w)
+    plan = planner.techniques.allocate_samples(bad_p, 4.0, weight=bad_w)
     keep = np.ones(50, bool)
     keep[[3, 17, 29]] = False
-    alone = planner.allocate_samples(p[keep], 4.0, weight=w[keep])
+    alone = planner.techniques.allocate_samples(p[keep], 4.0, weight=w[keep])
     assert int(plan.status) == Status.OPTIMAL
     assert list(np.flatnonzero(np.asarray(plan.class_status) == Status.INVALID_INPUT)) == [
         3, 17, 29]
@@ -145,30 +145,30 @@ def test_bad_classes_are_marked_and_left_out():
 
 def test_statuses_and_errors():
     p, w, _ = table(20, 9)
-    short = planner.allocate_samples(p, 0.5, weight=w, throw=False)
+    short = planner.techniques.allocate_samples(p, 0.5, weight=w, throw=False)
     assert int(short.status) == Status.INFEASIBLE and np.isnan(float(short.objective))
     with pytest.raises(Exception, match="no optimal sample plan"):
-        planner.allocate_samples(p, 0.5, weight=w)
-    none = planner.allocate_samples(np.full(3, np.nan), 2.0, throw=False)
+        planner.techniques.allocate_samples(p, 0.5, weight=w)
+    none = planner.techniques.allocate_samples(np.full(3, np.nan), 2.0, throw=False)
     assert int(none.status) == Status.INVALID_INPUT
     # one sample per query exactly: every class draws one
-    one = planner.allocate_samples(p, 1.0, weight=w)
+    one = planner.techniques.allocate_samples(p, 1.0, weight=w)
     np.testing.assert_allclose(np.asarray(one.n_samples), 1.0, rtol=1e-12)
     # nothing to gain from more samples: the budget is slack and free
-    sure = planner.allocate_samples(np.array([0.0, 1.0]), 3.0)
+    sure = planner.techniques.allocate_samples(np.array([0.0, 1.0]), 3.0)
     assert int(sure.status) == Status.OPTIMAL and float(sure.price) == 0.0
     with pytest.raises(ValueError, match="budget"):
-        planner.allocate_samples(p, -1.0)
+        planner.techniques.allocate_samples(p, -1.0)
     with pytest.raises(ValueError, match="accuracy"):
-        planner.allocate_samples(p, 2.0, accuracy=1.5)
+        planner.techniques.allocate_samples(p, 2.0, accuracy=1.5)
     with pytest.raises(ValueError, match="weight"):
-        planner.allocate_samples(p, 2.0, weight=np.ones(3))
+        planner.techniques.allocate_samples(p, 2.0, weight=np.ones(3))
 
 
 def test_float32_is_accurate_to_its_stated_tolerance():
     p, w, _ = table(10_000, 10)
     with jax.numpy_dtype_promotion("standard"):
-        plan = planner.allocate_samples(p.astype(np.float32), 6.0, weight=w.astype(np.float32))
+        plan = planner.techniques.allocate_samples(p.astype(np.float32), 6.0, weight=w.astype(np.float32))
     _, score, price = water_filling(p, w, np.ones_like(p), 6.0)
     assert plan.objective.dtype == jnp.float32
     assert int(plan.status) == Status.OPTIMAL
