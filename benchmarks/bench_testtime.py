@@ -73,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
 
-    adaptive = jax.jit(lambda p, w, b: planner.techniques.allocate_samples(p, b, weight=w, throw=False))
+    adaptive = jax.jit(lambda p, w, b: planner.techniques.allocate_samples(p, b, weight=w,
+                                                                          throw=False))
 
     @jax.jit
     def uniform(p, w, b):
@@ -112,8 +113,9 @@ def main() -> None:
         f"{info['cpu']}; {info['backend']}; {info['versions']}. Float64. Peak resident memory "
         f"of the whole run {peak:,.0f} MiB.", "",
         f"Classes with pass@1 drawn from Beta(0.3, 1.5) and random shares, an average budget "
-        f"of {args.budget:g} samples per query. \"adaptive\": `planner.techniques.allocate_samples` "
-        "compiled (`jax.jit`), which includes the uniform plan and the equal-score search of "
+        f"of {args.budget:g} samples per query. \"adaptive\": "
+        "`planner.techniques.allocate_samples` compiled (`jax.jit`), which includes the "
+        "uniform plan and the equal-score search of "
         "the efficiency; \"uniform\": the uniform best-of-N plan alone (one weighted sum, "
         "compiled); \"NumPy + brentq\": the water-filling written in NumPy with SciPy's brentq "
         f"on the price (the tests' oracle). Best of {args.repeats} calls (NumPy: best of "

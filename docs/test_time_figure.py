@@ -29,7 +29,8 @@ for size, colour in ((3e8, "C0"), (12e9, "C1")):
     left.loglog(np.asarray(p), np.asarray(plan.n_samples), "o", ms=3, color=colour,
                 label=f"{size:.2g} parameters (score {float(plan.objective):.3f}, "
                 f"uniform {float(plan.uniform_score):.3f})")
-    eff = [float(planner.techniques.allocate_samples(p, b, weight=weight).efficiency) for b in budgets]
+    eff = [float(planner.techniques.allocate_samples(p, b, weight=weight).efficiency)
+           for b in budgets]
     right.semilogx(budgets, eff, "-", color=colour, label=f"{size:.2g} parameters")
 left.axhline(16.0, color="grey", lw=0.8, ls="--", label="uniform: 16 samples each")
 left.set_xlabel("pass@1 of the class")

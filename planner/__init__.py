@@ -3,9 +3,10 @@
 The names a plan needs are here: `solve`, `frontier` and `allocate` (many items coupled by
 shared budgets, a `Portfolio`), the problem (`Scenario`, `Costs`, `Problem`), the result
 (`Plan`, `Status`), the model (`Pipeline`, `Pretraining`, the loss laws and the techniques
-one composes), and compute accounting (`Hardware`, `CostModel`, FLOP counts). The rest lives in three public submodules: `planner.techniques` (the catalog of
-techniques and their laws), `planner.fitting` (fitting laws to runs, planning under a fit's
-uncertainty) and `planner.distributed` (devices and processes).
+one composes), and compute accounting (`Hardware`, `CostModel`, FLOP counts). The rest lives
+in three public submodules: `planner.techniques` (the catalog of techniques and their laws,
+test-time samples per class of queries), `planner.fitting` (fitting laws to runs, planning
+under a fit's uncertainty) and `planner.distributed` (devices and processes).
 """
 
 import importlib as _importlib

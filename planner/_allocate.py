@@ -50,7 +50,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._alm import optax_init, optax_step
+from ._alm import descend, optax_init, optax_step
 from ._compose import Allocation, Pipeline
 from ._problem import Costs, Scenario, _check_structure, _validate
 from ._solve import Plan, Solver, Status, solve
@@ -872,55 +872,14 @@ def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, o
     def value_fn(u):
         return reduced(u)[0] / scale
 
-    solves = 2
-    if optimizer is None:
-        # L-BFGS (optax's direction) with a backtracking line search on the host: every trial
-        # is one call of the one compiled value-and-gradient (optax's own line searches
-        # would compile the items' solves once more inside the update)
-        tx = optax.scale_by_lbfgs()
+    def report(k, value, largest):
+        if progress is not None:
+            progress(f"shared model step {k}: objective {value * scale:.12g}, "
+                     f"reduced gradient {largest:.3g}")
 
-        @jax.jit
-        def update(grad, state, u):
-            with jax.numpy_dtype_promotion("standard"):
-                return tx.update(grad, state, u)
-
-        state = optax_init(tx, u)
-        value, grad = value_and_grad(u)
-        for k in range(steps):
-            largest = float(jnp.max(jnp.abs(grad)))
-            if progress is not None:
-                progress(f"shared model step {k}: objective {float(value * scale):.12g}, "
-                         f"reduced gradient {largest:.3g}")
-            if largest <= tol:
-                break
-            direction, state = update(grad, state, u)
-            slope = float(jnp.dot(grad, direction))
-            if not slope > 0:  # not a descent direction: restart from the gradient
-                state = optax_init(tx, u)
-                direction, slope = grad, float(jnp.dot(grad, grad))
-            t = 1.0
-            for _ in range(40):
-                trial = u - t * direction
-                new_value, new_grad = value_and_grad(trial)
-                solves += 1
-                if float(new_value) <= float(value) - 1e-4 * t * slope:
-                    break
-                t *= 0.5
-            u, value, grad = trial, new_value, new_grad
-    else:
-        tx = optax.with_extra_args_support(optimizer)
-        step = jax.jit(functools.partial(optax_step, tx, value_fn))
-        state = optax_init(tx, u)
-        for k in range(steps):
-            new, state, value, grad = step(u, state)
-            solves += 1
-            largest = float(jnp.max(jnp.abs(grad)))
-            if progress is not None:
-                progress(f"shared model step {k}: objective {float(value * scale):.12g}, "
-                         f"reduced gradient {largest:.3g}")
-            if largest <= tol:
-                break
-            u = new
+    u, evaluations = descend(value_and_grad, value_fn, u, optimizer=optimizer, steps=steps,
+                             tol=tol, report=report)
+    solves = 1 + evaluations
     (total, plans), grad = evaluate(u)
     grad = grad / scale
     solves += 1

@@ -93,3 +93,67 @@ def optax_step(tx: optax.GradientTransformation, value_fn, x, state):
     with jax.numpy_dtype_promotion("standard"):
         updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
     return optax.apply_updates(x, updates), state, value, grad
+
+
+def descend(value_and_grad: Callable, value_fn: Callable, x, *,
+            optimizer: optax.GradientTransformation | None, steps: int, tol: float,
+            report: Callable[[int, float, float], None] | None = None):
+    """Minimise a few outer variables `x` whose objective is expensive (every evaluation a
+    batch of inner solves): the host loop of `allocate`'s shared model and `train_to_test`.
+
+    Without `optimizer`: optax's L-BFGS direction (`optax.scale_by_lbfgs`) with a backtracking
+    (Armijo) line search on the host, every trial one call of `value_and_grad` (compiled
+    once by the caller), restarting from the gradient where the direction does not descend;
+    optax's own line searches would compile the inner solves once more inside the update.
+    With `optimizer`: its steps (`optax_step`, compiled once), for any optax transformation,
+    `optax.lbfgs` included. Stops when the largest component of the gradient is at most `tol`.
+    `report(step, value, largest)` is called before every step.
+
+    **Returns:** `(x, evaluations)`.
+    """
+    evaluations = 0
+    if optimizer is None:
+        tx = optax.scale_by_lbfgs()
+
+        @jax.jit
+        def update(grad, state, x):
+            with jax.numpy_dtype_promotion("standard"):
+                return tx.update(grad, state, x)
+
+        state = optax_init(tx, x)
+        value, grad = value_and_grad(x)
+        evaluations += 1
+        for k in range(steps):
+            largest = float(jnp.max(jnp.abs(grad)))
+            if report is not None:
+                report(k, float(value), largest)
+            if largest <= tol:
+                break
+            direction, state = update(grad, state, x)
+            slope = float(jnp.dot(grad, direction))
+            if not slope > 0:  # not a descent direction: restart from the gradient
+                state = optax_init(tx, x)
+                direction, slope = grad, float(jnp.dot(grad, grad))
+            t = 1.0
+            for _ in range(40):
+                trial = x - t * direction
+                new_value, new_grad = value_and_grad(trial)
+                evaluations += 1
+                if float(new_value) <= float(value) - 1e-4 * t * slope:
+                    break
+                t *= 0.5
+            x, value, grad = trial, new_value, new_grad
+        return x, evaluations
+    tx = optax.with_extra_args_support(optimizer)
+    step = jax.jit(lambda x, state: optax_step(tx, value_fn, x, state))
+    state = optax_init(tx, x)
+    for k in range(steps):
+        new, state, value, grad = step(x, state)
+        evaluations += 1
+        largest = float(jnp.max(jnp.abs(grad)))
+        if report is not None:
+            report(k, float(value), largest)
+        if largest <= tol:
+            break
+        x = new
+    return x, evaluations

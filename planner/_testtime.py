@@ -55,11 +55,18 @@ import jax.numpy as jnp
 from jax.scipy.special import betainc
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._alm import descend
 from ._solve import Status
+from ._techniques.sampling import BetaSuccess, _digamma_diff
 
 _NEWTON_STEPS = 200
 """Newton steps on the log price (the budget's use is piecewise linear in it, so the method
 ends on the last piece after a few steps; the cap only stops a search broken by bad input)."""
+_CLASS_STEPS = 200
+"""Safeguarded Newton steps of a Beta class's best response (bisection when Newton leaves the
+bracket: at most about 60 halvings of the bracket of log k in float64)."""
+_LOG_MAX_SAMPLES = 80.0
+"""The largest log samples per query a Beta class's response may reach (e^80, 5.5e34)."""
 _UNIFORM_STEPS = 2000
 """Newton steps of the uniform plan's equal-score budget (monotone from below; a step gains
 at least 1/q of the easiest unfinished class, so the cap is reached only far on a plateau)."""
@@ -103,77 +110,180 @@ class SamplePlan(eqx.Module):
     iterations: Int[Array, ""]
 
 
-def _success(a: Array, p: Array, q: Array, k: Array) -> Array:
-    """$a(1 - e^{-qk}) + (1 - a)p$, exact where $q = \\infty$ ($p = 1$) or $q = 0$."""
-    return a * -jnp.expm1(-q * k) + (1.0 - a) * p
+class _Point(eqx.Module):
+    """Classes of one per-sample success $p_i$ each: failure $e^{-q_i k}$, $q_i = -\ln(1-p_i)$;
+    the best response at a price is closed form."""
+
+    p: Array
+
+    def valid(self):
+        return jnp.isfinite(self.p) & (self.p >= 0) & (self.p <= 1)
+
+    def clean(self, valid):
+        return _Point(jnp.where(valid, self.p, 0.0))
+
+    def q(self):
+        return -jnp.log1p(-self.p)
+
+    def useful(self):
+        q = self.q()
+        return (q > 0) & jnp.isfinite(q)
+
+    def failure(self, k):
+        return jnp.exp(-self.q() * k)
+
+    def pass_at_1(self):
+        return self.p
+
+    def log_marginal(self, k):
+        """$\\log(-d\\,\\text{failure}/dk)$ where useful (0 elsewhere)."""
+        useful, q = self.useful(), self.q()
+        qs = jnp.where(useful, q, 1.0)
+        return jnp.where(useful, jnp.log(qs) - qs * k, 0.0)
+
+    def response(self, u, log_a_c):
+        """$k_i = \\max(1, (\\ln(a q_i / c_i) - u)/q_i)$."""
+        useful = self.useful()
+        qs = jnp.where(useful, self.q(), 1.0)
+        level = jnp.where(useful, log_a_c + jnp.log(qs), 0.0)
+        return jnp.where(useful, jnp.maximum(1.0, (level - u) / qs), 1.0)
+
+
+class _Beta(eqx.Module):
+    """Classes whose questions' per-sample success is Beta($\\alpha_i$, $\\beta_i$)
+    distributed: failure $B(\\alpha, \\beta + k)/B(\\alpha, \\beta)$ (`BetaSuccess`); the best
+    response at a price solves each class's optimality condition by safeguarded Newton steps in
+    $\\log k$."""
+
+    alpha: Array
+    beta: Array
+
+    def valid(self):
+        return (jnp.isfinite(self.alpha) & (self.alpha > 0) & jnp.isfinite(self.beta)
+                & (self.beta > 0))
+
+    def clean(self, valid):
+        return _Beta(jnp.where(valid, self.alpha, 1.0), jnp.where(valid, self.beta, 1.0))
+
+    def useful(self):
+        return jnp.ones(self.alpha.shape, bool)
+
+    def failure(self, k):
+        return jnp.exp(BetaSuccess(self.alpha, self.beta).log_failure(k))
+
+    def pass_at_1(self):
+        return self.alpha / (self.alpha + self.beta)
+
+    def log_marginal(self, k):
+        log_f = BetaSuccess(self.alpha, self.beta).log_failure(k)
+        # -d log F/dk = ψ(α + β + k) - ψ(β + k) > 0, without cancelling
+        return log_f + jnp.log(-_digamma_diff(self.beta + k, self.alpha))
+
+    def response(self, u, log_a_c):
+        def h(t):  # decreasing in t = log k
+            return log_a_c + self.log_marginal(jnp.exp(t)) - u
+
+        def h_t(t):
+            return jax.jvp(h, (t,), (jnp.ones_like(t),))[1]
+
+        top = jnp.full_like(u + log_a_c, _LOG_MAX_SAMPLES)
+        t0 = jnp.zeros_like(top)
+        one = h(t0) <= 0  # the first sample's marginal is already below the price
+        close = 64 * jnp.finfo(top.dtype).eps * (1.0 + jnp.abs(u) + jnp.abs(log_a_c))
+
+        def cond(state):
+            lo, hi, t, done, i = state
+            return jnp.any(~one & ~done) & (i < _CLASS_STEPS)
+
+        def body(state):
+            lo, hi, t, done, i = state
+            value = h(t)
+            done = jnp.abs(value) <= close
+            lo, hi = jnp.where(value > 0, t, lo), jnp.where(value > 0, hi, t)
+            step = t - value / jnp.minimum(h_t(t), -1e-300)
+            step = jnp.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+            return lo, hi, jnp.where(done, t, step), done, i + 1
+
+        t_star = jax.lax.stop_gradient(jax.lax.while_loop(
+            cond, body, (t0, top, jnp.ones_like(top), one, jnp.zeros((), jnp.int32)))[2])
+        t_star = jnp.where(one, 0.0, t_star)
+        # one Newton step with live inputs: the value stays, the derivative is implicit
+        slope = jax.lax.stop_gradient(h_t(t_star))
+        t = jnp.where(one, 0.0, t_star - h(t_star) / jnp.where(one, -1.0, slope))
+        return jnp.exp(t)
+
+
+def _success(classes, a: Array, k: Array) -> Array:
+    """$a(1 - \\text{failure}(k)) + (1 - a)\\,\\text{pass@1}$."""
+    return a * (1.0 - classes.failure(k)) + (1.0 - a) * classes.pass_at_1()
 
 
 @eqx.filter_jit
-def _plan(weight: Array, p: Array, cost: Array, budget: Array, accuracy: Array,
+def _plan(weight: Array, classes, cost: Array, budget: Array, accuracy: Array,
           tol: float) -> SamplePlan:
-    dtype = p.dtype
-    valid = (jnp.isfinite(weight) & (weight > 0) & jnp.isfinite(p) & (p >= 0) & (p <= 1)
-             & jnp.isfinite(cost) & (cost > 0))
+    valid = classes.valid() & jnp.isfinite(weight) & (weight > 0) & jnp.isfinite(cost) & (
+        cost > 0)
+    classes = classes.clean(valid)
     w = jnp.where(valid, weight, 0.0)
     c = jnp.where(valid, cost, 1.0)
-    pv = jnp.where(valid, p, 0.0)
-    q = -jnp.log1p(-pv)
-    useful = valid & (q > 0) & jnp.isfinite(q)
-    # ln(a q / c), the log price at which a class would draw no samples at all
-    level = jnp.where(useful, jnp.log(accuracy * jnp.where(useful, q, 1.0) / c), 0.0)
-    qs = jnp.where(useful, q, 1.0)
+    useful = valid & classes.useful()
+    log_a_c = jnp.log(accuracy) - jnp.log(c)
     total_w = jnp.sum(w)
     spend = budget * total_w            # what the budget allows over all queries
     floor = jnp.sum(w * c)              # one sample per query
     floor_useless = jnp.sum(jnp.where(useful, 0.0, w * c))
 
     def samples(u):
-        return jnp.where(useful, jnp.maximum(1.0, (level - u) / qs), 1.0)
+        return jnp.where(useful, classes.response(u, log_a_c), 1.0)
 
     def excess(u):
         return jnp.sum(w * c * samples(u)) - spend
 
-    def slope(u):
-        active = useful & ((level - u) / qs > 1.0)
-        return -jnp.sum(jnp.where(active, w * c / qs, 0.0))
+    def excess_slope(u):
+        return jax.jvp(excess, (u,), (jnp.ones_like(u),))
 
-    # start where every useful class draws at least the average the useful classes may spend:
-    # the use is then at least the budget, below the root of a convex decreasing function
+    # the log price lies between where every useful class draws at least the average the
+    # useful classes may spend (use >= budget) and where each draws one (use <= budget)
     any_useful = jnp.any(useful)
-    useful_floor = floor - floor_useless
-    kappa = jnp.maximum(1.0, (spend - floor_useless) / jnp.where(any_useful, useful_floor, 1.0))
-    u0 = jnp.min(jnp.where(useful, level - qs * kappa, jnp.inf))
-    u0 = jnp.where(any_useful, u0, 0.0)
-    u0 = jax.lax.stop_gradient(u0)
+    kappa = jnp.maximum(1.0, (spend - floor_useless)
+                        / jnp.where(any_useful, floor - floor_useless, 1.0))
+    at_kappa = log_a_c + classes.log_marginal(jnp.broadcast_to(kappa, w.shape))
+    at_one = log_a_c + classes.log_marginal(jnp.ones_like(w))
+    lo0 = jax.lax.stop_gradient(jnp.min(jnp.where(useful, at_kappa, jnp.inf)))
+    hi0 = jax.lax.stop_gradient(jnp.max(jnp.where(useful, at_one, -jnp.inf)))
+    lo0, hi0 = jnp.where(any_useful, lo0, 0.0), jnp.where(any_useful, hi0, 0.0)
 
     def cond(state):
-        u, g, i = state
-        return (g > tol * spend) & (i < _NEWTON_STEPS)
+        lo, hi, u, done, i = state
+        return ~done & (hi - lo > 0) & (i < _NEWTON_STEPS)
 
     def body(state):
-        u, g, i = state
-        d = slope(u)
-        u = jnp.where(d < 0, u - g / jnp.where(d < 0, d, -1.0), u)
-        return u, jnp.where(d < 0, excess(u), -jnp.inf), i + 1
+        lo, hi, u, done, i = state
+        g, d = excess_slope(u)
+        done = jnp.abs(g) <= tol * spend
+        lo, hi = jnp.where(g > 0, u, lo), jnp.where(g > 0, hi, u)
+        step = u - g / jnp.minimum(d, -1e-300)
+        step = jnp.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+        return lo, hi, jnp.where(done, u, step), done, i + 1
 
-    u_loop, _, iterations = jax.lax.while_loop(
-        cond, body, (u0, jax.lax.stop_gradient(excess(u0)), jnp.zeros((), jnp.int32)))
+    start = (lo0, hi0, lo0, jnp.asarray(False), jnp.zeros((), jnp.int32))
+    _, _, u_loop, _, iterations = jax.lax.while_loop(cond, body, jax.lax.stop_gradient(start))
     u_star = jax.lax.stop_gradient(u_loop)
     # one Newton step with live inputs: the value stays u*, the derivative is the implicit
     # function theorem's, du/dθ = -(∂excess/∂θ)/(∂excess/∂u)
-    d_star = jax.lax.stop_gradient(slope(u_star))
+    d_star = jax.lax.stop_gradient(excess_slope(u_star)[1])
     binding = any_useful & (d_star < 0)
     u = jnp.where(binding, u_star - excess(u_star) / jnp.where(binding, d_star, -1.0), u_star)
     price = jnp.where(binding, jnp.exp(u), 0.0)
     k = samples(u)
     if_invalid = jnp.full_like(k, jnp.nan)
-    score = _success(accuracy, pv, q, k)
+    score = _success(classes, accuracy, k)
     objective = jnp.sum(w * score) / total_w
     usage = jnp.sum(w * c * k) / total_w
     residual = jnp.abs(usage - budget) / budget
     residual = jnp.where(binding, residual, jnp.maximum(usage - budget, 0.0) / budget)
-    # optimality: a q e^{-qk} = λ c where k > 1, ≤ λ c where k = 1 (relative to λ c)
-    marginal = jnp.where(useful, accuracy * qs * jnp.exp(-qs * k) / c, 0.0)
+    # optimality: a (-dF/dk) = λ c where k > 1, <= λ c where k = 1 (relative to λ c)
+    marginal = jnp.where(useful, jnp.exp(log_a_c + classes.log_marginal(k)), 0.0)
     scale = jnp.where(binding, price, 1.0)
     gap = jnp.where(k > 1.0, jnp.abs(marginal - price), jnp.maximum(marginal - price, 0.0))
     kkt = jnp.max(jnp.where(valid, gap / scale, 0.0), initial=0.0)
@@ -183,10 +293,11 @@ def _plan(weight: Array, p: Array, cost: Array, budget: Array, accuracy: Array,
     k_uniform = spend / jnp.where(floor > 0, floor, 1.0)
 
     def uniform(kk):
-        return jnp.sum(w * _success(accuracy, pv, q, kk)) / total_w
+        return jnp.sum(w * _success(classes, accuracy, kk)) / total_w
 
     def uniform_slope(kk):
-        return jnp.sum(jnp.where(useful, w * accuracy * qs * jnp.exp(-qs * kk), 0.0)) / total_w
+        return jnp.sum(jnp.where(useful, w * jnp.exp(jnp.log(accuracy)
+                                                      + classes.log_marginal(kk)), 0.0)) / total_w
 
     target = jax.lax.stop_gradient(objective)
 
@@ -237,7 +348,7 @@ def _plan(weight: Array, p: Array, cost: Array, budget: Array, accuracy: Array,
 
 
 def allocate_samples(
-    pass_at_1: ArrayLike,
+    classes: ArrayLike | BetaSuccess,
     budget: ArrayLike,
     *,
     weight: ArrayLike | None = None,
@@ -254,7 +365,11 @@ def allocate_samples(
 
     **Arguments:**
 
-    - `pass_at_1`: $p_i \in [0, 1]$ per class, the success probability of one sample.
+    - `classes`: per class, either $p_i \in [0, 1]$, the success probability of one sample
+      (an array: each class's questions alike), or a `BetaSuccess` whose `alpha` and `beta`
+      are arrays (each class's questions with Beta-distributed success, its failure
+      $B(\alpha_i, \beta_i + k)/B(\alpha_i, \beta_i)$ falling as a power law in $k$; each
+      class's best response is then found by safeguarded Newton steps, not in closed form).
     - `budget`: $B$, the average budget per query: samples (`cost` left out) or FLOP
       (`cost` in FLOP per sample); at least one sample per query.
     - `weight`: $w_i > 0$, each class's share of the queries (default equal; normalised).
@@ -271,13 +386,20 @@ def allocate_samples(
     **Raises:** `ValueError` for a budget or accuracy out of its domain or arrays of
     different lengths (when not traced); with `throw`, an error unless `OPTIMAL`.
     """
-    p = jnp.asarray(pass_at_1)
-    if not jnp.issubdtype(p.dtype, jnp.floating):
-        p = p.astype(jnp.result_type(float))
-    dtype = p.dtype
-    if p.ndim != 1 or p.shape[0] == 0:
-        raise ValueError(f"pass_at_1 must be one non-empty axis of classes, got shape {p.shape}")
-    n = p.shape[0]
+    if isinstance(classes, BetaSuccess):
+        alpha, beta = jnp.broadcast_arrays(classes.alpha, classes.beta)
+        dtype = jnp.result_type(alpha, beta, float)
+        family = _Beta(alpha.astype(dtype), beta.astype(dtype))
+        first = family.alpha
+    else:
+        p = jnp.asarray(classes)
+        dtype = p.dtype if jnp.issubdtype(p.dtype, jnp.floating) else jnp.result_type(float)
+        family = _Point(p.astype(dtype))
+        first = family.p
+    if first.ndim != 1 or first.shape[0] == 0:
+        raise ValueError(f"classes must be one non-empty axis of classes, got shape "
+                         f"{first.shape}")
+    n = first.shape[0]
 
     def column(x, name, default):
         x = jnp.full((n,), default, dtype) if x is None else jnp.asarray(x, dtype)
@@ -297,7 +419,7 @@ def allocate_samples(
             raise ValueError(f"accuracy must be in (0, 1], got {float(accuracy)}")
     if tol is None:
         tol = 1e-12 if dtype == jnp.float64 else 1e-5
-    plan = _plan(w, p, c, budget, accuracy, tol)
+    plan = _plan(w, family, c, budget, accuracy, tol)
     if throw:
         plan = eqx.error_if(plan, plan.status != Status.OPTIMAL,
                             "no optimal sample plan: inspect SamplePlan.status "
@@ -351,3 +473,161 @@ def difficulty_classes(alpha: ArrayLike, beta: ArrayLike, bins: int
     mass = betainc(a + 1.0, b, edges)
     mean = a / (a + b) * (mass[1:] - mass[:-1]) * bins
     return jnp.full((bins,), 1.0 / bins, dtype), jnp.clip(mean, 0.0, 1.0)
+
+
+class JointPlan(eqx.Module):
+    r"""One model for every class of queries, trained and sampled under one lifetime compute
+    budget (`train_to_test`).
+
+    **Arguments:**
+
+    - `n_params`, `n_tokens`: the model's parameters and training tokens.
+    - `loss`: its pretraining loss.
+    - `samples`: the classes' `SamplePlan` at that model (`objective`: the expected success
+      rate; `usage`: the mean samples per query; `price`: the success one more sample per
+      query would buy at this model).
+    - `train_flops`, `inference_flops`: $6ND$ and $2N\,T\,\bar k$.
+    - `inference_share`: the share of the budget spent at test time.
+    - `status`: `OPTIMAL` when the samples' plan is and the reduced gradient in the model's two
+      variables is below `tol`.
+    - `gradient`: the largest component of the reduced gradient.
+    - `steps`: evaluations of the objective and its gradient the optimiser used.
+    """
+
+    n_params: Float[Array, ""]
+    n_tokens: Float[Array, ""]
+    loss: Float[Array, ""]
+    samples: SamplePlan
+    train_flops: Float[Array, ""]
+    inference_flops: Float[Array, ""]
+    inference_share: Float[Array, ""]
+    status: Int[Array, ""]
+    gradient: Float[Array, ""]
+    steps: Int[Array, ""]
+
+
+def _joint_model(x, law, link, offsets, compute, demand):
+    """N, D, the classes' Beta success and the mean samples from the outer variables
+    x = (z, v): σ(z) the budget's inference share, 1 + e^v the mean samples per query."""
+    share, mean_samples = jax.nn.sigmoid(x[0]), 1.0 + jnp.exp(x[1])
+    n = share * compute / (2.0 * demand * mean_samples)
+    d = (1.0 - share) * compute / (6.0 * n)
+    reducible = law.loss(n, d) - law.E
+    z = link.intercept + offsets + link.slope * jnp.log(reducible)
+    alpha = link.concentration * jax.nn.sigmoid(z)
+    beta = link.concentration * jax.nn.sigmoid(-z)
+    return n, d, _Beta(alpha, beta), mean_samples, share
+
+
+def _joint_inner(x, law, link, offsets, w, compute, demand):
+    _, _, classes, mean_samples, _ = _joint_model(x, law, link, offsets, compute, demand)
+    tol = 1e-12 if w.dtype == jnp.float64 else 1e-5
+    return _plan(w, classes, jnp.ones_like(w), mean_samples, jnp.ones((), w.dtype), tol)
+
+
+def _joint_value(x, law, link, offsets, w, compute, demand):
+    return -_joint_inner(x, law, link, offsets, w, compute, demand).objective
+
+
+_joint_value_and_grad = eqx.filter_jit(jax.value_and_grad(_joint_value))
+"""The negated expected success rate and its exact gradient in the outer variables, compiled
+once per number of classes and dtype."""
+
+
+def train_to_test(
+    law,
+    link,
+    offsets: ArrayLike,
+    compute: ArrayLike,
+    inference_demand: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    optimizer=None,
+    max_steps: int = 200,
+    tol: float | None = None,
+    start: tuple[float, float] = (0.0, 1.0),
+    throw: bool = True,
+) -> JointPlan:
+    r"""The model and the samples per class that maximise the expected success rate of a
+    population of queries under one lifetime compute budget: train-to-test jointly.
+
+    One model of $N$ parameters trained on $D$ tokens serves every class (the shared
+    variables of `allocate`'s shared model). Class $i$, a share $w_i$ of the queries, has
+    questions whose per-sample success is Beta distributed as the `link` gives at the model's
+    reducible loss, shifted by the class's difficulty $\delta_i$ in log-odds:
+    $\operatorname{logit}\mu_i = \theta_0 + \delta_i + \theta_1\log(L(N, D) - E)$,
+    $p \sim \mathrm{Beta}(\mu_i\kappa, (1 - \mu_i)\kappa)$ (`SuccessLink`), so every class
+    improves with the model along the link and its pass@k grows as a power law in $k$, never
+    solved by brute force. The budget counts training once and every sample of every query:
+    $6ND + 2N\,T\,\bar k = C$, $T$ the inference demand (tokens of one sample for every
+    query), $\bar k = \sum_i w_i k_i / \sum_i w_i$.
+
+    Samples per class follow `allocate_samples` at the model's classes (a perfect verifier).
+    The model is the outer problem in two variables: the budget's inference share
+    $\sigma(z)$ and the mean samples $1 + e^v$; then $N = \sigma(z) C / (2T\bar k)$ and
+    $D = (1 - \sigma(z)) C / (6N)$, so every point spends the budget with at least one sample
+    per query. They are found by optax's L-BFGS (or any optax `optimizer`) on the exact
+    reduced gradient, the inner price and samples differentiated by the implicit function
+    theorem, as `allocate`'s shared model is.
+
+    **Arguments:**
+
+    - `law`: a `Chinchilla` loss law.
+    - `link`: a `SuccessLink` (`SuccessLink.codex2021()`).
+    - `offsets`: $\delta_i$, each class's difficulty in log-odds (0: the link's mean; negative:
+      harder).
+    - `compute`: $C$, the lifetime budget in FLOP.
+    - `inference_demand`: $T$, tokens of one sample for every query over the lifetime.
+    - `weight`: each class's share of the queries (default equal).
+    - `optimizer`: an optax transformation; default: optax's L-BFGS direction with a
+      backtracking line search (`planner._alm.descend`), as `allocate`'s shared model.
+    - `max_steps`, `tol`: its step limit and the reduced gradient's tolerance (default
+      1e-9 in float64, 1e-4 in float32).
+    - `start`: $(z, v)$ to start from.
+    - `throw`: raise unless `OPTIMAL`.
+
+    **Returns:** a `JointPlan`.
+
+    **References:** Roberts et al. 2026, *Test-Time Scaling Makes Overtraining
+    Compute-Optimal* (arXiv 2604.01411): with test-time samples counted, the optimum moves to
+    smaller, longer-trained models; Snell et al. 2024 (difficulty-adaptive samples).
+    """
+    offsets = jnp.asarray(offsets)
+    if not jnp.issubdtype(offsets.dtype, jnp.floating):
+        offsets = offsets.astype(jnp.result_type(float))
+    dtype = offsets.dtype
+    if offsets.ndim != 1 or offsets.shape[0] == 0:
+        raise ValueError(f"offsets must be one non-empty axis of classes, got {offsets.shape}")
+    n = offsets.shape[0]
+    w = jnp.ones((n,), dtype) if weight is None else jnp.broadcast_to(
+        jnp.asarray(weight, dtype), (n,))
+    compute, demand = jnp.asarray(compute, dtype), jnp.asarray(inference_demand, dtype)
+    for name, value in (("compute", compute), ("inference_demand", demand)):
+        if value.shape != () or not bool(jnp.isfinite(value) & (value > 0)):
+            raise ValueError(f"{name} must be one finite number > 0, got {value}")
+    if not bool(jnp.all(jnp.isfinite(offsets)) & jnp.all(jnp.isfinite(w) & (w > 0))):
+        raise ValueError("offsets must be finite and weight finite and > 0")
+    if tol is None:
+        tol = 1e-9 if dtype == jnp.float64 else 1e-4
+    link = jax.tree.map(lambda v: jnp.asarray(v, dtype), link)
+    args = (law, link, offsets, w, compute, demand)
+    x, steps = descend(lambda x: _joint_value_and_grad(x, *args),
+                       lambda x: _joint_value(x, *args), jnp.asarray(start, dtype),
+                       optimizer=optimizer, steps=max_steps, tol=tol)
+    g = _joint_value_and_grad(x, *args)[1]
+    plan = eqx.filter_jit(_joint_inner)(x, *args)
+    n_params, n_tokens, _, _, share = _joint_model(x, law, link, offsets, compute, demand)
+    gradient = jnp.max(jnp.abs(g))
+    status = jnp.where(plan.status != Status.OPTIMAL, plan.status,
+                       jnp.where(gradient <= tol, Status.OPTIMAL, Status.NOT_CONVERGED)
+                       ).astype(jnp.int32)
+    joint = JointPlan(
+        n_params=n_params, n_tokens=n_tokens, loss=law.loss(n_params, n_tokens),
+        samples=plan, train_flops=6.0 * n_params * n_tokens,
+        inference_flops=2.0 * n_params * demand * plan.usage, inference_share=share,
+        status=status, gradient=gradient, steps=jnp.asarray(steps))
+    if throw:
+        joint = eqx.error_if(joint, joint.status != Status.OPTIMAL,
+                             "no optimal joint plan: inspect JointPlan.status "
+                             "(train_to_test with throw=False)")
+    return joint

@@ -3,9 +3,9 @@
 The pipeline stages (`Pruning`, `RepeatedSampling`, `FilteredSampling`, `MCTS`, also at the
 top of `planner`) and the laws, closed forms and calibrations they are built from: pruning
 (Rosenfeld et al. 2021's sparsity law, IMP's costs), repeated sampling (pass@k, coverage,
-success links; test-time samples per class of queries, `allocate_samples`), Monte Carlo Tree
-Search (Jones 2021's frontiers) and S-curves of success against compute. Each family has its
-page under "Laws and techniques".
+success links; test-time samples per class of queries, `allocate_samples`, and with the
+model, `train_to_test`), Monte Carlo Tree Search (Jones 2021's frontiers) and S-curves of
+success against compute. Each family has its page under "Laws and techniques".
 """
 
 from ._techniques.mcts import MCTS as MCTS
@@ -33,7 +33,9 @@ from ._techniques.scurve import AbstractSCurve as AbstractSCurve
 from ._techniques.scurve import NAtKSCurve as NAtKSCurve
 from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
 from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
+from ._testtime import JointPlan as JointPlan
 from ._testtime import SamplePlan as SamplePlan
 from ._testtime import allocate_samples as allocate_samples
 from ._testtime import beta_quantile as beta_quantile
 from ._testtime import difficulty_classes as difficulty_classes
+from ._testtime import train_to_test as train_to_test

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
 
 import planner
 from planner import Status
@@ -168,7 +168,8 @@ def test_statuses_and_errors():
 def test_float32_is_accurate_to_its_stated_tolerance():
     p, w, _ = table(10_000, 10)
     with jax.numpy_dtype_promotion("standard"):
-        plan = planner.techniques.allocate_samples(p.astype(np.float32), 6.0, weight=w.astype(np.float32))
+        plan = planner.techniques.allocate_samples(p.astype(np.float32), 6.0,
+                                                   weight=w.astype(np.float32))
     _, score, price = water_filling(p, w, np.ones_like(p), 6.0)
     assert plan.objective.dtype == jnp.float32
     assert int(plan.status) == Status.OPTIMAL
@@ -191,3 +192,98 @@ def test_difficulty_classes_match_scipys_beta():
         np.testing.assert_allclose(
             planner.techniques.beta_quantile(alpha, beta, levels),
             stats.beta.ppf(levels, alpha, beta), rtol=1e-10)
+
+
+def beta_water_filling(alpha, beta, w, budget):
+    """Beta classes' optimum in SciPy: each class's response k_i(λ) by brentq on
+    log(-dF/dk) = log λ in log k (F = B(α, β + k)/B(α, β)), λ by brentq on the budget."""
+    def log_failure(a, b, k):
+        return (special.gammaln(b + k) - special.gammaln(a + b + k) - special.gammaln(b)
+                + special.gammaln(a + b))
+
+    def log_marginal(a, b, k):
+        with np.errstate(divide="ignore"):  # the difference of ψ rounds to 0 at k = e^80
+            return log_failure(a, b, k) + np.log(special.digamma(a + b + k)
+                                                 - special.digamma(b + k))
+
+    def samples(u):
+        out = np.ones_like(alpha)
+        for i, (a, b) in enumerate(zip(alpha, beta, strict=True)):
+            if log_marginal(a, b, 1.0) > u:
+                out[i] = np.exp(optimize.brentq(lambda t: log_marginal(a, b, np.exp(t)) - u,
+                                                0.0, 80.0, xtol=1e-14, rtol=1e-15))
+        return out
+
+    u = optimize.brentq(lambda u: np.sum(w * samples(u)) / np.sum(w) - budget, -400.0, 5.0,
+                        xtol=1e-13, rtol=1e-15)
+    k = samples(u)
+    return k, np.sum(w * -np.expm1(log_failure(alpha, beta, k))) / np.sum(w), np.exp(u)
+
+
+@pytest.mark.parametrize("n, seed", [(10, 11), (200, 12)])
+def test_beta_classes_agree_with_scipy(n, seed):
+    rng = np.random.default_rng(seed)
+    alpha, beta = rng.uniform(0.05, 1.0, n), rng.uniform(0.3, 3.0, n)
+    w = rng.uniform(0.1, 1.0, n)
+    classes = planner.techniques.BetaSuccess(alpha, beta)
+    plan = planner.techniques.allocate_samples(classes, 20.0, weight=w)
+    k, score, price = beta_water_filling(alpha, beta, w, 20.0)
+    assert int(plan.status) == Status.OPTIMAL
+    assert float(plan.objective) == pytest.approx(score, rel=1e-10)
+    np.testing.assert_allclose(plan.n_samples, k, rtol=1e-8)
+    assert float(plan.price) == pytest.approx(price, rel=1e-8)
+    assert float(plan.uniform_score) < float(plan.objective)
+
+    def objective(b):
+        return planner.techniques.allocate_samples(classes, b, weight=w).objective
+
+    assert float(jax.grad(objective)(20.0)) == pytest.approx(float(plan.price), rel=1e-8)
+
+
+def joint_oracle(law, link, offsets, compute, demand):
+    """`train_to_test`'s problem in NumPy and SciPy: Nelder–Mead over (z, v), the classes'
+    samples by `beta_water_filling`."""
+    a, b = float(law.A), float(law.B)
+    alpha_n, beta_d = float(law.alpha), float(law.beta)
+    theta0, theta1, kappa = (float(link.intercept), float(link.slope),
+                             float(link.concentration))
+    w = np.ones(len(offsets))
+
+    def unpack(x):
+        share, mean = 1 / (1 + np.exp(-x[0])), 1 + np.exp(x[1])
+        n = share * compute / (2 * demand * mean)
+        d = (1 - share) * compute / (6 * n)
+        return n, d, mean
+
+    def negative(x):
+        n, d, mean = unpack(x)
+        z = theta0 + offsets + theta1 * np.log(a * n ** -alpha_n + b * d ** -beta_d)
+        mu = 1 / (1 + np.exp(-z))
+        return -beta_water_filling(kappa * mu, kappa * (1 - mu), w, mean)[1]
+
+    found = optimize.minimize(negative, np.array([0.0, 1.0]), method="Nelder-Mead",
+                              options={"xatol": 1e-7, "fatol": 1e-13, "maxiter": 400})
+    n, d, _ = unpack(found.x)
+    return n, d, -found.fun
+
+
+def test_train_to_test_agrees_with_nelder_mead_and_shrinks_the_model_with_demand():
+    law, link = planner.Chinchilla.sardana2024(), planner.SuccessLink.codex2021()
+    offsets = np.array([-2.0, 0.0, 2.0])
+    plans = [planner.techniques.train_to_test(law, link, offsets, 1e23, t)
+             for t in (1e10, 1e12)]
+    n, d, score = joint_oracle(law, link, offsets, 1e23, 1e12)
+    last = plans[-1]
+    assert float(last.samples.objective) == pytest.approx(score, rel=1e-9)
+    assert float(last.n_params) == pytest.approx(n, rel=1e-4)
+    assert float(last.n_tokens) == pytest.approx(d, rel=1e-4)
+    # the budget is spent exactly, training once and every sample of every query
+    total = float(last.train_flops + last.inference_flops)
+    assert total == pytest.approx(1e23, rel=1e-12)
+    assert float(last.inference_flops) == pytest.approx(
+        2 * float(last.n_params) * 1e12 * float(last.samples.usage), rel=1e-12)
+    # more test-time demand: a smaller model, trained longer per parameter, fewer samples
+    first = plans[0]
+    assert float(last.n_params) < float(first.n_params)
+    assert (float(last.n_tokens / last.n_params) > float(first.n_tokens / first.n_params))
+    assert float(last.samples.usage) < float(first.samples.usage)
