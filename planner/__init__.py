@@ -22,6 +22,7 @@ from ._compose import Pipeline as Pipeline
 from ._compose import Pretraining as Pretraining
 from ._compute import CostModel as CostModel
 from ._compute import Hardware as Hardware
+from ._compute import flops_matched_multiplier as flops_matched_multiplier
 from ._compute import inference_flops as inference_flops
 from ._compute import train_flops as train_flops
 from ._laws import PRESETS as PRESETS
@@ -81,11 +82,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "VARIABLES", "AbstractTechnique", "Allocation", "Outcome", "Pipeline", "Pretraining",
-    "CostModel", "Hardware", "inference_flops", "train_flops", "PRESETS", "AbstractLossLaw",
-    "Chinchilla", "Costs", "Problem", "Deployment", "KVCache", "Serving", "OBJECTIVES",
-    "STATUS_MESSAGES", "Plan", "Scenario", "BUDGETS", "Portfolio", "allocate", "Solver", "Status",
-    "constraint_names", "frontier", "has_score", "solve", "MCTS", "Pruning",
-    "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
+    "CostModel", "Hardware", "flops_matched_multiplier", "inference_flops", "train_flops",
+    "PRESETS", "AbstractLossLaw", "Chinchilla", "Costs", "Problem", "Deployment", "KVCache",
+    "Serving", "OBJECTIVES", "STATUS_MESSAGES", "Plan", "Scenario", "BUDGETS", "Portfolio",
+    "allocate", "Solver", "Status", "constraint_names", "frontier", "has_score", "solve", "MCTS",
+    "Pruning", "FilteredSampling", "RepeatedSampling", "SuccessLink", *SUBMODULES,
 ]
 
 
