@@ -48,6 +48,14 @@ SMALL_PARAMS = 2e9
 """N of the small model. At 20 tokens per parameter both models' Chinchilla reducible losses
 (0.72 and 0.56) lie inside the range the Codex link was calibrated on (Codex 300M to 12B:
 reducible code loss 0.81 to 0.50, `codex_code_loss`); at 1e9 the small model's 0.89 would not."""
+CODEX_PARAMS = (3e8, 12e9)
+"""The smallest and largest Codex models the link was calibrated on (Chen et al. 2021, Table 1;
+`SuccessLink.codex2021`), whose reducible code losses (`codex_code_loss`) bound the range."""
+TRAIN_FLOPS_PER_TOKEN = 6.0
+"""t: FLOP per parameter per pretraining token, 6N (Kaplan et al. 2020; Snell et al. 2024)."""
+INFERENCE_FLOPS_PER_TOKEN = 4.0
+"""i: FLOP per parameter per inference token, 2N for the generator and 2N for a verifier of the
+same size (Snell et al. 2024)."""
 TOKENS_PER_PARAM = 20.0
 """Pretraining tokens per parameter of the small model: Chinchilla's compute-optimal ratio
 (Hoffmann et al. 2022, about 20 tokens per parameter); the large model is trained on the same
@@ -150,11 +158,14 @@ def flops_matched(law: Chinchilla | None = None, link: SuccessLink | None = None
     """Per difficulty level and D_inf/D_pre: the small model's best-of-X against the large
     model's pass@1, with X from `flops_matched_multiplier` (6N training, 4N inference FLOP per
     token for both)."""
+    law_name = "Chinchilla.hoffmann2022" if law is None else "a given Chinchilla law"
+    link_name = "SuccessLink.codex2021" if link is None else "a given SuccessLink"
     law = law or Chinchilla.hoffmann2022()
     link = link or SuccessLink.codex2021()
     setting = models(law, link, small_params)
     ratios = np.asarray(ratios, float)
-    x = np.asarray(flops_matched_multiplier(SIZE_RATIO, ratios))
+    x = np.asarray(flops_matched_multiplier(SIZE_RATIO, ratios, TRAIN_FLOPS_PER_TOKEN,
+                                            INFERENCE_FLOPS_PER_TOKEN))
     u, w = level_nodes()
     p = {name: beta_quantile(u, setting[name]["alpha"], setting[name]["beta"])
          for name in ("small", "large")}
@@ -167,8 +178,9 @@ def flops_matched(law: Chinchilla | None = None, link: SuccessLink | None = None
                                     axis=2))
     diff = small_best - large_one[:, None]
     x_star = np.asarray(crossover_samples(p["small"], w, jnp.asarray(large_one)))
-    t_over_i = 6.0 / 4.0
-    # X decreases in the ratio towards M: above X* = M the small model wins at every ratio
+    t_over_i = TRAIN_FLOPS_PER_TOKEN / INFERENCE_FLOPS_PER_TOKEN
+    # X falls with the ratio towards M, so the tie's ratio inverts X = M + (t/i)(M - 1)/ratio;
+    # where X* <= M the small model wins at every ratio
     r_star = np.where(x_star > SIZE_RATIO,
                       t_over_i * (SIZE_RATIO - 1.0) / np.maximum(x_star - SIZE_RATIO, 1e-300),
                       np.inf)
@@ -178,10 +190,14 @@ def flops_matched(law: Chinchilla | None = None, link: SuccessLink | None = None
     pass1_check = float(abs(small_one.mean() / setting["small"]["pass_at_1"] - 1.0))
     return {
         "setting": {**setting, "size_ratio": SIZE_RATIO, "tokens_per_param": TOKENS_PER_PARAM,
-                    "law": "Chinchilla.hoffmann2022", "link": "SuccessLink.codex2021",
-                    "calibration_reducible_loss": [float(codex_code_loss(12e9)),
-                                                   float(codex_code_loss(3e8))],
-                    "train_flops_per_token": 6.0, "inference_flops_per_token": 4.0},
+                    "law": law_name, "link": link_name,
+                    "link_concentration": float(link.concentration),
+                    "law_coefficients": {k: float(getattr(law, k))
+                                         for k in ("E", "A", "B", "alpha", "beta")},
+                    "calibration_reducible_loss": sorted(
+                        float(codex_code_loss(n)) for n in CODEX_PARAMS),
+                    "train_flops_per_token": TRAIN_FLOPS_PER_TOKEN,
+                    "inference_flops_per_token": INFERENCE_FLOPS_PER_TOKEN},
         "levels": list(range(1, LEVELS + 1)),
         "quantile_edges": level_edges(),
         "ratios": ratios, "n_samples": x,
@@ -203,15 +219,19 @@ def flops_matched_markdown(res: dict) -> str:
     s = res["setting"]
     sm, lg = s["small"], s["large"]
     levels = res["levels"]
+    low, high = s["calibration_reducible_loss"]
+    inside = all(low <= m["reducible_loss"] <= high for m in (sm, lg))
     text = (
         "## FLOPs-matched comparison\n\n"
         f"Setting: `{s['law']}` with a small model of N = {sm['n_params']:.3g} and a large one "
         f"of M·N = {lg['n_params']:.3g} (M = {s['size_ratio']:g}), both pretrained on "
         f"D_pre = {s['pretraining_tokens']:.3g} tokens ({s['tokens_per_param']:g} per small-model "
         f"parameter, Chinchilla's ratio). Reducible losses {sm['reducible_loss']:.3f} and "
-        f"{lg['reducible_loss']:.3f}, inside the range the Codex link was calibrated on "
+        f"{lg['reducible_loss']:.3f}, {'inside' if inside else 'not both inside'} the range "
+        "the Codex link was calibrated on "
         f"({s['calibration_reducible_loss'][0]:.3f} to {s['calibration_reducible_loss'][1]:.3f}, "
-        f"Codex 12B to 300M). `{s['link']}` gives per-question success Beta("
+        f"Codex at N = {max(CODEX_PARAMS):.3g} to {min(CODEX_PARAMS):.3g}). `{s['link']}` gives "
+        "per-question success Beta("
         f"{sm['alpha']:.4f}, {sm['beta']:.4f}) (pass@1 {sm['pass_at_1']:.4f}) and Beta("
         f"{lg['alpha']:.4f}, {lg['beta']:.4f}) (pass@1 {lg['pass_at_1']:.4f}). Questions are cut "
         f"into {len(levels)} levels by quantiles of the small model's success (level 1: the top "
@@ -323,11 +343,13 @@ def _comparison(res: dict) -> str:
         "learned process reward model (PRM) and sequential revisions, whose gains saturate "
         "(beam search even over-optimises the PRM on easy questions); best-of-X with a perfect "
         "verifier is pass@X, which keeps rising with X: an upper bound on any selection among X "
-        "samples, and why X >= 14 samples keep winning the easier levels at any load. A "
-        "verifier that misses correct answers caps the small model's success at its accuracy "
-        "(n@k, `FilteredSampling`). (2) The success distribution is the Codex "
+        "samples"
+        + (f", and why X >= {res['setting']['size_ratio']:g} samples keep winning "
+           f"{_span(always)} at any load" if always else "")
+        + ". A verifier that misses correct answers caps the small model's success at its "
+        "accuracy (n@k, `FilteredSampling`). (2) The success distribution is the Codex "
         "HumanEval calibration (concentration "
-        f"{float(SuccessLink.codex2021().concentration):.3g}: a U-shaped Beta, most questions "
+        f"{res['setting']['link_concentration']:.3g}: a U-shaped Beta, most questions "
         "near-certain or near-hopeless), transferred to Chinchilla's reducible loss, not "
         "MATH with PaLM 2 models; its spread sets how many samples each level needs. (3) The "
         "comonotone coupling assumes both models rank the questions alike; Snell et al. bin by "
