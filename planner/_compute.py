@@ -1,6 +1,8 @@
 r"""Compute accounting: FLOP counts, dollars per phase, and the roofline of serving.
 
 - `train_flops`, `inference_flops`: the dense-transformer FLOP counts $6ND$ and $2N$ per token.
+- `flops_matched_multiplier`: the test-time compute a small model may spend, at equal total
+  FLOP, in place of a model $M$ times larger (Snell et al. 2024).
 - `CostModel`: dollars for training, prefill and decode FLOP at a price per GPU-hour, a peak
   FLOP/s and a utilisation (MFU) per phase (Sardana et al. 2024).
 - `Hardware`: one accelerator's datasheet numbers, with the decode-step roofline: the time to
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _rules
-from ._checks import check_positive
+from ._checks import check_at_least, check_positive
 
 _SECONDS_PER_HOUR = 3600.0
 
@@ -81,6 +83,56 @@ def inference_flops(n_params: ArrayLike, n_tokens: ArrayLike = 1.0) -> Float[Arr
     n_params = check_positive(n_params, "n_params")
     n_tokens = check_positive(n_tokens, "n_tokens")
     return 2.0 * n_params * n_tokens
+
+
+def flops_matched_multiplier(
+    size_ratio: ArrayLike,
+    inference_to_pretraining: ArrayLike,
+    train_flops_per_token: ArrayLike = 6.0,
+    inference_flops_per_token: ArrayLike = 4.0,
+) -> Float[Array, "*shape"]:
+    r"""Inference multiplier $X$ that gives a small model the FLOP of an $M\times$ larger one.
+
+    A model of $N$ parameters and one of $MN$ are both pretrained on $D_\text{pre}$ tokens and
+    then answer $D_\text{inf}$ inference tokens. Counting $t$ FLOP per parameter per training
+    token and $i$ per inference token, the small model may spend $X$ times the large model's
+    inference tokens at equal total FLOP:
+
+    $$t\,MN D_\text{pre} + i\,MN D_\text{inf} = t\,N D_\text{pre} + i\,N X D_\text{inf}
+      \quad\Longrightarrow\quad
+      X = M + \frac{t}{i}\,\frac{D_\text{pre}}{D_\text{inf}}\,(M - 1).$$
+
+    With the defaults $t = 6$ (`train_flops`) and $i = 4$ (a $2N$ generator plus a verifier of
+    the same size, `inference_flops` twice), $X = M + 1.5\,(D_\text{pre}/D_\text{inf})(M - 1)$:
+    for $M = 14$, 257.75 at $D_\text{inf}/D_\text{pre} = 0.08$, 62.75 at 0.40 and 15.77 at 11.
+    $X \ge M$ always (the small model saves pretraining compute too), and $X \to M$ as inference
+    dominates. With $i = 2$ (no verifier) the same $X$ holds at twice the ratio. Differentiable
+    in every argument.
+
+    **Arguments:**
+
+    - `size_ratio`: $M$, the larger model's parameters over the small one's, >= 1.
+    - `inference_to_pretraining`: $D_\text{inf}/D_\text{pre}$, inference tokens over
+      pretraining tokens, > 0.
+    - `train_flops_per_token`: $t$, FLOP per parameter per training token, > 0 (default 6).
+    - `inference_flops_per_token`: $i$, FLOP per parameter per inference token, > 0
+      (default 4: generator and verifier).
+
+    **Returns:** $X$, broadcast over the arguments: the small model's inference compute per
+    query, in units of the large model's, at which both spend the same total FLOP.
+
+    **Example:** `flops_matched_multiplier(14.0, 0.08)` is 257.75.
+
+    **References:** Snell, Lee, Xu & Kumar 2024, *Scaling LLM Test-Time Compute Optimally can
+    be More Effective than Scaling Model Parameters* (arXiv 2408.03314), section "Exchanging
+    pretraining and test-time compute" (the FLOPs-matched comparison with a 14× larger model);
+    Kaplan et al. 2020 (arXiv 2001.08361), section 2.1, for the $6N$ and $2N$ per token.
+    """
+    m = check_at_least(size_ratio, "size_ratio", 1.0)
+    r = check_positive(inference_to_pretraining, "inference_to_pretraining")
+    t = check_positive(train_flops_per_token, "train_flops_per_token")
+    i = check_positive(inference_flops_per_token, "inference_flops_per_token")
+    return m + (t / i) * (m - 1.0) / r
 
 
 # ------------------------------------------------------------------------------- dollars

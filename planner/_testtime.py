@@ -428,24 +428,32 @@ def allocate_samples(
 
 
 def beta_quantile(alpha: ArrayLike, beta: ArrayLike, level: ArrayLike) -> Array:
-    r"""$F^{-1}(\text{level})$ of Beta($\alpha$, $\beta$): bisection on the log-odds of $x$
-    against `jax.scipy.special.betainc`, to the last bit (tiny quantiles of small $\alpha$,
-    $10^{-100}$ and below, included). Not differentiable (a bisection)."""
-    a, b, t = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (alpha, beta, level)))
-    dtype = jnp.result_type(a, b, t, float)
-    a, b, t = (v.astype(dtype) for v in (a, b, t))
-    big = jnp.asarray(720.0 if dtype == jnp.float64 else 100.0, dtype)
+    r"""$F^{-1}(\text{level})$ of Beta($\alpha$, $\beta$), by bisection on
+    $y = \operatorname{logit} p$ against `jax.scipy.special.betainc`.
 
-    def body(_, bounds):
+    Bisecting $y$ on $[-750, 750]$ instead of $p$ on $[0, 1]$ keeps relative precision in both
+    tails: near 0 (where $p \approx (u\,\alpha B(\alpha, \beta))^{1/\alpha}$ falls below
+    $10^{-40}$ for small $\alpha$) and in $1 - p$ near 1. Each step evaluates the side of the
+    distribution its midpoint lies on: $F(p) < u$ for $p < 1/2$, and
+    $1 - F(p) = I_{1-p}(\beta, \alpha) > 1 - u$ above, where $1 - p$ is exact and $1 - F$ is
+    never formed. 80 steps: $1500/2^{80} < 1.3 \times 10^{-21}$, below the resolution of
+    $\operatorname{logit} p$ in float64. Broadcasts; not differentiable (a bisection).
+    """
+    a, b, u = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (alpha, beta, level)))
+    dtype = jnp.result_type(a, b, u, float)
+    a, b, u = (v.astype(dtype) for v in (a, b, u))
+    edge = 750.0 if dtype == jnp.float64 else 100.0
+
+    def step(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        below = betainc(a, b, jax.nn.sigmoid(mid)) < t
+        below = jnp.where(mid < 0.0, betainc(a, b, jax.nn.sigmoid(mid)) < u,
+                          betainc(b, a, jax.nn.sigmoid(-mid)) > 1.0 - u)
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, 2100 if dtype == jnp.float64 else 300, body,
-                               (jnp.full_like(t, -big), jnp.full_like(t, big)))
-    x = jax.nn.sigmoid(0.5 * (lo + hi))
-    return jnp.where(t <= 0, 0.0, jnp.where(t >= 1, 1.0, x))
+    lo, hi = jax.lax.fori_loop(0, 80, step, (jnp.full_like(u, -edge), jnp.full_like(u, edge)))
+    p = jax.nn.sigmoid(0.5 * (lo + hi))
+    return jnp.where(u <= 0, 0.0, jnp.where(u >= 1, 1.0, p))
 
 
 def difficulty_classes(alpha: ArrayLike, beta: ArrayLike, bins: int

@@ -33,6 +33,7 @@ from ._techniques.scurve import AbstractSCurve as AbstractSCurve
 from ._techniques.scurve import NAtKSCurve as NAtKSCurve
 from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
 from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
+from ._compute import flops_matched_multiplier as flops_matched_multiplier
 from ._testtime import JointPlan as JointPlan
 from ._testtime import SamplePlan as SamplePlan
 from ._testtime import allocate_samples as allocate_samples

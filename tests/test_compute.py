@@ -8,7 +8,13 @@ import pytest
 from jax.test_util import check_grads
 from scipy.optimize import brentq, minimize_scalar
 
-from planner._compute import CostModel, Hardware, inference_flops, train_flops
+from planner._compute import (
+    CostModel,
+    Hardware,
+    flops_matched_multiplier,
+    inference_flops,
+    train_flops,
+)
 from planner._laws import Chinchilla
 
 A100 = Hardware.nvidia_a100_sxm_80gb()
@@ -23,6 +29,80 @@ def test_flop_counts():
     # one training token costs three forward passes
     n = jnp.array([1e8, 1e9, 1e10])
     np.testing.assert_allclose(train_flops(n, 1.0), 3.0 * inference_flops(n), rtol=1e-12)
+
+
+# ------------------------------------------------------------------- FLOPs-matched test time
+# Snell et al. 2024, "Exchanging pretraining and test-time compute": M = 14 and the small
+# model's multiplier at three inference-to-pretraining token ratios, as printed
+# (../shared/reference/LAWS.md section 6).
+SNELL_M = 14.0
+SNELL_PUBLISHED = ((0.08, 257.75), (0.40, 62.75), (11.0, 15.77))
+
+
+@pytest.mark.parametrize("ratio, published", SNELL_PUBLISHED)
+def test_flops_matched_multiplier_published(ratio, published):
+    x = float(flops_matched_multiplier(SNELL_M, ratio))
+    assert round(x, 2) == published
+    # and is that close to the printed value, not merely rounded onto it
+    assert abs(x - published) <= 0.005
+
+
+def test_flops_matched_totals_are_equal():
+    """Both sides' FLOP, counted with `train_flops` and `inference_flops` (2N per token; the
+    verifier is a second 2N), are equal at the multiplier, and not at 1.01 times it."""
+    rng = np.random.default_rng(0)
+    n = 10.0 ** rng.uniform(7, 11, 40)
+    d_pre = 10.0 ** rng.uniform(9, 13, 40)
+    m = 10.0 ** rng.uniform(0, 3, 40)
+    ratio = 10.0 ** rng.uniform(-3, 3, 40)
+    d_inf = ratio * d_pre
+    x = np.asarray(flops_matched_multiplier(m, ratio))
+
+    def total(params, inference_tokens):
+        return (np.asarray(train_flops(params, d_pre))
+                + 2.0 * np.asarray(inference_flops(params, inference_tokens)))
+
+    large, small = total(m * n, d_inf), total(n, x * d_inf)
+    np.testing.assert_allclose(small, large, rtol=1e-12)
+    assert np.all(total(n, 1.01 * x * d_inf) > large)
+    # other per-token counts: t FLOP per training token, i per inference token
+    t, i = rng.uniform(2, 8, 40), rng.uniform(1, 6, 40)
+    x = np.asarray(flops_matched_multiplier(m, ratio, t, i))
+    np.testing.assert_allclose(t * n * d_pre + i * n * x * d_inf,
+                               t * m * n * d_pre + i * m * n * d_inf, rtol=1e-12)
+    # one model (M = 1) gets no extra samples; without a verifier (i = 2) the default's X
+    # holds at twice the ratio
+    np.testing.assert_allclose(flops_matched_multiplier(1.0, ratio), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(flops_matched_multiplier(m, 2.0 * ratio, 6.0, 2.0),
+                               flops_matched_multiplier(m, ratio), rtol=1e-12)
+
+
+def test_flops_matched_gradient():
+    args = (14.0, 0.4, 6.0, 4.0)
+    check_grads(flops_matched_multiplier, args, order=2, modes=["fwd", "rev"])
+    # against central differences written out, and the closed-form partials
+    grad = jax.grad(flops_matched_multiplier, argnums=(0, 1, 2, 3))(*args)
+    h = 1e-6
+    for k in range(4):
+        up = list(args)
+        down = list(args)
+        up[k] += h
+        down[k] -= h
+        fd = (float(flops_matched_multiplier(*up))
+              - float(flops_matched_multiplier(*down))) / (2 * h)
+        assert float(grad[k]) == pytest.approx(fd, rel=1e-7)
+    m, r, t, i = args
+    assert float(grad[0]) == pytest.approx(1.0 + t / (i * r), rel=1e-14)
+    assert float(grad[1]) == pytest.approx(-t * (m - 1.0) / (i * r * r), rel=1e-14)
+
+
+def test_flops_matched_domain_errors():
+    with pytest.raises(Exception, match="size_ratio must be >= 1"):
+        jax.jit(lambda m: flops_matched_multiplier(m, 0.1))(0.5)
+    with pytest.raises(Exception, match="inference_to_pretraining must be > 0"):
+        jax.vmap(lambda r: flops_matched_multiplier(14.0, r))(jnp.array([0.1, 0.0]))
+    with pytest.raises(Exception, match="inference_flops_per_token must be > 0"):
+        flops_matched_multiplier(14.0, 0.1, 6.0, -4.0)
 
 
 # --------------------------------------------------------------------------------- dollars

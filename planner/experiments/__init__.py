@@ -35,6 +35,7 @@ EXPERIMENTS: dict[str, tuple[str, bool]] = {
     "allocation_rule": ("allocation_rule", False),
     "joint_sampling": ("joint_sampling", False),
     "fit_chinchilla": ("fit_chinchilla", False),
+    "snell": ("snell", False),
 }
 
 
