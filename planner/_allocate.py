@@ -72,6 +72,7 @@ _BASE = {"compute": ("train_flops", "inference_flops"), "loss": ("loss",),
 _NEWTON_STEP = 3.0      # the largest Newton step in log price (a factor e^3)
 _PRICE_RANGE = 60.0     # log-price distance from the start beyond which a search has failed
 _STALLED = 1e3          # a Newton step this long means the usage does not answer the price
+_STEP_BITS = 32         # significant bits of a Newton step in log price (`_coarse`)
 
 
 class Portfolio(eqx.Module):
@@ -168,7 +169,54 @@ def _resources(plans: Plan, scenario: Scenario) -> dict[str, Array]:
     return found
 
 
-def _usage(budgets, res, valid, shared_train) -> Array:
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """`a + b` rounded, and its rounding error (Knuth's TwoSum: exact, with additions only,
+    so no multiply-add can be contracted into it)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _dd_add(a_hi, a_lo, b_hi, b_lo) -> tuple[Array, Array]:
+    """The sum of two double-length numbers (hi + lo), as one; an infinite or NaN `hi` has
+    `lo` 0, so that infinities add up as in a plain sum (not to NaN)."""
+    s, e = _two_sum(a_hi, b_hi)
+    e = jnp.where(jnp.isfinite(s), e + (a_lo + b_lo), 0.0)
+    hi = s + e
+    return hi, jnp.where(jnp.isfinite(hi), e - (hi - s), 0.0)
+
+
+def _dd_tree(hi: Array, lo: Array) -> tuple[Array, Array]:
+    """The double-length sum over the leading axis (a pairwise tree, zero-padded to a power
+    of two)."""
+    n = hi.shape[0]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size != n:
+        pad = jnp.zeros((size - n, *hi.shape[1:]), hi.dtype)
+        hi, lo = jnp.concatenate([hi, pad]), jnp.concatenate([lo, pad])
+    while hi.shape[0] > 1:
+        hi, lo = _dd_add(hi[0::2], lo[0::2], hi[1::2], lo[1::2])
+    return hi[0], lo[0]
+
+
+def _item_sum(values: Array, axis_name: str | None = None) -> Array:
+    r"""The sum of `values` over the item axis (the leading one), over every device of the
+    mesh axis `axis_name` too when given (inside `shard_map`).
+
+    It is accumulated in double length (`_dd_tree`, then across the devices' partial sums,
+    gathered in device order) and rounded once: its error before that rounding is about
+    $\log_2 n \cdot 2^{-104}$ of $\sum |x_i|$, so the result is the exact sum correctly
+    rounded unless the exact sum lies that close to a rounding boundary. Unlike a plain
+    sum's rounding, it then does not depend on how the items are split between devices and
+    processes (nor does the search's next step, which would amplify a last-bit difference
+    through the items' solver tolerance; see `_coarse` for the derivatives)."""
+    hi, lo = _dd_tree(values, jnp.zeros_like(values))
+    if axis_name is not None:
+        hi, lo = _dd_tree(jax.lax.all_gather(hi, axis_name), jax.lax.all_gather(lo, axis_name))
+    return hi + lo
+
+
+def _usage(budgets, res, valid, shared_train, axis_name=None) -> Array:
     """(B,) each budget's use by the valid items (training once with a shared model)."""
     dtype = res["train_flops"].dtype
     usage = []
@@ -178,7 +226,7 @@ def _usage(budgets, res, valid, shared_train) -> Array:
             if r == "train_flops" and shared_train is not None:
                 total = total + coef * shared_train
             else:
-                total = total + coef * jnp.sum(jnp.where(valid, res[r], 0.0))
+                total = total + coef * _item_sum(jnp.where(valid, res[r], 0.0), axis_name)
         usage.append(total)
     return jnp.stack(usage) if usage else jnp.zeros((0,), dtype)
 
@@ -198,11 +246,13 @@ class _Sums(eqx.Module):
 
 
 def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
-              prices: Array, solver: Solver, shared_train: Array | None
-              ) -> tuple[_Sums, Plan]:
+              prices: Array, solver: Solver, shared_train: Array | None,
+              axis_name: str | None = None) -> tuple[_Sums, Plan]:
     """The items' plans at `prices` and their `_Sums`; with `tangents`, also the forward-mode
     derivative of the budgets' usage in every log price (implicit, through every item's KKT
-    conditions), one compilation whatever budgets the search prices."""
+    conditions), one compilation whatever budgets the search prices. With `axis_name`
+    (inside `shard_map`), the float sums are over every device of that mesh axis
+    (`_item_sum`); the counts and the KKT residual are this device's."""
     dtype = prices.dtype
     nb = len(budgets)
 
@@ -210,7 +260,7 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
         plans = _item_plans(objective, budgets, items, jnp.exp(u), solver)
         res = _resources(plans, items.scenario)
         counted = items.valid & (plans.status != Status.INFEASIBLE)
-        return _usage(budgets, res, counted, shared_train), (plans, res)
+        return _usage(budgets, res, counted, shared_train, axis_name), (plans, res)
 
     if tangents and nb:
         # a zero price is log price -inf: its column is 0, as the derivative in a slack
@@ -225,14 +275,14 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
         plans = _item_plans(objective, budgets, items, prices, solver)
         res = _resources(plans, items.scenario)
         usage = _usage(budgets, res, items.valid & (plans.status != Status.INFEASIBLE),
-                       shared_train)
+                       shared_train, axis_name)
         jac = jnp.zeros((nb, nb), dtype)
     # an item infeasible on its own has no plan to add up (it makes the portfolio infeasible)
     valid, w = items.valid & (plans.status != Status.INFEASIBLE), items.weight
     shared = shared_train is not None
 
     def total(values):
-        return jnp.sum(jnp.where(valid, values, 0.0))
+        return _item_sum(jnp.where(valid, values, 0.0), axis_name)
 
     costs = _costs(objective, budgets, w, prices, shared).terms()
     dual = total(sum(c * res[r] for r, c in costs.items()))
@@ -257,6 +307,43 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
 
 _evaluate_jit = eqx.filter_jit(_evaluate)
 
+_AXIS = "items"  # the item axis of the device mesh
+_ROWS, _WHOLE = jax.sharding.PartitionSpec(_AXIS), jax.sharding.PartitionSpec()
+
+
+def _split(items: _Items):
+    """`items`' arrays, their partition specs over the mesh (per-item leaves by rows, the
+    others whole), and the rest of `items`."""
+    dynamic, static = eqx.partition(items, eqx.is_array)
+    return dynamic, jax.tree.map(lambda v: _ROWS if v.ndim >= 1 else _WHOLE, dynamic), static
+
+
+def _evaluate_sharded(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
+                      prices: Array, solver: Solver, shared_train: Array | None,
+                      mesh: jax.sharding.Mesh) -> tuple[_Sums, Plan]:
+    """`_evaluate` with the items split over the devices of `mesh` by `jax.shard_map`: each
+    device solves its own rows (its solver loops stop when its rows are solved, with no
+    collective inside them) and the `_Sums` are reduced across the devices, across
+    processes too when the mesh spans several: the float sums by `_item_sum` (so they are
+    the one-device sums), the counts by `psum`, the KKT residual by `pmax`. The sums come
+    back replicated, the plans split by rows."""
+    dynamic, specs, static = _split(items)
+
+    def local(dynamic, prices, shared_train):
+        sums, plans = _evaluate(objective, budgets, tangents, eqx.combine(dynamic, static),
+                                prices, solver, shared_train, _AXIS)
+        sums = eqx.tree_at(lambda t: (t.kkt, t.bad, t.infeasible), sums, (
+            jax.lax.pmax(sums.kkt, _AXIS), jax.lax.psum(sums.bad, _AXIS),
+            jax.lax.psum(sums.infeasible, _AXIS)))
+        return sums, plans
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(specs, _WHOLE, _WHOLE),
+                         out_specs=(_WHOLE, _ROWS), check_vma=False)(dynamic, prices,
+                                                                     shared_train)
+
+
+_evaluate_sharded_jit = eqx.filter_jit(_evaluate_sharded)
+
 
 def _admissible(objective: str, active: tuple[int, ...], budgets: tuple[str, ...],
                 shared: bool) -> bool:
@@ -271,26 +358,48 @@ def _admissible(objective: str, active: tuple[int, ...], budgets: tuple[str, ...
 
 class _Search:
     """The host loop around the jitted batched solves: the items in chunks (each a jitted
-    call), the price search, and the bookkeeping of solves and progress."""
+    call), the price search, and the bookkeeping of solves and progress.
+
+    With `devices` (two or more) every batched solve splits each chunk's items over them
+    (`_evaluate_sharded`). The devices may belong to several processes of a `jax.distributed`
+    run: every process then runs this same loop on the same items (SPMD), places only the
+    rows of its own devices, and gets the same replicated sums from the one compiled program,
+    so every process takes the same Newton steps."""
 
     def __init__(self, objective, budgets, capacity, items: _Items, solver, tol, chunk,
                  shared_train, progress, devices=None):
         self.objective, self.budgets, self.capacity = objective, budgets, capacity
         self.items, self.solver, self.tol, self.chunk = items, solver, tol, chunk
         self.shared_train, self.progress = shared_train, progress
-        self.devices = None if devices is None or len(devices) < 2 else list(devices)
+        self.mesh = None
+        if devices is not None and len(devices) >= 2:
+            self.mesh = jax.sharding.Mesh(np.array(list(devices)), (_AXIS,))
+        # whether the devices span processes: each process holds only its devices' rows
+        # of a piece's plans, gathered for the result
+        self.spans = self.mesh is not None and any(
+            d.process_index != jax.process_index() for d in self.mesh.devices.flat)
         self.n = items.weight.shape[0]
+        self.valid = np.asarray(items.valid)
         self.solves = 0
         self.named = np.zeros(self.n, bool)  # items that alone exceed a budget
         self.last = None  # (prices, sums, plans in pieces) of the last batched solve
 
+    def _place(self, value, spec):
+        """`value` (the same on every process) as an array over the mesh: each process
+        copies in only the blocks of its own devices."""
+        host = np.asarray(value)
+        sharding = jax.sharding.NamedSharding(self.mesh, spec)
+        return jax.make_array_from_callback(host.shape, sharding,
+                                            lambda index: host[index])
+
     def chunks(self):
         """The item axis in pieces of `chunk` rows (the last padded with invalid copies of
-        the first row, so every piece compiles to one shape), each placed on `devices` with
-        its item axis split between them (padded to a multiple of their number)."""
+        the first row, so every piece compiles to one shape), each placed on the mesh's
+        devices with its item axis split between them (padded to a multiple of their
+        number). Yields (piece, its first row, its rows)."""
         size = self.n if self.chunk is None else min(self.chunk, self.n)
-        if self.devices is not None:
-            size = -(-size // len(self.devices)) * len(self.devices)
+        if self.mesh is not None:
+            size = -(-size // self.mesh.size) * self.mesh.size
         for start in range(0, self.n, size):
             stop = min(start + size, self.n)
             piece = jax.tree.map(lambda v: v[start:stop] if jnp.ndim(v) >= 1 else v,
@@ -303,23 +412,37 @@ class _Search:
                     if jnp.ndim(v) >= 1 else v, piece)
                 piece = eqx.tree_at(lambda t: t.valid, piece,
                                     piece.valid.at[rows:].set(False))
-            if self.devices is not None:
-                mesh = jax.sharding.Mesh(np.array(self.devices), ("items",))
-                split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("items"))
-                whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            if self.mesh is not None:
                 piece = jax.tree.map(
-                    lambda v: jax.device_put(v, split if jnp.ndim(v) >= 1 else whole), piece)
-            yield piece, rows
+                    lambda v: self._place(v, _ROWS if jnp.ndim(v) >= 1 else _WHOLE), piece)
+            yield piece, start, rows
+
+    def _host(self, tree):
+        """`tree` (arrays of a batched solve) as numpy arrays; with devices in several
+        processes, gathered whole on every process first (one compiled all-gather: a
+        collective, which every process reaches in the same order)."""
+        if self.spans:
+            replicated = jax.sharding.NamedSharding(self.mesh, _WHOLE)
+            tree = jax.jit(lambda t: t, out_shardings=replicated)(tree)
+        return jax.tree.map(np.asarray, tree)
 
     def __call__(self, prices: np.ndarray) -> _Sums:
         """`_Sums` (numpy) of all items at `prices`, with the derivatives of their usage (one
         compiled program serves every call); the plans are kept (`self.last`)."""
         total, pieces = None, []
+        self.last = None  # the previous solve's plans are let go before the next ones are made
         p = jnp.asarray(prices, self.items.weight.dtype)
-        for piece, rows in self.chunks():
-            sums, piece_plans = _evaluate_jit(self.objective, self.budgets, True, piece, p,
-                                              self.solver, self.shared_train)
-            sums = jax.tree.map(np.asarray, sums)
+        if self.mesh is not None:
+            p = self._place(p, _WHOLE)
+        for piece, _, rows in self.chunks():
+            if self.mesh is None:
+                sums, piece_plans = _evaluate_jit(self.objective, self.budgets, True, piece,
+                                                  p, self.solver, self.shared_train)
+            else:
+                sums, piece_plans = _evaluate_sharded_jit(
+                    self.objective, self.budgets, True, piece, p, self.solver,
+                    self.shared_train, self.mesh)
+            sums = jax.tree.map(np.asarray, sums)  # replicated: every process has them
             if total is None:
                 total = sums
             else:
@@ -338,10 +461,13 @@ class _Search:
 
     def result(self, prices: np.ndarray) -> tuple[_Sums, Plan]:
         """`_Sums` and the items' plans at `prices`, from the last batched solve when it was
-        at these prices."""
+        at these prices. With devices in several processes, the plans are gathered and
+        returned whole on every process, on its default device."""
         if self.last is None or not np.array_equal(self.last[0], prices):
             self(prices)
         _, total, pieces = self.last
+        if self.spans:
+            pieces = [(jax.tree.map(jnp.asarray, self._host(pl)), rows) for pl, rows in pieces]
         if len(pieces) == 1:
             plans = jax.tree.map(lambda v, r=pieces[0][1]: v[:r], pieces[0][0])
         else:
@@ -352,8 +478,8 @@ class _Search:
     def infeasible_items(self) -> np.ndarray:
         """(n,) the valid items the last batched solve found infeasible on their own."""
         _, _, pieces = self.last
-        found = [np.asarray(pl.status)[:rows] == Status.INFEASIBLE for pl, rows in pieces]
-        return np.concatenate(found) & np.asarray(self.items.valid)
+        found = [self._host(pl.status)[:rows] == Status.INFEASIBLE for pl, rows in pieces]
+        return np.concatenate(found) & self.valid
 
     def least(self, direction: np.ndarray) -> np.ndarray:
         """(n,) each valid item's least use of the budgets weighed by `direction` (>= 0) that
@@ -363,9 +489,14 @@ class _Search:
                               in zip(direction, self.budgets, strict=True)) for r in resources])
         coefs = jnp.asarray(coefs, self.items.weight.dtype)
         found = []
-        for piece, rows in self.chunks():
-            value = np.asarray(_least_usage_jit(resources, coefs, piece, self.solver))[:rows]
-            found.append(np.where(np.asarray(piece.valid)[:rows], value, 0.0))
+        for piece, start, rows in self.chunks():
+            if self.mesh is None:
+                value = _least_usage_jit(resources, coefs, piece, self.solver)
+            else:
+                value = _least_usage_sharded_jit(resources, self._place(coefs, _WHOLE), piece,
+                                                 self.solver, self.mesh)
+            value = self._host(value)[:rows]
+            found.append(np.where(self.valid[start:start + rows], value, 0.0))
         self.solves += 1
         found = np.concatenate(found)
         if self.progress is not None:
@@ -430,8 +561,12 @@ class _Search:
                                       else "inactive")
             jac = sums.jacobian[np.ix_(idx, idx)] / sums.usage[idx][:, None]
             try:
-                step = np.linalg.solve(jac, f)
+                step = _coarse(np.linalg.solve(jac, f))
             except np.linalg.LinAlgError:
+                # singular: the usage does not answer the prices in some direction, a step
+                # of unbounded length (as below)
+                if np.any(f > 0) and self.short(prices):
+                    return prices, sums, "short"
                 return prices, sums, "failed"
             largest = np.max(np.abs(step))
             if not np.isfinite(largest):
@@ -461,6 +596,22 @@ class _Search:
             if np.any(u - u_start < -_PRICE_RANGE):
                 return prices, sums, "inactive"
         return prices, sums, "failed"
+
+
+def _coarse(step: np.ndarray) -> np.ndarray:
+    """`step` rounded to `_STEP_BITS` significant bits.
+
+    The last bits of a Newton step carry the rounding of the items' derivatives, which
+    depends on how XLA compiled the batched solve (on one device or split over several,
+    where it contracts multiply-adds differently), and a step that differs in its last bit
+    moves the next prices, and through the items' solver tolerance their plans, by far more
+    than rounding. Rounded, the steps of two such searches are the same unless one falls
+    within its last bits of a boundary of the coarser grid (a chance of about $2^{-19}$ a
+    step); $2^{-32}$ relative
+    is far below what a Newton step needs (the search stops at `tol`, and near the root a
+    step's own error is larger)."""
+    mantissa, exponent = np.frexp(step)
+    return np.ldexp(np.round(mantissa * 2.0 ** _STEP_BITS) / 2.0 ** _STEP_BITS, exponent)
 
 
 _SUMS_FIELDS = ("usage", "jacobian", "value", "dual", "train", "inference", "kkt", "bad",
@@ -533,9 +684,19 @@ def allocate(
     - `chunk`: items per jitted batched solve (default all at once); the sums over chunks
       are exact, so this trades memory for nothing but dispatch.
     - `devices`: devices to split the item axis over (e.g. `jax.local_devices()`): each
-      batched solve runs each device's items on that device and the budgets' sums are
-      reduced across them in the same compiled program; the plans agree with one device's
-      to rounding.
+      batched solve of the price search runs each device's items on that device
+      (`jax.shard_map`) and the budgets' sums are reduced across them in the same compiled
+      program. The sums are accumulated in double length and the Newton steps rounded to 32
+      bits, so the search does not depend on the split: the portfolio is the one-device
+      portfolio to rounding (bit for bit where measured, on 2 to 4 CPU devices). In one
+      process the plans come back split over the devices. The devices may span
+      the processes of a `jax.distributed` run (`devices=jax.devices()` after
+      `planner.distributed.initialize`): every process then calls `allocate` with the same
+      arguments (SPMD), copies in only its own devices' rows, and receives the same sums
+      from the compiled program, reduced across processes; the price search on the host
+      takes the same steps in each, and every process returns the same `Portfolio`, with
+      every item's plan gathered onto its own default device (host-usable arrays). The
+      `optimizer=` phase runs unsplit, on each process's default device.
     - `progress`: called with a line after every batched solve.
     - `throw`: raise unless the portfolio is `OPTIMAL`.
 
@@ -813,6 +974,21 @@ def _least_usage(resources: tuple[str, ...], coefs: Array, items: _Items,
 
 
 _least_usage_jit = eqx.filter_jit(_least_usage)
+
+
+def _least_usage_sharded(resources: tuple[str, ...], coefs: Array, items: _Items,
+                         solver: Solver, mesh: jax.sharding.Mesh) -> Array:
+    """`_least_usage` with the items split over the devices of `mesh` (no collective)."""
+    dynamic, specs, static = _split(items)
+
+    def local(dynamic, coefs):
+        return _least_usage(resources, coefs, eqx.combine(dynamic, static), solver)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(specs, _WHOLE), out_specs=_ROWS,
+                         check_vma=False)(dynamic, coefs)
+
+
+_least_usage_sharded_jit = eqx.filter_jit(_least_usage_sharded)
 
 
 def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, optimizer,

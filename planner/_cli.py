@@ -308,6 +308,8 @@ def cmd_allocate(args) -> int:
         for name, value in budgets.items():
             if not 0 < value < math.inf:
                 raise ValueError(f"{_budget_flag(name)} must be finite and > 0, got {value:g}")
+        if args.allocate_chunk is not None and args.allocate_chunk < 1:
+            raise ValueError(f"--chunk-size must be >= 1, got {args.allocate_chunk}")
         if args.objective == "score" and not args.sampling:
             raise ValueError("--objective score maximises the items' success rates, which needs "
                              "repeated sampling to turn losses into scores: add --sampling")
@@ -332,15 +334,15 @@ def cmd_allocate(args) -> int:
     from ._problem import Scenario
     from ._rules import ITEM_RULES
     from ._solve import Status
-    from ._sweep import _flag_extrapolation, write_plans
+    from ._sweep import _assemble, _flag_extrapolation, _format_chunk, _part_name, _remove_parts
     from ._table import (
+        TableReader,
         _build,
         atomic_write,
         batch_inputs,
         check_columns,
         parse_columns,
         plan_values,
-        read_table,
         settle,
     )
 
@@ -355,11 +357,28 @@ def cmd_allocate(args) -> int:
         plan_columns = _plan_columns(Pipeline(Pretraining(law), *stages))
         compute = args.objective == "compute"
         required = ("target_loss",) if compute and not args.sampling else ()
-        table = read_table(args.items)
-        check_columns(table, required, known=tuple(ITEM_RULES))
-        values, status, messages = parse_columns(
-            table, law, required=required, needs_target=compute,
-            dense_inference=not args.pruning, extra=ITEM_RULES)
+        reader = TableReader(args.items)
+        check_columns(reader.columns, required, known=tuple(ITEM_RULES))
+        # the table is read and checked in chunks of rows (--chunk-size, or 65536), whose
+        # text cells are kept as read (pyarrow string arrays, for a CSV table with pyarrow)
+        # to be written back beside the plans: no Python string per cell of a table of
+        # millions of rows
+        pieces, parsed, first = [], [], 1
+        for cells in reader.chunks(args.allocate_chunk or 65536):
+            parsed.append(parse_columns(
+                cells, law, first, required=required, needs_target=compute,
+                dense_inference=not args.pruning, extra=ITEM_RULES))
+            pieces.append(cells)
+            first += len(parsed[-1][1])
+        if not pieces:  # a table of no rows
+            pieces = [{name: [] for name in reader.columns}]
+            parsed = [parse_columns(pieces[0], law, required=required, needs_target=compute,
+                                    dense_inference=not args.pruning, extra=ITEM_RULES)]
+        values = {k: np.concatenate([p[0][k] for p in parsed]) for k in parsed[0][0]}
+        status = np.concatenate([p[1] for p in parsed])
+        messages = [m for p in parsed for m in p[2]]
+        sizes = [len(p[1]) for p in parsed]
+        del parsed
         n = len(status)
         # rows the table refuses are left out of the portfolio (`allocate` leaves out an item
         # whose weight is not finite and > 0); rows it finds infeasible stay in: no portfolio
@@ -375,7 +394,7 @@ def cmd_allocate(args) -> int:
             weight = np.where(refused, np.nan, values.get("weight", np.ones(n)))
             portfolio = allocate(model, Scenario(**fields), budgets, objective=args.objective,
                                  weight=np.asarray(weight, dtype), progress=progress,
-                                 throw=False)
+                                 chunk=args.allocate_chunk, throw=False)
             out = {k: np.array(v, dtype=int if k == "status" else np.float64)
                    for k, v in plan_values(portfolio.plans, model).items()}
         out = settle(out, status)
@@ -384,10 +403,33 @@ def cmd_allocate(args) -> int:
             messages = _flag_extrapolation(values, out, messages, law, fitted)
         summary = _portfolio_summary(portfolio, out["status"], status, budgets, args.items)
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        del portfolio  # its plans are in `out`: let them go before the plans are written
         # each file is replaced whole (`atomic_write`), the summary last and any earlier one
         # removed first: a SUMMARY.json on disk always describes the PLANS beside it
         Path(args.summary).unlink(missing_ok=True)
-        counts = write_plans(args.output, table, out, plan_columns, messages)
+        # the plans as `planner solve` writes them: a part per chunk of rows (a table of
+        # millions of rows is more text than one pyarrow string array holds), assembled
+        # into the output atomically
+        output = Path(args.output)
+        parts = output.with_name(output.name + ".parts")
+        if parts.exists():
+            import shutil
+
+            shutil.rmtree(parts)
+        parts.mkdir(parents=True)
+        try:
+            start = 0
+            for index, (cells, size) in enumerate(zip(pieces, sizes, strict=True)):
+                stop = start + size
+                part = _format_chunk(cells, {k: v[start:stop] for k, v in out.items()},
+                                     plan_columns, messages[start:stop])
+                atomic_write(parts / _part_name(index),
+                             lambda tmp, part=part: Path(tmp).write_bytes(part), tmp_dir=parts)
+                start = stop
+            counts = _assemble(parts, output, [*reader.columns, *plan_columns, "status",
+                                               "message"])
+        finally:
+            _remove_parts(parts)
         atomic_write(args.summary, lambda tmp: Path(tmp).write_text(text))
     except (TableError, ValueError, OSError) as error:
         print(f"planner allocate: error: {error}", file=sys.stderr)
@@ -1105,6 +1147,9 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("--sample-budget", type=float, metavar="K",
                        help="with --test-time: the average samples (sample_cost units) per "
                        "query, at least one per query")
+    alloc.add_argument("--chunk-size", dest="allocate_chunk", type=int, metavar="N",
+                       help="items per batched solve of the price search (bounds its memory; "
+                       "the sums over the chunks are exact; default: all items at once)")
     alloc.add_argument("--float32", action="store_true",
                        help="solve in float32 (default float64)")
     alloc.add_argument("--progress", action="store_true",

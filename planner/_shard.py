@@ -14,6 +14,9 @@ Two levels, which compose:
   around the work that only one of them does (preparing an output folder, assembling it).
   Processes never exchange scenarios or plans through JAX: the sharded computation spans only
   local devices, and results meet in files (a shared file system) or in the caller's hands.
+  (`planner.allocate(..., devices=jax.devices())` is the exception: a coupled portfolio's
+  batched solves span the devices of every process, whose budget sums are reduced across the
+  processes in the compiled program; see its docstring.)
 
 Rows are independent problems, so a row's plan depends on nothing but the row: splitting the
 batch moves rows between devices and processes and changes no status. Plan values can differ
