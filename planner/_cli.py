@@ -468,9 +468,11 @@ def _allocate_test_time(args) -> int:
             raise ValueError(f"--sample-budget must be finite and > 0, got "
                              f"{args.sample_budget:g}")
         others = [_budget_flag(b) for b in BUDGETS if getattr(args, b) is not None]
-        others += [flag for flag, on in (("--pruning", args.pruning), ("--sampling",
-                                                                       args.sampling),
-                                         ("--law-file", args.law_file)) if on]
+        others += [flag for flag, on in (("--pruning", args.pruning),
+                                         ("--sampling", args.sampling),
+                                         ("--law-file", args.law_file),
+                                         ("--chunk-size", args.allocate_chunk is not None))
+                   if on]
         if others or args.objective != "compute":
             given = others + ([f"--objective {args.objective}"]
                               if args.objective != "compute" else [])
