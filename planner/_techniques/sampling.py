@@ -606,9 +606,11 @@ _MAJORITY_STEP = 0.2
 _MAJORITY_REACH = 18.0
 """The trapezoid rule of `_majority` in $t = u\\sqrt{m}$: nodes $0, \\pm 0.2, \\ldots, \\pm 18$
 (181). The integrand is analytic in the strip $|\\operatorname{Im} t| < \\tfrac{\\pi}{2}\\sqrt{m}$,
-so the rule errs by about $e^{-\\pi^2\\sqrt{m}/h}$ (Trefethen & Weideman 2014, section 5):
-below $10^{-15}$ at $h = 0.2$ for $k \\ge 1$ ($m \\ge 1$); the weight left beyond $|t| = 18$ is
-below $4 e^{-36} \\approx 10^{-15}$ at $m = 1$ and smaller for larger $m$."""
+so the rule's error falls as $e^{-\\pi^2\\sqrt{m}/h}$ times the integrand's size in that strip
+(Trefethen & Weideman 2014, *The exponentially convergent trapezoidal rule*, SIAM Review 56),
+a size that grows as the Beta distribution of $p$ concentrates (measured: `_SERIES_TERMS`).
+The weight left beyond $|t| = 18$ is below $4 e^{-36} \\approx 10^{-15}$ at $m = 1$ ($k = 1$)
+and smaller for larger $m$."""
 _SERIES_TERMS = 96
 """Terms of the hypergeometric series of the Beta CDF in `_beta_cdf_below_half`: at
 $y \\le \\frac12$ the $n$-th term is about $y^n n^{b - 1}$, so 96 terms suffice while $b$ (at
