@@ -75,10 +75,71 @@ def _stages(args, law):
     if args.sampling:
         from ._techniques.sampling import RepeatedSampling, SuccessLink
 
-        stages.append(RepeatedSampling(SuccessLink.codex2021()))
+        stages.append(RepeatedSampling(SuccessLink.codex2021(), **_sampling_fields(args)))
     if args.objective == "dollars":
         stages.append(_deployment(args))
     return tuple(stages)
+
+
+_SAMPLING_FLAGS = {"selection": "--selection", "verifier_params": "--verifier-params",
+                   "verifier_accuracy": "--verifier-accuracy", "plateau": "--plateau"}
+"""The options of the repeated-sampling stage: field of `RepeatedSampling` -> flag."""
+
+
+def _check_sampling_flags(args) -> None:
+    """Refuse the sampling options without --sampling, out of their domains, or with a
+    selection that does not use them (the checks of `RepeatedSampling`, in the flags' words)."""
+    given = [flag for name, flag in _SAMPLING_FLAGS.items() if getattr(args, name) is not None]
+    if given and not args.sampling:
+        raise ValueError(f"{', '.join(given)} set up repeated sampling: add --sampling")
+    selection = args.selection or "verifier"
+    if args.verifier_params is not None and not 0 <= args.verifier_params < math.inf:
+        raise ValueError(f"--verifier-params must be finite and >= 0, got "
+                         f"{args.verifier_params:g}")
+    if args.verifier_params and selection == "majority":
+        raise ValueError("--selection majority uses no verifier: drop --verifier-params")
+    if selection == "reward_model" and args.verifier_accuracy is None:
+        raise ValueError("--selection reward_model needs --verifier-accuracy A: the chance, in "
+                         "(0, 1], that the reward model picks a correct sample when one exists")
+    if args.verifier_accuracy is not None:
+        if selection != "reward_model":
+            raise ValueError("--verifier-accuracy is used by --selection reward_model only")
+        if not 0 < args.verifier_accuracy <= 1:
+            raise ValueError(f"--verifier-accuracy must lie in (0, 1], got "
+                             f"{args.verifier_accuracy:g}")
+    if args.plateau is not None:
+        if selection != "filter":
+            raise ValueError("--plateau is used by --selection filter only")
+        if not 0 < args.plateau <= 1:
+            raise ValueError(f"--plateau must lie in (0, 1], got {args.plateau:g}")
+
+
+def _sampling_fields(args) -> dict:
+    """The `RepeatedSampling` fields the sampling options give (none: the defaults)."""
+    return {name: getattr(args, name) for name in _SAMPLING_FLAGS
+            if getattr(args, name) is not None}
+
+
+def _add_sampling_flags(parser) -> None:
+    from ._techniques.sampling import SELECTIONS
+
+    group = parser.add_argument_group(
+        "repeated sampling (with --sampling; the Codex-calibrated link, SuccessLink.codex2021)")
+    group.add_argument("--selection", choices=SELECTIONS,
+                       help="how the answer is picked from the k samples: verifier (a perfect "
+                       "check, pass@k; default), filter (n@k, plateau --plateau), "
+                       "reward_model (best-of-k, accuracy --verifier-accuracy) or majority "
+                       "(majority voting, no verifier)")
+    group.add_argument("--verifier-params", type=float, metavar="N_V",
+                       help="parameters of the learned verifier or reward model, whose "
+                       "2 N_V FLOP per generated token of every sample are added to "
+                       "inference (default 0: a free check)")
+    group.add_argument("--verifier-accuracy", type=float, metavar="A",
+                       help="with --selection reward_model (required there): the chance, "
+                       "in (0, 1], that it picks a correct sample when one exists")
+    group.add_argument("--plateau", type=float, metavar="Q",
+                       help="with --selection filter: the filter's recall, in (0, 1] "
+                       "(default 1)")
 
 
 HARDWARE = {"A100": "nvidia_a100_sxm_80gb", "H100": "nvidia_h100_sxm", "H200": "nvidia_h200",
@@ -176,6 +237,7 @@ def cmd_solve(args) -> int:
         # everything that can be refused without solving is refused first
         check_output_suffix(args.output)
         _check_score_column(args.scenarios, args.sampling)
+        _check_sampling_flags(args)
         if args.objective == "dollars" and args.quantile is not None:
             raise ValueError("--quantile does not combine with --objective dollars")
         if args.objective != "dollars" and (args.max_latency is not None
@@ -241,7 +303,8 @@ def cmd_solve(args) -> int:
                 dtype=dtype, resume=args.resume,
                 options={"law": args.law, "law_file": args.law_file,
                          "objective": args.objective, "pruning": args.pruning,
-                         "sampling": args.sampling, "float32": args.float32,
+                         "sampling": args.sampling, **_sampling_fields(args),
+                         "float32": args.float32,
                          **({"serving": " ".join(sys.argv[1:])}
                             if args.objective == "dollars" else {}),
                          # plans can differ in their last bits with the split (see _shard), so
@@ -318,6 +381,7 @@ def cmd_allocate(args) -> int:
             raise ValueError(f"--objective {args.objective} needs a budget on training FLOP: "
                              f"give {' or '.join(_budget_flag(b) for b in training)}")
         _check_score_column(args.items, args.sampling)
+        _check_sampling_flags(args)
         paths = {Path(f).resolve() for f in (args.items, args.output, args.summary)}
         if len(paths) < 3:
             raise ValueError("ITEMS, --output and --summary must be three different files")
@@ -473,6 +537,16 @@ def _allocate_test_time(args) -> int:
                                          ("--law-file", args.law_file),
                                          ("--chunk-size", args.allocate_chunk is not None))
                    if on]
+        others += [flag for name, flag in _SAMPLING_FLAGS.items()
+                   if name in ("verifier_params", "plateau") and getattr(args, name) is not None]
+        if args.selection not in (None, "verifier", "reward_model"):
+            raise ValueError(f"--test-time allocates samples selected by a verifier: "
+                             f"--selection verifier or reward_model, not {args.selection}")
+        if args.selection == "reward_model" and not (
+                args.verifier_accuracy is not None and 0 < args.verifier_accuracy <= 1):
+            raise ValueError("--selection reward_model needs --verifier-accuracy A in (0, 1]")
+        if args.verifier_accuracy is not None and args.selection != "reward_model":
+            raise ValueError("--verifier-accuracy is the accuracy of --selection reward_model")
         if others or args.objective != "compute":
             given = others + ([f"--objective {args.objective}"]
                               if args.objective != "compute" else [])
@@ -512,7 +586,8 @@ def _allocate_test_time(args) -> int:
             plan = allocate_samples(
                 np.where(refused, 0.5, values["pass_at_1"]).astype(dtype),
                 np.asarray(args.sample_budget, dtype), weight=weight.astype(dtype),
-                cost=np.asarray(values.get("sample_cost", np.ones(n)), dtype), throw=False)
+                cost=np.asarray(values.get("sample_cost", np.ones(n)), dtype),
+                accuracy=np.asarray(args.verifier_accuracy or 1.0, dtype), throw=False)
             ok = int(plan.status) == Status.OPTIMAL
             out = {"n_samples": np.asarray(plan.n_samples, np.float64),
                    "score": np.asarray(plan.score, np.float64),
@@ -1084,6 +1159,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--pruning", action="store_true", help="also choose a pruning density")
     solve.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")
+    _add_sampling_flags(solve)
     solve.add_argument("--chunk-size", type=int, default=65536,
                        help="rows solved per batch (bounds memory)")
     solve.add_argument("--resume", action="store_true",
@@ -1141,6 +1217,7 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("--pruning", action="store_true", help="also choose pruning densities")
     alloc.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")
+    _add_sampling_flags(alloc)
     alloc.add_argument("--test-time", action="store_true",
                        help="ITEMS is a table of query classes (pass_at_1, and optional "
                        "weight and sample_cost columns): allocate samples per class to "

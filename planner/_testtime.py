@@ -57,7 +57,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._alm import descend
 from ._solve import Status
-from ._techniques.sampling import BetaSuccess, _digamma_diff
+from ._techniques.sampling import BetaSuccess, _digamma_diff, _reward_model_score
 
 _NEWTON_STEPS = 200
 """Newton steps on the log price (the budget's use is piecewise linear in it, so the method
@@ -214,8 +214,9 @@ class _Beta(eqx.Module):
 
 
 def _success(classes, a: Array, k: Array) -> Array:
-    """$a(1 - \\text{failure}(k)) + (1 - a)\\,\\text{pass@1}$."""
-    return a * (1.0 - classes.failure(k)) + (1.0 - a) * classes.pass_at_1()
+    """$a(1 - \\text{failure}(k)) + (1 - a)\\,\\text{pass@1}$: best-of-$k$ by a verifier of
+    accuracy $a$, the form of `RepeatedSampling`'s `"reward_model"` selection."""
+    return _reward_model_score(a, 1.0 - classes.failure(k), classes.pass_at_1())
 
 
 @eqx.filter_jit

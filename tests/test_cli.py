@@ -387,6 +387,73 @@ def test_sampling_solves_score_targets(tmp_path):
     assert "row 2: column 'target_score' must lie in (0, 1)" in rows[1]["message"]
 
 
+def test_verifier_flags_add_the_verifiers_flops(tmp_path):
+    """`--selection reward_model --verifier-params N_V --verifier-accuracy A`: each plan meets
+    its score and pays (2 N + 2 N_V) k FLOP per query, from its own N and k."""
+    nv = 1e9
+    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_tokens"], [[0.35, 1e12]])
+    out = tmp_path / "out.csv"
+    flags = ["--sampling", "--selection", "reward_model", "--verifier-params", str(nv),
+             "--verifier-accuracy", "0.9"]
+    assert main(["solve", str(src), "-o", str(out), *flags]) == EXIT_OK
+    plan = read_csv(out)[0]
+    assert plan["status"] == "optimal", plan["message"]
+    n, k = float(plan["n_params"]), float(plan["n_samples"])
+    assert k > 1 and float(plan["score"]) == pytest.approx(0.35, rel=1e-9)
+    assert float(plan["inference_flops"]) == pytest.approx((2 * n + 2 * nv) * k, rel=1e-15)
+    assert float(plan["total_flops"]) == pytest.approx(
+        float(plan["train_flops"]) + 1e12 * (2 * n + 2 * nv) * k, rel=1e-15)
+
+
+def test_sampling_flags_build_the_stage():
+    from planner import Chinchilla
+    from planner._cli import _stages, build_parser
+
+    def stage(*flags):
+        args = build_parser().parse_args(["solve", "in.csv", "-o", "out.csv", *flags])
+        return _stages(args, Chinchilla.sardana2024())[-1]
+
+    plain = stage("--sampling")
+    assert (plain.selection, float(plain.verifier_params), plain.verifier_accuracy) == (
+        "verifier", 0.0, None)
+    rm = stage("--sampling", "--selection", "reward_model", "--verifier-params", "7e9",
+               "--verifier-accuracy", "0.8")
+    assert (rm.selection, float(rm.verifier_params), float(rm.verifier_accuracy)) == (
+        "reward_model", 7e9, 0.8)
+    filtered = stage("--sampling", "--selection", "filter", "--plateau", "0.4")
+    assert (filtered.selection, float(filtered.plateau)) == ("filter", 0.4)
+    assert stage("--sampling", "--selection", "majority").selection == "majority"
+
+
+@pytest.mark.parametrize("command", ["solve", "allocate"])
+@pytest.mark.parametrize("flags, message", [
+    (["--verifier-params", "1e9"], "--verifier-params set up repeated sampling: add --sampling"),
+    (["--sampling", "--verifier-params", "-1"], "--verifier-params must be finite and >= 0"),
+    (["--sampling", "--verifier-params", "nan"], "--verifier-params must be finite and >= 0"),
+    (["--sampling", "--selection", "reward_model"], "needs --verifier-accuracy"),
+    (["--sampling", "--selection", "reward_model", "--verifier-accuracy", "1.5"],
+     "--verifier-accuracy must lie in (0, 1]"),
+    (["--sampling", "--selection", "reward_model", "--verifier-accuracy", "0"],
+     "--verifier-accuracy must lie in (0, 1]"),
+    (["--sampling", "--verifier-accuracy", "0.9"],
+     "--verifier-accuracy is used by --selection reward_model only"),
+    (["--sampling", "--selection", "majority", "--verifier-params", "1e9"],
+     "--selection majority uses no verifier"),
+    (["--sampling", "--plateau", "0.5"], "--plateau is used by --selection filter only"),
+    (["--sampling", "--selection", "filter", "--plateau", "0"], "--plateau must lie in (0, 1]"),
+])
+def test_sampling_flags_are_refused_before_solving(tmp_path, capsys, command, flags, message):
+    src = write_csv(tmp_path / "in.csv", ["target_score"], [[0.5]])
+    out = tmp_path / "out.csv"
+    extra = ["--summary", str(tmp_path / "summary.json")] if command == "allocate" else []
+    if "--sampling" not in flags:  # a score column would be refused first, for its own reason
+        src = write_csv(tmp_path / "in.csv", ["target_loss"], [[2.2]])
+    assert main([command, str(src), "-o", str(out), *extra, *flags]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()
+
+
 def test_sardana_table_through_the_command_line(tmp_path):
     """The six rows of Sardana et al. (2024)'s table (`test_solve.SARDANA_TABLE`)
     through `planner solve` with its default law: N*, D* and lifetime FLOP within 1e-6

@@ -84,3 +84,26 @@ def test_every_class_invalid(tmp_path):
     assert code == EXIT_FAILED and summary["status"] == "invalid_input"
     assert "every class is invalid" in summary["message"]
     assert all(math.isnan(float(r["n_samples"] or "nan")) for r in plans)
+
+
+def test_a_reward_model_sets_the_accuracy(tmp_path):
+    code, plans, summary = run(tmp_path, ROWS, "--sample-budget", "6", "--selection",
+                               "reward_model", "--verifier-accuracy", "0.8")
+    assert code == EXIT_OK
+    good = ROWS[:4]
+    p, w, c = (np.array([r[j] for r in good]) for j in (2, 1, 3))
+    k, score, price = water_filling(p, w, c, 6.0, a=0.8)
+    np.testing.assert_allclose([float(r["n_samples"]) for r in plans[:4]], k, rtol=1e-12)
+    assert summary["score"] == pytest.approx(score, rel=1e-12)
+    assert summary["prices"]["sample_budget"] == pytest.approx(price, rel=1e-10)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (("--selection", "majority"), "--selection verifier or reward_model"),
+    (("--selection", "reward_model"), "needs --verifier-accuracy"),
+    (("--verifier-accuracy", "0.5"), "is the accuracy of --selection reward_model"),
+    (("--verifier-params", "1e9"), "--verifier-params belong to"),
+])
+def test_selection_flags_refused(tmp_path, capsys, flags, words):
+    code, _, _ = run(tmp_path, ROWS, "--sample-budget", "4", *flags)
+    assert code == EXIT_USAGE and words in capsys.readouterr().err

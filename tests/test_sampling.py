@@ -2,12 +2,15 @@
 
 Oracles: exact binomials (math.comb), numerical integration (scipy.integrate.quad), Monte
 Carlo, high-precision Beta functions (mpmath), least-squares refits (scipy.optimize) of the
-published points (Chen et al. 2021, Table 1; Li et al. 2022), and finite differences for every
-gradient. The special functions
+published points (Chen et al. 2021, Table 1; Li et al. 2022), Beta-binomial tails
+(scipy.stats.betabinom) and the regularised incomplete Beta function (scipy.special.betainc)
+for majority voting, hand computations of the verifier's FLOP, and finite differences for
+every gradient. The special functions
 underneath (ψ, ψ' and differences of log Γ) are checked against mpmath at 40 digits, always
 under `jit`, which is where XLA gets to rearrange them.
 """
 
+import functools
 import itertools
 import math
 
@@ -18,9 +21,9 @@ import mpmath
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from scipy import integrate, optimize, special
+from scipy import integrate, optimize, special, stats
 
-from planner import Allocation, Chinchilla, Outcome, Pipeline, Pretraining
+from planner import Allocation, Chinchilla, Outcome, Pipeline, Pretraining, Pruning, Scenario, solve
 from planner._techniques.sampling import (
     BetaSuccess,
     CoverageLaw,
@@ -538,7 +541,7 @@ def test_filter_selection_plateaus():
         assert float(model(a).score) == pytest.approx(q * float(verifier(a).score), rel=1e-14)
     assert float(model(Allocation(7e10, 1.4e12, n_samples=1e12)).score) < q
     with pytest.raises(ValueError, match="selection"):
-        RepeatedSampling(SuccessLink.codex2021(), selection="majority")
+        RepeatedSampling(SuccessLink.codex2021(), selection="plurality")
 
 
 def test_log_failure_of_the_stage():
@@ -635,3 +638,253 @@ def test_other_domain_checks():
         jax.jit(lambda b: CoverageLaw(-1.0, b)(10.0))(0.2)
     with pytest.raises(Exception, match="coverage2 must lie in"):
         CoverageLaw.from_points(1.0, 0.5, 10.0, 0.4)
+
+
+# ------------------------------------------------- the selection rules and the verifier's compute
+LAW = Chinchilla.sardana2024()
+# (alpha, beta): the Codex link's shape (kappa 0.73, U-shaped), a skewed one, one with most mass
+# above 1/2, and a concentrated one (alpha + beta = 10, the range the docstring states)
+MAJORITY_BETAS = [(0.19, 0.54), (0.05, 0.4), (0.8, 0.3), (2.5, 7.0), (6.0, 4.0)]
+
+
+def _sampler(selection="verifier", **fields):
+    return RepeatedSampling(SuccessLink.codex2021(), selection=selection, **fields)
+
+
+def test_verifier_flops_are_the_generators_plus_the_verifiers():
+    """Per token: (2 N rho + 2 N_v) k, the verifier not pruned; N_v = 0 is today's k IC
+    bit for bit; with tokens_per_query T every one of the T tokens is scored."""
+    n, d, nv = 7e9, 1.4e11, 1.3e9
+    for density in (1.0, 0.37):
+        for k in (1.0, 12.5, 1e4):
+            a = Allocation(n, d, density, k)
+            model = Pipeline(Pretraining(LAW), Pruning(LAW), _sampler(verifier_params=nv))
+            assert float(model(a).inference_flops) == (2.0 * n * density + 2.0 * nv) * k
+            free = Pipeline(Pretraining(LAW), Pruning(LAW), _sampler())
+            bare = Pipeline(Pretraining(LAW), Pruning(LAW))(a)
+            assert float(free(a).inference_flops) == float(bare.inference_flops) * k
+            tokens = 250.0
+            per_query = Pipeline(Pretraining(LAW, tokens_per_query=tokens), Pruning(LAW),
+                                 _sampler(verifier_params=nv))
+            assert float(per_query(a).inference_flops) == pytest.approx(
+                (2.0 * n * density + 2.0 * nv) * tokens * k, rel=4e-16)
+    # the verifier costs the same with every selection that may use one
+    a = Allocation(n, d, 1.0, 30.0)
+    for selection, extra in (("filter", {"plateau": 0.4}),
+                             ("reward_model", {"verifier_accuracy": 0.8})):
+        model = Pipeline(Pretraining(LAW), _sampler(selection, verifier_params=nv, **extra))
+        assert float(model(a).inference_flops) == (2.0 * n + 2.0 * nv) * 30.0
+
+
+def test_solved_plan_costs_exactly_the_generator_plus_the_verifier():
+    """A solved plan with its generator pruned to half density (held there: at this demand
+    Frantar's sparsity law would not prune) and a verifier: its inference FLOP per token are
+    (2 N d + 2 N_v) k from the plan's own N, d, k, and its total adds demand times that."""
+    nv, demand, density = 2e9, 3e12, 0.5
+    model = Pipeline(Pretraining(LAW), Pruning(LAW), _sampler(verifier_params=nv))
+    plan = solve(model, Scenario(target_score=0.4, inference_demand=demand),
+                 fixed={"density": density})
+    n, k = float(plan.allocation.n_params), float(plan.allocation.n_samples)
+    per_token = (2.0 * n * density + 2.0 * nv) * k
+    assert float(plan.allocation.density) == density
+    assert float(plan.outcome.inference_flops) == pytest.approx(per_token, rel=4e-16)
+    assert float(plan.total_flops) == pytest.approx(
+        float(plan.outcome.train_flops) + demand * per_token, rel=4e-16)
+    assert k > 1.0 and float(plan.outcome.score) == pytest.approx(0.4, rel=1e-9)
+
+
+def test_reward_model_selection_against_its_formula():
+    """a pass@k + (1 - a) pass@1, with pass@k from SciPy's Beta functions: the score and its
+    log-failure; a = 1 is pass@k exactly, and every a gives pass@1 at k = 1."""
+    link = SuccessLink.codex2021()
+    reducible = 0.45
+    alpha, beta = (float(v) for v in link.beta_params(reducible))
+    outcome = Outcome(1.0, 1.0, LAW.irreducible + reducible, LAW.irreducible)
+    for a in (1e-3, 0.37, 0.9, 1.0):
+        stage = RepeatedSampling(link, selection="reward_model", verifier_accuracy=a)
+        for k in (1.0, 3.0, 250.0, 1e6):
+            allocation = Allocation(1.0, 1.0, 1.0, k)
+            pass_k, pass_1 = _np_beta_pass(alpha, beta, k), alpha / (alpha + beta)
+            want = a * pass_k + (1.0 - a) * pass_1
+            assert float(stage(allocation, outcome).score) == pytest.approx(want, rel=1e-13)
+            log_failure = float(stage.log_failure(allocation, outcome))
+            assert log_failure == pytest.approx(math.log1p(-want), rel=1e-12)
+        one = Allocation(1.0, 1.0, 1.0, 1.0)
+        assert float(stage(one, outcome).score) == pytest.approx(alpha / (alpha + beta),
+                                                                  rel=1e-13)
+    perfect = RepeatedSampling(link, selection="reward_model", verifier_accuracy=1.0)
+    at = Allocation(1.0, 1.0, 1.0, 1e3)
+    assert float(perfect.log_failure(at, outcome)) == float(
+        RepeatedSampling(link).log_failure(at, outcome))
+
+
+@pytest.mark.parametrize("alpha, beta", MAJORITY_BETAS)
+def test_majority_against_the_beta_binomial(alpha, beta):
+    """At odd k, E_p[P(Bin(k, p) > k/2)] = scipy.stats.betabinom.sf(k // 2, k, alpha, beta),
+    and at small k also quad of scipy.stats.binom over the Beta density (its endpoint
+    singularities as quad's algebraic weight); at even k, between its odd neighbours."""
+    success = BetaSuccess(alpha, beta)
+    # scipy's Beta-binomial sum itself errs by up to 1.4e-11 at k = 10001 (5,000 terms) and
+    # 8e-13 at k = 1001, measured against mpmath at 30 digits, where the quadrature errs
+    # by 3e-15 or less
+    ks = np.array([1, 3, 5, 9, 25, 101, 1001, 10001])
+    tolerance = np.where(ks > 1001, 3e-11, np.where(ks > 101, 2e-12, 1e-13))
+    got = np.asarray(success.majority_at_k(jnp.asarray(ks, jnp.float64)))
+    want = stats.betabinom.sf(ks // 2, ks, alpha, beta)
+    assert np.all(np.abs(got - want) <= tolerance)
+    failure = np.exp(np.asarray(success.majority_log_failure(jnp.asarray(ks, jnp.float64))))
+    assert np.all(np.abs(failure - (1.0 - want)) <= tolerance)
+    assert float(success.majority_at_k(1.0)) == pytest.approx(alpha / (alpha + beta), rel=1e-13)
+    for k in (3, 25):
+        b = special.beta(alpha, beta)
+
+        def vote(p, k=k):
+            return stats.binom.sf(k // 2, k, p)
+
+        low = integrate.quad(lambda p: vote(p) * (1 - p) ** (beta - 1), 0.0, 0.5,
+                             weight="alg", wvar=(alpha - 1, 0.0), epsabs=1e-15)[0]
+        high = integrate.quad(lambda p: vote(p) * p ** (alpha - 1), 0.5, 1.0,
+                              weight="alg", wvar=(0.0, beta - 1), epsabs=1e-15)[0]
+        assert float(success.majority_at_k(float(k))) == pytest.approx((low + high) / b,
+                                                                        abs=1e-11)
+    even = np.array([2.0, 10.0, 100.0])
+    mid = np.asarray(success.majority_at_k(jnp.asarray(even)))
+    below, above = (stats.betabinom.sf((even + s) // 2, even + s, alpha, beta) for s in (-1, 1))
+    assert np.all(np.minimum(below, above) <= mid) and np.all(mid <= np.maximum(below, above))
+
+
+@pytest.mark.parametrize("alpha, beta", MAJORITY_BETAS)
+def test_majority_plateaus_at_the_mass_above_one_half(alpha, beta):
+    """`majority_plateau` is 1 - I_{1/2}(alpha, beta) (scipy.special.betainc), and majority
+    voting approaches it, the gap shrinking as 1/k; pass@k does not plateau."""
+    success = BetaSuccess(alpha, beta)
+    plateau = 1.0 - special.betainc(alpha, beta, 0.5)
+    assert float(success.majority_plateau()) == pytest.approx(plateau, rel=1e-13, abs=1e-15)
+    ks = np.array([1e2, 1e4, 1e6, 1e8])
+    gaps = np.abs(np.asarray(success.majority_at_k(jnp.asarray(ks))) - plateau)
+    ratios = gaps[1:] / gaps[:-1]
+    assert np.all((ratios > 1 / 120) & (ratios < 1 / 80))  # 100x fewer per 100x samples
+    assert gaps[-1] * ks[-1] == pytest.approx(gaps[-2] * ks[-2], rel=1e-3)
+    assert float(success.pass_at_k(1e8)) > plateau + 0.15
+
+
+def test_codex_link_majority_plateaus_below_coverage():
+    """The Codex link's problems are U-shaped (kappa 0.73): majority voting stays near its
+    plateau P(p > 1/2) while pass@k climbs, as Brown et al. 2024 see on MATH (majority near
+    40% while coverage reaches 98%)."""
+    link = SuccessLink.codex2021()
+    success = link.success(0.3)
+    plateau = 1.0 - special.betainc(*(float(v) for v in link.beta_params(0.3)), 0.5)
+    majority = np.asarray(success.majority_at_k(jnp.array([1.0, 1e2, 1e4])))
+    coverage = np.asarray(success.pass_at_k(jnp.array([1.0, 1e2, 1e4])))
+    assert np.all(np.abs(majority[1:] - plateau) < 0.01)
+    assert coverage[-1] > plateau + 0.2 and majority[0] == pytest.approx(coverage[0])
+
+
+def _check_against_differences(f, points, rtol=1e-6):
+    """The jitted Jacobian of `f` (reverse mode) against central differences of `f`, and its
+    jitted Hessian (forward over reverse, as the solver takes it) against central differences
+    of the Jacobian: one compilation each (jax.test_util.check_grads compiles its every nested
+    derivative again, which for the quadrature of majority voting takes minutes)."""
+    value, jac, hess = jax.jit(f), jax.jit(jax.jacrev(f)), jax.jit(jax.jacfwd(jax.jacrev(f)))
+
+    def differences(g, x):
+        h = 1e-5 * np.maximum(1.0, np.abs(np.asarray(x)))
+        cols = [(np.asarray(g(x + h[i] * e)) - np.asarray(g(x - h[i] * e))) / (2 * h[i])
+                for i, e in enumerate(np.eye(x.size))]
+        return np.stack(cols, axis=-1)
+
+    for x in points if isinstance(points, list) else [points]:
+        np.testing.assert_allclose(jac(x), differences(value, x), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(hess(x), differences(jac, x), rtol=rtol, atol=rtol)
+
+
+def test_selection_gradients():
+    """First and second derivatives against central differences: the solver's constraint
+    (the log-failure) of the reward-model rule and the log of the FLOP with a verifier, in
+    log N, log D and k, at k = 1 exactly and k = 1e6; and the majority's log-failure (what its
+    stage constrains, through the link's smooth alpha and beta) and plateau in alpha, beta and
+    k, at k = 1, a fractional k and k = 1e6."""
+    rm = Pipeline(Pretraining(LAW), _sampler("reward_model", verifier_accuracy=0.7,
+                                             verifier_params=1e9))
+
+    def f(x):
+        a = Allocation(jnp.exp(x[0]), jnp.exp(x[1]), 1.0, x[2])
+        return jnp.stack([score_log_failure(rm, a), jnp.log(rm(a).inference_flops)])
+
+    for k in GRAD_KS:
+        _check_against_differences(f, jnp.array([math.log(7e9), math.log(1.4e11), k]))
+
+    def g(x):
+        success = BetaSuccess(x[0], x[1])
+        return jnp.stack([success.majority_log_failure(x[2]), success.majority_plateau()])
+
+    _check_against_differences(g, [jnp.array([0.3, 2.0, k]) for k in (1.0, 6.5, 1e6)])
+
+
+def test_new_selections_never_raise_and_stay_finite():
+    for stage in (_sampler("reward_model", verifier_accuracy=0.6, verifier_params=1e9),
+                  _sampler("majority")):
+        model = Pipeline(Pretraining(LAW), stage)
+
+        @jax.jit
+        @functools.partial(jax.value_and_grad, argnums=(0, 1))
+        def f(k, n, model=model):
+            a = Allocation(n, 20.0 * n, 1.0, k)
+            return model(a).score + score_log_failure(model, a)
+
+        for k, n in [(0.0, 7e9), (-3.0, 7e9), (1e12, 7e9), (1.0, 1e30), (1e6, 1e-3)]:
+            value, grads = f(k, n)
+            assert all(bool(jnp.isfinite(v)) for v in (value, *grads)), (stage.selection, k, n)
+
+
+def test_selection_fields_are_checked():
+    link = SuccessLink.codex2021()
+    with pytest.raises(ValueError, match="verifier_params must be finite and >= 0"):
+        RepeatedSampling(link, verifier_params=-1.0)
+    with pytest.raises(ValueError, match="verifier_params must be finite and >= 0"):
+        RepeatedSampling(link, verifier_params=float("nan"))
+    for bad in (0.0, -0.2, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"verifier_accuracy must lie in \(0, 1\]"):
+            RepeatedSampling(link, selection="reward_model", verifier_accuracy=bad)
+    with pytest.raises(ValueError, match="needs verifier_accuracy"):
+        RepeatedSampling(link, selection="reward_model")
+    for selection in ("verifier", "filter", "majority"):
+        with pytest.raises(ValueError, match="used by selection='reward_model' only"):
+            RepeatedSampling(link, selection=selection, verifier_accuracy=0.9)
+    with pytest.raises(ValueError, match="majority' uses no verifier"):
+        RepeatedSampling(link, selection="majority", verifier_params=1e9)
+    # traced values are not checked (the stage's maths never raises inside a solver)
+    built = jax.vmap(lambda v: RepeatedSampling(link, verifier_params=v))(jnp.array([1.0, 2.0]))
+    assert built.verifier_params.shape == (2,)
+
+
+def test_planner_chooses_between_a_bigger_generator_and_a_verifier():
+    """The issue's decision at one score target: majority voting (no learned verifier, no
+    extra FLOP) against best-of-k by a reward model of N_v = 1e8 parameters (stated accuracy
+    0.9). Each plan's total is 6 N D + T (2 N + 2 N_v) k by hand from its own N, D, k; the
+    voting plan needs the bigger generator, and the verifier's plan is the cheaper, by these
+    hand totals. A verifier of 2e10 parameters would not be: its own FLOP at one sample,
+    T 2 N_v, already exceed the voting plan's total."""
+    demand, target, small, large = 1e12, 0.35, 1e8, 2e10
+    scenario = Scenario(target_score=target, inference_demand=demand)
+    voting = solve(Pipeline(Pretraining(LAW), _sampler("majority")), scenario)
+    verified = solve(Pipeline(Pretraining(LAW), _sampler("reward_model", verifier_accuracy=0.9,
+                                                         verifier_params=small)), scenario)
+
+    def hand(plan, nv):
+        n, d, k = (float(getattr(plan.allocation, v)) for v in ("n_params", "n_tokens",
+                                                                 "n_samples"))
+        return 6.0 * n * d + demand * (2.0 * n + 2.0 * nv) * k
+
+    totals = {"voting": hand(voting, 0.0), "verifier": hand(verified, small)}
+    for plan, total, nv in ((voting, totals["voting"], 0.0),
+                            (verified, totals["verifier"], small)):
+        n, k = float(plan.allocation.n_params), float(plan.allocation.n_samples)
+        assert float(plan.outcome.inference_flops) == pytest.approx((2.0 * n + 2.0 * nv) * k,
+                                                                   rel=4e-16)
+        assert float(plan.total_flops) == pytest.approx(total, rel=1e-14)
+        assert float(plan.outcome.score) == pytest.approx(target, rel=1e-9)
+    assert float(verified.allocation.n_params) < float(voting.allocation.n_params)
+    assert float(verified.allocation.n_samples) > 1.0
+    assert totals["verifier"] < totals["voting"] < demand * 2.0 * large

@@ -26,6 +26,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._checks import check_at_least, check_finite, check_interval, check_positive
 from .._compose import AbstractTechnique, Allocation, Outcome, Pipeline
 from .._fusion import once
+from .pruning import _floor_density
 
 # Stirling series of log Γ: B_{2n} / (2n (2n - 1)) for n = 1..6, from the Bernoulli numbers
 # 1/6, -1/30, 1/42, -1/30, 5/66, -691/2730 (Abramowitz & Stegun 6.1.40).
@@ -363,6 +364,50 @@ class BetaSuccess(eqx.Module):
         k = jnp.asarray(n_samples)
         return jnp.exp(gammaln(self.alpha + self.beta) - gammaln(self.beta)) * k ** (-self.alpha)
 
+    def majority_at_k(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
+        r"""Expected success of majority voting over $k$ samples, raw.
+
+        For a problem whose samples are right with probability $p$ and whose wrong answers
+        all agree (two answers, the worst case for voting), the majority of $k$ votes is right
+        with probability $P(\mathrm{Bin}(k, p) > k/2)$ (Condorcet 1785): it tends to 1 for
+        $p > \frac12$ and to 0 for $p < \frac12$ (Chen et al. 2024 find both, easy queries
+        gaining and hard ones losing as votes are added). At odd $k$ this is
+        $I_p(m, m)$, $m = (k + 1)/2$ (the identity $P(\mathrm{Bin}(k, p) \ge m) =
+        I_p(m, k - m + 1)$), which is the continuous extension used for every $k > -1$:
+
+        $$\text{maj@}k = E_{p \sim \mathrm{Beta}(\alpha, \beta)}\big[I_p(m, m)\big]
+          \;\to\; P(p > \tfrac12) = 1 - I_{1/2}(\alpha, \beta) \quad (k \to \infty).$$
+
+        Exact at odd $k$; at even $k$, where a tie can occur, it lies between the values at
+        $k - 1$ and $k + 1$ ($I_p(m, m)$ is monotone in $m$ for every $p$); broken at random,
+        a tie gives exactly the value at $k - 1$. Differentiable in $k$, $\alpha$ and $\beta$
+        (computed by `_majority`: within $10^{-13}$ of the Beta-binomial sums for
+        $\alpha + \beta \le 10$, $3 \cdot 10^{-10}$ at 20; see `_SERIES_TERMS`). Plateaus at
+        `majority_plateau`, unlike pass@k, and where most problems have $p < \frac12$ it
+        falls with $k$ (with the Codex link's U-shaped problems, $\kappa = 0.73$, it falls
+        from $k = 1$ to $10^6$ at every mean success below one half and rises above: measured
+        at means 0.01 to 0.9). Majority voting with many distinct wrong answers
+        (plurality) does better than this two-answer bound.
+
+        **References:** Condorcet 1785, *Essai sur l'application de l'analyse à la
+        probabilité des décisions rendues à la pluralité des voix* (the jury theorem);
+        Chen et al. 2024, *Are More LLM Calls All You Need? Towards Scaling Laws of Compound
+        Inference Systems* (arXiv 2403.02419), the binomial vote accuracy of a query by its
+        difficulty; Brown et al. 2024 (arXiv 2407.21787), majority voting on MATH near 40%
+        while coverage climbs.
+        """
+        return _majority(self.alpha, self.beta, n_samples)[1]
+
+    def majority_log_failure(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
+        r"""$\log(1 - \text{maj@}k)$ of `majority_at_k`, raw (the failure summed on its own,
+        not as one minus the success)."""
+        return jnp.log(_majority(self.alpha, self.beta, n_samples)[0])
+
+    def majority_plateau(self) -> Float[Array, "*batch"]:
+        r"""$P(p > \frac12) = 1 - I_{1/2}(\alpha, \beta)$: the limit of `majority_at_k`, raw
+        (differentiable in $\alpha$ and $\beta$, unlike JAX's `betainc`)."""
+        return _majority_plateau(self.alpha, self.beta)
+
     def __call__(self, n_samples: ArrayLike) -> Float[Array, "*batch"]:
         """Expected pass@k, raising unless `n_samples` >= 1 and `alpha`, `beta` > 0."""
         return self._checked().pass_at_k(_check_samples(n_samples))
@@ -522,6 +567,133 @@ def _filtered_log_failure(q: Array, log_failure: Array) -> Array:
     return jnp.where(full, log_failure, mixed)
 
 
+# ---------------------------------------------------------------------- reward-model selection
+def _reward_model_log_failure(accuracy: Array, log_failure_k: Array,
+                              log_failure_1: Array) -> Array:
+    r"""$\log\big(a\,(1 - \text{pass@}k) + (1 - a)(1 - \text{pass@}1)\big)$ from the two
+    log-failures: the failure of best-of-$k$ chosen by a reward model of accuracy $a$
+    (`RepeatedSampling`, `selection="reward_model"`), whose success is exactly
+    $a\cdot\text{pass@}k + (1 - a)\cdot\text{pass@}1$.
+
+    A log-sum-exp, with $a$ clamped into $[10^{-12}, 1]$; at $a = 1$ the second term is
+    $\log 0$, replaced by a finite stand-in and dropped (its gradient would be infinite), so
+    $a = 1$ gives pass@k's log-failure exactly.
+    """
+    a = jnp.clip(accuracy, _FLOOR, 1.0)
+    full = a >= 1.0
+    a_safe = jnp.where(full, 0.5, a)
+    mixed = jnp.logaddexp(jnp.log(a_safe) + log_failure_k, jnp.log1p(-a_safe) + log_failure_1)
+    return jnp.where(full, log_failure_k, mixed)
+
+
+def _reward_model_score(accuracy: Array, pass_k: Array, pass_1: Array) -> Array:
+    r"""$a\cdot\text{pass@}k + (1 - a)\cdot\text{pass@}1$, $a$ clamped into $[10^{-12}, 1]$:
+    the success of best-of-$k$ chosen by a reward model of accuracy $a$ (planner's stated
+    model; see `RepeatedSampling`). The one place the form is written, with
+    `_reward_model_log_failure` its failure in log form."""
+    a = jnp.clip(accuracy, _FLOOR, 1.0)
+    return a * pass_k + (1.0 - a) * pass_1
+
+
+def _beta_log_pass1_failure(alpha: Array, beta: Array) -> Array:
+    """$\\log(1 - \\text{pass@}1) = \\log\\frac{\\beta}{\\alpha + \\beta}$, both clamped to at
+    least $10^{-12}$."""
+    alpha, beta = jnp.maximum(alpha, _FLOOR), jnp.maximum(beta, _FLOOR)
+    return jnp.log(beta) - jnp.log(alpha + beta)
+
+
+# ------------------------------------------------------------------------------ majority voting
+_MAJORITY_STEP = 0.2
+_MAJORITY_REACH = 18.0
+"""The trapezoid rule of `_majority` in $t = u\\sqrt{m}$: nodes $0, \\pm 0.2, \\ldots, \\pm 18$
+(181). The integrand is analytic in the strip $|\\operatorname{Im} t| < \\tfrac{\\pi}{2}\\sqrt{m}$,
+so the rule's error falls as $e^{-\\pi^2\\sqrt{m}/h}$ times the integrand's size in that strip
+(Trefethen & Weideman 2014, *The exponentially convergent trapezoidal rule*, SIAM Review 56),
+a size that grows as the Beta distribution of $p$ concentrates (measured: `_SERIES_TERMS`).
+The weight left beyond $|t| = 18$ is below $4 e^{-36} \\approx 10^{-15}$ at $m = 1$ ($k = 1$)
+and smaller for larger $m$."""
+_SERIES_TERMS = 96
+"""Terms of the hypergeometric series of the Beta CDF in `_beta_cdf_below_half`: at
+$y \\le \\frac12$ the $n$-th term is about $y^n n^{b - 1}$, so 96 terms suffice while $b$ (at
+most $\\alpha + \\beta = \\kappa$) is not large. Measured against Beta-binomial sums in mpmath
+(30 digits, $k$ = 1 to 1001) and against pass@1 at $k = 1$ (mean success 0.01 to 0.99),
+`_majority` errs by at most $10^{-13}$ for $\\alpha + \\beta \\le 10$, $3 \\cdot 10^{-10}$ at 20
+and $5 \\cdot 10^{-7}$ at 40, the worst at $k = 1$ (where the quadrature over $X$ is
+coarsest)."""
+
+
+def _log_beta(alpha: Array, beta: Array) -> Array:
+    """$\\log B(\\alpha, \\beta)$ from `gammaln`: the arguments of majority voting are at
+    most $\\kappa$, where nothing cancels (and JAX's own derivatives keep its graph small)."""
+    return gammaln(alpha) + gammaln(beta) - gammaln(alpha + beta)
+
+
+def _beta_cdf_below_half(log_y: Array, log_1my: Array, a: Array, b: Array,
+                         log_beta: Array) -> Array:
+    r"""$I_y(a, b)$, the $\mathrm{Beta}(a, b)$ CDF at $y \le \frac12$, from $\log y$,
+    $\log(1 - y)$ and $\log B(a, b)$, by the hypergeometric series (A&S 26.5.4)
+
+    $$I_y(a, b) = \frac{y^a (1 - y)^b}{a\,B(a, b)}
+      \sum_{n \ge 0} \frac{(a + b)_n}{(a + 1)_n}\,y^n,$$
+
+    summed to `_SERIES_TERMS` terms. Every term is positive, so nothing cancels, and every
+    operation has a derivative in $a$ and $b$ (which JAX's `betainc` lacks).
+    """
+    j = jnp.arange(_SERIES_TERMS - 1, dtype=log_y.dtype).reshape((1,) * a.ndim + (-1,))
+    a_, b_ = a[..., None], b[..., None]
+    # log of the n-th term's ratio to the previous one: log((a + b + j)/(a + 1 + j)) + log y
+    steps = jnp.log1p((b_ - 1.0) / (a_ + 1.0 + j)) + log_y[..., None]
+    terms = jnp.exp(jnp.cumsum(steps, axis=-1))
+    total = 1.0 + jnp.sum(terms, axis=-1)
+    return jnp.exp(a * log_y + b * log_1my - jnp.log(a) - log_beta) * total
+
+
+def _majority(alpha: ArrayLike, beta: ArrayLike, n_samples: ArrayLike) -> tuple[Array, Array]:
+    r"""(failure, success) of majority voting over $k$ samples, $p \sim
+    \mathrm{Beta}(\alpha, \beta)$, raw: see `BetaSuccess.majority`.
+
+    With $m = (k + 1)/2$, $I_p(m, m) = P(X \le p)$ for $X \sim \mathrm{Beta}(m, m)$
+    independent of $p$, so the success is $E_X[1 - I_X(\alpha, \beta)]$: the CDF of $p$
+    (`_beta_cdf_below_half`, on the side of $\frac12$ where the series converges) averaged over
+    $X$. With $X = \sigma(2u)$ the density of $u$ is $\propto \operatorname{sech}^{2m} u$,
+    smooth with tails $e^{-2m|u|}$; the average is a trapezoid sum in $t = u\sqrt{m}$ (see
+    `_MAJORITY_STEP`), weights normalised to sum to 1. Failure and success are summed apart, so
+    each keeps its precision where it is small.
+    """
+    alpha, beta, k = jnp.broadcast_arrays(*_float(alpha, beta, n_samples))
+    alpha, beta = jnp.maximum(alpha, _FLOOR), jnp.maximum(beta, _FLOOR)
+    m = 0.5 * (_safe_samples(k) + 1.0)
+    count = round(_MAJORITY_REACH / _MAJORITY_STEP)
+    t = _MAJORITY_STEP * jnp.arange(-count, count + 1, dtype=alpha.dtype)
+    t = t.reshape((1,) * m.ndim + (-1,))
+    u = t / jnp.sqrt(m)[..., None]
+    # log sech^{2m}(u) = -m log(1 + sinh²u): accurate where u is tiny (large m)
+    weights = jax.nn.softmax(-m[..., None] * jnp.log1p(jnp.sinh(u) ** 2), axis=-1)
+    below = t <= 0.0  # X = σ(2u) <= 1/2: the series in X; above, in 1 - X with a, b swapped
+    a = jnp.where(below, alpha[..., None], beta[..., None])
+    b = jnp.where(below, beta[..., None], alpha[..., None])
+    a, b = jnp.broadcast_arrays(a, b)
+    du = 2.0 * jnp.abs(u)
+    cdf = _beta_cdf_below_half(jax.nn.log_sigmoid(-du), jax.nn.log_sigmoid(du), a, b,
+                               _log_beta(alpha, beta)[..., None])
+    failure = jnp.sum(weights * jnp.where(below, cdf, 1.0 - cdf), axis=-1)
+    success = jnp.sum(weights * jnp.where(below, 1.0 - cdf, cdf), axis=-1)
+    return failure, success
+
+
+_majority = jax.jit(_majority)  # traced once per shape, as the special functions above
+
+
+def _majority_plateau(alpha: ArrayLike, beta: ArrayLike) -> Array:
+    r"""$P(p > \frac12) = 1 - I_{1/2}(\alpha, \beta)$, raw: majority voting's limit."""
+    alpha, beta = _float(alpha, beta)
+    alpha, beta = jnp.maximum(alpha, _FLOOR), jnp.maximum(beta, _FLOOR)
+    half = jnp.log(jnp.asarray(0.5, alpha.dtype))
+    alpha, beta = jnp.broadcast_arrays(alpha, beta)
+    return 1.0 - _beta_cdf_below_half(jnp.full_like(alpha, half), jnp.full_like(alpha, half),
+                                      alpha, beta, _log_beta(alpha, beta))
+
+
 # --------------------------------------------------------------------------------- success link
 def codex_code_loss(n_params: ArrayLike) -> Float[Array, "*batch"]:
     r"""Codex's test loss on held-out Python code as a power law in parameters.
@@ -627,33 +799,85 @@ class SuccessLink(eqx.Module):
 
 
 # ------------------------------------------------------------------------------------- stage
-SELECTIONS: tuple[str, ...] = ("verifier", "filter")
-"""How `RepeatedSampling` picks its answer: a perfect verifier (pass@k) or an imperfect
-filter whose success plateaus (n@k)."""
+SELECTIONS: tuple[str, ...] = ("verifier", "filter", "reward_model", "majority")
+"""How `RepeatedSampling` picks its answer: a perfect verifier (pass@k), an imperfect filter
+whose success plateaus (n@k), a reward model of stated accuracy (best-of-k), or majority
+voting (no verifier; plateaus)."""
+
+
+def _optional(x):
+    return None if x is None else jnp.asarray(x)
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
 
 
 class RepeatedSampling(AbstractTechnique):
-    r"""Draw $k$ samples per query and keep one that passes a check.
+    r"""Draw $k$ samples per query and keep one, picked by a selection rule.
 
-    Inference compute per query is multiplied by $k$ (`n_samples`); the loss is unchanged and
-    the outcome gains a score, the expected success rate
+    Inference compute per unit of demand is multiplied by $k$ (`n_samples`), plus the
+    verifier's; the loss is unchanged and the outcome gains a score, the expected success
+    rate, with $(\alpha, \beta)$ from `link` at the reducible loss $L - E$ of the model served:
 
-    - `selection="verifier"` (cheap, perfect verification): pass@k
-      $= 1 - B(\alpha, \beta + k)/B(\alpha, \beta)$ with $(\alpha, \beta)$ from `link` at the
-      reducible loss $L - E$ of the model served;
+    - `selection="verifier"` (perfect verification): pass@k
+      $= 1 - B(\alpha, \beta + k)/B(\alpha, \beta)$ (Chen et al. 2021);
     - `selection="filter"` (no perfect verifier): n@k $= q\cdot$pass@k, plateauing at
-      $q$ = `plateau`.
+      $q$ = `plateau` (Li et al. 2022, AlphaCode);
+    - `selection="reward_model"`: best-of-$k$ chosen by a reward model of accuracy
+      $a$ = `verifier_accuracy`,
+      $$a\cdot\text{pass@}k + (1 - a)\cdot\text{pass@}1;$$
+    - `selection="majority"`: majority voting, no verifier at all:
+      `BetaSuccess.majority_at_k`, $E_p[I_p(\frac{k+1}{2}, \frac{k+1}{2})]$, plateauing at
+      $P(p > \frac12)$ (Condorcet 1785; Chen et al. 2024).
+
+    **The reward model.** The form is planner's stated model, not a published law: with
+    probability $a$ the reward model picks a correct sample whenever one of the $k$ exists
+    (it behaves as a perfect verifier), otherwise it picks one of the $k$ at random (it adds
+    nothing to one sample). So $a = 1$ is pass@k, $a \to 0$ is pass@1, and every $a$ gives
+    pass@1 at $k = 1$; the success plateaus at $a$ plus $(1 - a)$ pass@1 as $k$ grows. The
+    value of $a$ belongs to the reward model and the task and has to be measured: on held-out
+    problems, with best-of-$k$, pass@1 and pass@$k$ of the same samples,
+    $a = (\text{best-of-}k - \text{pass@}1)/(\text{pass@}k - \text{pass@}1)$. This project
+    found no source giving all three for one set of samples (Lightman et al. 2023 report
+    best-of-1860 on MATH, 78.2% with a process reward model against 72.4% with an outcome
+    one, but, in the text read here, not the coverage of those samples), so $a$ has no default:
+    `verifier_accuracy` is required with this selection, and refused with the others.
+
+    **The verifier's compute.** A learned verifier or reward model of $N_v$ =
+    `verifier_params` parameters scores every generated token of every sample in one forward
+    pass, $2N_v$ FLOP per token (the $2N$ per token of Kaplan et al. 2020; Snell et al. 2024
+    count a generator and a verifier of the same size as $4N$ per token). Inference FLOP per
+    unit of demand become
+
+    $$IC \to k\,\Big(IC + 2N_v\,\frac{IC}{2N\rho}\Big),$$
+
+    with $IC$ the FLOP entering the stage and $IC/(2N\rho)$ the generated tokens per unit of
+    demand ($N$ parameters at density $\rho$, `Deployment`'s reading): per token, $(2N\rho +
+    2N_v)\,k$. A pruning stage before this one prunes the generator's FLOP, not the
+    verifier's. $N_v = 0$ (the default) is a free check, the cost of which is left out, as in
+    pass@k with unit tests; majority voting needs no verifier, so it refuses $N_v > 0$. The
+    verifier is paid for at every $k$, $k = 1$ included: a plan without it is a pipeline
+    without it. A `Deployment` stage after this one prices every FLOP of the stage as decode
+    tokens of the generator (it reads $IC/(2N\rho)$ as tokens decoded), not as the verifier's
+    forward pass.
 
     The stage never raises: $k \le 0$ counts as 0 samples and the reducible loss is clamped to
     at least $10^{-12}$, so it stays finite, with finite derivatives, from $k = 1$ (exactly) to
     $k = 10^6$ and beyond. For a constraint on $\log(1 - \text{score})$ use `log_failure`, which
-    never forms $1 - \text{score}$ (or `score_log_failure(pipeline, allocation)`).
+    never forms $1 - \text{score}$ (or `score_log_failure(pipeline, allocation)`). Fields are
+    checked where they are built (outside `jit`): `verifier_params` finite and $\ge 0$,
+    `verifier_accuracy` in $(0, 1]$.
 
     **Arguments:**
 
     - `link`: the `SuccessLink` from loss to per-sample success.
     - `plateau`: $q \in (0, 1]$, used by `selection="filter"` only.
-    - `selection`: `"verifier"` or `"filter"` (static: changing it recompiles).
+    - `selection`: one of `SELECTIONS` (static: changing it recompiles).
+    - `verifier_params`: $N_v \ge 0$, parameters of the learned verifier or reward model
+      (default 0: a free check).
+    - `verifier_accuracy`: $a \in (0, 1]$, required by `selection="reward_model"` and
+      refused by the others.
 
     **Example:**
 
@@ -666,21 +890,20 @@ class RepeatedSampling(AbstractTechnique):
 
     **References:** Villalobos & Atkinson 2023, *Trading Off Compute in Training and
     Inference*, Epoch AI (repeated sampling: inference ×k); Chen et al. 2021 (pass@k);
-    Li et al. 2022 (n@k, AlphaCode).
+    Li et al. 2022 (n@k, AlphaCode); Lightman et al. 2023, *Let's Verify Step by Step*
+    (arXiv 2305.20050), best-of-N with reward models; Snell et al. 2024, *Scaling LLM
+    Test-Time Compute Optimally can be More Effective than Scaling Model Parameters* (arXiv
+    2408.03314), a verifier's FLOP; Condorcet 1785 and Chen et al. 2024 (arXiv 2403.02419),
+    majority voting (see `BetaSuccess.majority_at_k`).
     """
 
     link: SuccessLink
     plateau: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=1.0)
     selection: str = eqx.field(static=True, default="verifier")
+    verifier_params: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
+    verifier_accuracy: Float[Array, ""] | None = eqx.field(converter=_optional, default=None)
 
     variables: ClassVar[tuple[str, ...]] = ("n_samples",)
-
-    def _pass_log_failure(self, allocation: Allocation, outcome: Outcome) -> Array:
-        reducible = outcome.loss - outcome.irreducible_loss
-        return self.link.log_failure(reducible, allocation.n_samples)
-
-    def _plateau(self) -> Array:
-        return jnp.clip(self.plateau, _FLOOR, 1.0)
 
     def __check_init__(self):
         if self.selection not in SELECTIONS:
@@ -690,25 +913,68 @@ class RepeatedSampling(AbstractTechnique):
             )
         if not isinstance(self.link, SuccessLink):
             raise ValueError(f"link must be a SuccessLink, got {type(self.link).__name__}")
+        if self.selection == "reward_model" and self.verifier_accuracy is None:
+            raise ValueError("selection='reward_model' needs verifier_accuracy: the probability "
+                             "a in (0, 1] that the reward model picks a correct sample when "
+                             "one exists (no published value sets a default)")
+        if self.selection != "reward_model" and self.verifier_accuracy is not None:
+            raise ValueError(f"verifier_accuracy is used by selection='reward_model' only, "
+                             f"not {self.selection!r}")
+        nv = self.verifier_params
+        if _concrete(nv):
+            if not bool(jnp.all(jnp.isfinite(nv) & (nv >= 0))):
+                raise ValueError(f"verifier_params must be finite and >= 0, got {nv}")
+            if self.selection == "majority" and bool(jnp.any(nv != 0)):
+                raise ValueError("selection='majority' uses no verifier: verifier_params must "
+                                 f"be 0, got {nv}")
+        a = self.verifier_accuracy
+        if a is not None and _concrete(a) and not bool(jnp.all((a > 0) & (a <= 1))):
+            raise ValueError(f"verifier_accuracy must lie in (0, 1], got {a}")
+
+    def _plateau(self) -> Array:
+        return jnp.clip(self.plateau, _FLOOR, 1.0)
+
+    def _select(self, allocation: Allocation, outcome: Outcome) -> tuple[Array, Array]:
+        """(log-failure, score) of the selection rule."""
+        reducible = outcome.loss - outcome.irreducible_loss
+        success = self.link.success(reducible)
+        k = allocation.n_samples
+        if self.selection == "majority":
+            failure, score = _majority(success.alpha, success.beta, k)
+            return jnp.log(failure), score
+        log_failure = success.log_failure(k)
+        pass_k = -jnp.expm1(log_failure)  # full precision at small and large scores
+        if self.selection == "filter":
+            q = self._plateau()
+            return _filtered_log_failure(q, log_failure), q * pass_k
+        if self.selection == "reward_model":
+            a = jnp.asarray(self.verifier_accuracy, log_failure.dtype)
+            log_failure_1 = _beta_log_pass1_failure(success.alpha, success.beta)
+            return (_reward_model_log_failure(a, log_failure, log_failure_1),
+                    _reward_model_score(a, pass_k, -jnp.expm1(log_failure_1)))
+        return log_failure, pass_k
 
     def log_failure(self, allocation: Allocation, outcome: Outcome) -> Float[Array, ""]:
         r"""$\log(1 - \text{score})$ of this stage, given the `outcome` entering it."""
-        log_failure = self._pass_log_failure(allocation, outcome)
-        if self.selection == "filter":
-            log_failure = _filtered_log_failure(self._plateau(), log_failure)
-        return log_failure
+        return self._select(allocation, outcome)[0]
+
+    def inference_flops(self, allocation: Allocation, outcome: Outcome) -> Float[Array, ""]:
+        r"""FLOP per unit of demand after the stage: $k\,(IC + 2N_v\,IC/(2N\rho))$, with $IC$
+        the `outcome`'s (the generator's, pruned or not) and $IC/(2N\rho)$ its generated
+        tokens per unit of demand (the density floored as `Pruning` floors it)."""
+        generator = outcome.inference_flops
+        active = 2.0 * allocation.n_params * _floor_density(allocation.density)
+        tokens = generator / jnp.where(active > 0, active, 1.0)
+        verifier = 2.0 * jnp.asarray(self.verifier_params, jnp.result_type(tokens)) * tokens
+        return (generator + verifier) * _safe_samples(allocation.n_samples)
 
     def __call__(self, allocation: Allocation, outcome: Outcome) -> Outcome:
-        # -expm1 of pass@k's log-failure, times q: full precision at small and large scores
-        score = -jnp.expm1(self._pass_log_failure(allocation, outcome))
-        if self.selection == "filter":
-            score = self._plateau() * score
         return Outcome(
             train_flops=outcome.train_flops,
-            inference_flops=outcome.inference_flops * _safe_samples(allocation.n_samples),
+            inference_flops=self.inference_flops(allocation, outcome),
             loss=outcome.loss,
             irreducible_loss=outcome.irreducible_loss,
-            score=score,
+            score=self._select(allocation, outcome)[1],
         )
 
 
