@@ -59,15 +59,20 @@ BUDGETS: dict[str, dict[str, float]] = {
     "train_budget": {"train_flops": 1.0},
     "inference_budget": {"inference_flops": 1.0},
     "compute_budget": {"train_flops": 1.0, "inference_flops": 1.0},
+    "dollar_budget": {"train_dollars": 1.0, "inference_dollars": 1.0},
 }
 """The shared budgets a portfolio can have, each a linear combination of the items' additive
-resources (`planner.RESOURCES`): total training FLOP, total lifetime inference FLOP, and their
-sum. Another additive resource becomes a budget by one more entry here."""
+resources (`planner.RESOURCES`): total training FLOP, total lifetime inference FLOP, their
+sum, and the dollars of training and lifetime serving (items priced by a `Deployment`
+stage). Another additive resource becomes a budget by one more entry here."""
 
-PORTFOLIO_OBJECTIVES: tuple[str, ...] = ("compute", "loss", "score")
+PORTFOLIO_OBJECTIVES: tuple[str, ...] = ("compute", "dollars", "loss", "score")
+_TARGETED = ("compute", "dollars")
+"""Objectives under which every item meets its own target, so unpriced plans are bounded."""
 
 # The resources an objective weighs by each item's weight.
-_BASE = {"compute": ("train_flops", "inference_flops"), "loss": ("loss",),
+_BASE = {"compute": ("train_flops", "inference_flops"),
+         "dollars": ("train_dollars", "inference_dollars"), "loss": ("loss",),
          "score": ("failure",)}
 _NEWTON_STEP = 3.0      # the largest Newton step in log price (a factor e^3)
 _PRICE_RANGE = 60.0     # log-price distance from the start beyond which a search has failed
@@ -83,10 +88,11 @@ class Portfolio(eqx.Module):
     - `plans`: one `Plan` per item (a leading item axis), each optimal for its item at the
       budgets' prices (a bad item has its own `status` and is left out of the sums).
     - `status`: a `Status` for the whole portfolio; only `OPTIMAL` is certified.
-    - `objective`: the optimum: $\\sum_i w_i (TC_i + IC_i)$ for `"compute"`,
-      $\\sum_i w_i L_i$ for `"loss"`, $\\sum_i w_i\\,\\text{score}_i$ for `"score"`.
+    - `objective`: the optimum: $\\sum_i w_i (TC_i + IC_i)$ for `"compute"`, the same in
+      dollars for `"dollars"`, $\\sum_i w_i L_i$ for `"loss"`, $\\sum_i w_i\\,\\text{score}_i$ for `"score"`.
     - `prices`: per budget, $-d\\,\\text{optimum}/d\\,C$ (for `"score"`, $+d/dC$): what one
-      more unit of the budget is worth, in objective units per FLOP; 0 for a slack budget.
+      more unit of the budget is worth, in objective units per unit of budget (FLOP or
+      dollars); 0 for a slack budget.
     - `usage`: per budget, what the plans use of it.
     - `train_flops`, `inference_flops`: totals over the items (training once with a shared
       model; inference over each item's lifetime demand).
@@ -166,6 +172,9 @@ def _resources(plans: Plan, scenario: Scenario) -> dict[str, Array]:
              "loss": out.loss - out.irreducible_loss}
     if out.score is not None:
         found["failure"] = 1.0 - out.score
+    if out.train_dollars is not None:
+        found["train_dollars"] = out.train_dollars
+        found["inference_dollars"] = scenario.inference_demand * out.inference_dollars
     return found
 
 
@@ -286,9 +295,10 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
 
     costs = _costs(objective, budgets, w, prices, shared).terms()
     dual = total(sum(c * res[r] for r, c in costs.items()))
-    if objective == "compute":
-        value = total(w * (jnp.zeros_like(w) if shared else res["train_flops"])
-                      + w * res["inference_flops"])
+    if objective in _TARGETED:
+        train, inference = _BASE[objective]
+        value = total(w * (jnp.zeros_like(w) if shared else res[train])
+                      + w * res[inference])
     elif objective == "loss":
         value = total(w * plans.outcome.loss)
     else:
@@ -348,12 +358,13 @@ _evaluate_sharded_jit = eqx.filter_jit(_evaluate_sharded)
 def _admissible(objective: str, active: tuple[int, ...], budgets: tuple[str, ...],
                 shared: bool) -> bool:
     """Whether pricing the budgets in `active` (only) can bound every item: a loss or score
-    objective needs a price on what grows without limit, training FLOP (inference FLOP for
-    the samples of a shared model)."""
-    if objective == "compute":
+    objective needs a price on what grows without limit, training (inference, for the
+    samples of a shared model), in FLOP or in dollars."""
+    if objective in _TARGETED:
         return True
-    needed = "inference_flops" if shared else "train_flops"
-    return any(needed in BUDGETS[budgets[b]] for b in active)
+    needed = {"inference_flops", "inference_dollars"} if shared else {"train_flops",
+                                                                       "train_dollars"}
+    return any(needed & set(BUDGETS[budgets[b]]) for b in active)
 
 
 class _Search:
@@ -654,6 +665,9 @@ def allocate(
     - `"compute"`: every item meets its own target (`target_loss` or `target_score`);
       minimise $\sum_i w_i (TC_i + T_i\,IC_i)$ within the budgets (a training budget below the
       items' separate optima pushes them to smaller, inference-heavier or pruned plans);
+    - `"dollars"`: the same in dollars, $\sum_i w_i (\$_{\text{train},i} +
+      \$_{\text{inference},i})$, each item priced by the `Deployment` stage the model ends
+      with (its hardware, serving batch, latency and memory);
     - `"loss"`: minimise $\sum_i w_i L_i$ within the budgets;
     - `"score"`: maximise $\sum_i w_i\,\text{score}_i$ within the budgets.
 
@@ -666,8 +680,8 @@ def allocate(
       law, say), a scalar leaf is common to all.
     - `items`: a `Scenario` whose fields have a leading item axis (broadcast to one length).
     - `budgets`: limits by name, from `BUDGETS` (`"train_budget"`, `"inference_budget"`,
-      `"compute_budget"`), in FLOP; a loss or score objective needs one that prices training
-      FLOP.
+      `"compute_budget"` in FLOP; `"dollar_budget"` in dollars, with a `Deployment` stage); a
+      loss or score objective needs one that prices training.
     - `objective`: one of `PORTFOLIO_OBJECTIVES`.
     - `weight`: per-item weights (default 1): queries' shares, models' importance.
     - `shared`: the names of variables common to every item, one model trained once that
@@ -732,11 +746,10 @@ def allocate(
         if "train_budget" in names:
             raise ValueError("with a shared model a training budget bounds the model alone: "
                              "use compute_budget, or cap it with the items' train_budget")
-    if objective != "compute" and not _admissible(objective, tuple(range(len(names))), names,
-                                                  bool(shared)):
+    if not _admissible(objective, tuple(range(len(names))), names, bool(shared)):
         needed = "inference" if shared else "training"
-        raise ValueError(f"objective={objective!r} needs a budget on {needed} FLOP "
-                         f"(compute_budget or {needed[:5] if shared else 'train'}_budget)")
+        raise ValueError(f"objective={objective!r} needs a budget on {needed} (compute_budget, "
+                         f"dollar_budget or {needed[:5] if shared else 'train'}_budget)")
     items = items.broadcast()
     leaves = jax.tree.leaves(items)
     if leaves[0].ndim != 1:
@@ -799,7 +812,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     dtype = data.weight.dtype
     total_weight = float(np.sum(np.where(np.asarray(frozen.valid), np.asarray(frozen.weight),
                                          0.0)))
-    start = (np.ones(len(names)) if objective == "compute"
+    start = (np.ones(len(names)) if objective in _TARGETED
              else 0.1 * max(total_weight, 1.0) / np.maximum(cap, 1e-300))
     status, prices, active, sums = Status.NOT_CONVERGED, np.zeros(len(names)), (), None
     # items that cannot meet their own targets whatever the prices: named, left out of the
@@ -811,8 +824,16 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     elif unreachable.any():
         status = Status.INFEASIBLE
     else:
-        if objective == "compute":
+        if objective in _TARGETED:
             sums = search(prices)
+            # a budget in the objective's own units starts at price 1; another (dollars
+            # against FLOP) at the unpriced plans' objective per unit of the budget they use
+            own = set(_BASE[objective])
+            start = np.array([1.0 if set(BUDGETS[b]) <= own | {"train_flops",
+                                                                "inference_flops"}
+                              and objective == "compute" or set(BUDGETS[b]) <= own
+                              else float(sums.value) / max(float(sums.usage[k]), 1e-300)
+                              for k, b in enumerate(names)])
             residual = search.residuals(sums, prices, ())
             if sums.bad == 0 and np.all(residual <= tol):
                 status = Status.OPTIMAL

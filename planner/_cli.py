@@ -76,9 +76,14 @@ def _stages(args, law):
         from ._techniques.sampling import RepeatedSampling, SuccessLink
 
         stages.append(RepeatedSampling(SuccessLink.codex2021(), **_sampling_fields(args)))
-    if args.objective == "dollars":
+    if _priced(args):
         stages.append(_deployment(args))
     return tuple(stages)
+
+
+def _priced(args) -> bool:
+    """Whether plans are priced in dollars: --objective dollars, or a --dollar-budget."""
+    return args.objective == "dollars" or getattr(args, "dollar_budget", None) is not None
 
 
 _SAMPLING_FLAGS = {"selection": "--selection", "verifier_params": "--verifier-params",
@@ -142,6 +147,37 @@ def _add_sampling_flags(parser) -> None:
                        "(default 1)")
 
 
+def _add_serving_flags(parser) -> None:
+    """The flags of --objective dollars (`planner solve`, `planner allocate`)."""
+    serving = parser.add_argument_group(
+        "serving (with --objective dollars; inference_tokens counts generated tokens, an "
+        "optional demand_rate column their peak per second)")
+    serving.add_argument("--train-hardware", metavar="NAME",
+                         help=f"training hardware: {', '.join(HARDWARE)} or a name in "
+                         "--hardware-file")
+    serving.add_argument("--serve-hardware", metavar="NAME", help="serving hardware, likewise")
+    serving.add_argument("--hardware-file", metavar="JSON",
+                         help="named hardware of one's own: {NAME: {peak_flops, "
+                         "memory_bandwidth, memory_bytes, bytes_per_param, price_per_hour, "
+                         "mfu}}")
+    serving.add_argument("--train-price", type=float, metavar="USD",
+                         help="dollars per training device-hour (overrides the preset's)")
+    serving.add_argument("--serve-price", type=float, metavar="USD",
+                         help="dollars per serving device-hour (overrides the preset's)")
+    serving.add_argument("--max-latency", type=float, metavar="S",
+                         help="seconds per generated token at most (the decode step)")
+    serving.add_argument("--context-tokens", type=float, default=0.0, metavar="C",
+                         help="KV-cache tokens held per sequence (default 0: no cache)")
+    serving.add_argument("--prompt-tokens", type=float, default=0.0, metavar="P",
+                         help="prompt tokens per request, priced at prefill (default 0)")
+    serving.add_argument("--output-tokens", type=float, default=1.0, metavar="O",
+                         help="generated tokens per request (default 1)")
+    serving.add_argument("--devices-per-replica", type=float, default=1.0, metavar="G",
+                         help="devices of one serving replica (default 1)")
+    serving.add_argument("--kv-groups", type=float, default=1.0, metavar="G",
+                         help="query heads per KV head (grouped-query attention; default 1)")
+
+
 HARDWARE = {"A100": "nvidia_a100_sxm_80gb", "H100": "nvidia_h100_sxm", "H200": "nvidia_h200",
             "TPUv5e": "google_tpu_v5e"}
 """Hardware presets of the command line: name -> `Hardware` constructor."""
@@ -193,6 +229,19 @@ def _hardware(name: str, price: float | None, args, flag: str):
     return make(price_per_hour=price)
 
 
+def _check_serving_flags(args) -> None:
+    """Refuse serving flags where nothing is priced, and prices without hardware."""
+    if not _priced(args) and (args.max_latency is not None
+                              or args.train_hardware or args.serve_hardware):
+        raise ValueError("--max-latency and the hardware flags price a plan: give "
+                         "--objective dollars")
+    if _priced(args) and not (args.train_hardware and args.serve_hardware):
+        what = ("--objective dollars" if args.objective == "dollars" else "--dollar-budget")
+        raise ValueError(f"{what} needs --train-hardware and --serve-hardware")
+    if args.max_latency is not None and not 0 < args.max_latency < float("inf"):
+        raise ValueError(f"--max-latency must be finite and > 0, got {args.max_latency:g}")
+
+
 def _deployment(args):
     """The `Deployment` stage of --objective dollars, from the serving flags."""
     from ._serving import Deployment, KVCache
@@ -240,14 +289,7 @@ def cmd_solve(args) -> int:
         _check_sampling_flags(args)
         if args.objective == "dollars" and args.quantile is not None:
             raise ValueError("--quantile does not combine with --objective dollars")
-        if args.objective != "dollars" and (args.max_latency is not None
-                                            or args.train_hardware or args.serve_hardware):
-            raise ValueError("--max-latency and the hardware flags price a plan: give "
-                             "--objective dollars")
-        if args.objective == "dollars" and not (args.train_hardware and args.serve_hardware):
-            raise ValueError("--objective dollars needs --train-hardware and --serve-hardware")
-        if args.max_latency is not None and not 0 < args.max_latency < float("inf"):
-            raise ValueError(f"--max-latency must be finite and > 0, got {args.max_latency:g}")
+        _check_serving_flags(args)
         if args.quantile is not None and not args.law_file:
             raise ValueError("--quantile plans under the bootstrap laws of a fit: give "
                              "--law-file FIT.json (written by `planner fit` with its samples)")
@@ -376,10 +418,12 @@ def cmd_allocate(args) -> int:
         if args.objective == "score" and not args.sampling:
             raise ValueError("--objective score maximises the items' success rates, which needs "
                              "repeated sampling to turn losses into scores: add --sampling")
-        training = [name for name, terms in BUDGETS.items() if "train_flops" in terms]
-        if args.objective != "compute" and not set(training) & set(budgets):
-            raise ValueError(f"--objective {args.objective} needs a budget on training FLOP: "
+        training = [name for name, terms in BUDGETS.items()
+                    if {"train_flops", "train_dollars"} & set(terms)]
+        if args.objective in ("loss", "score") and not set(training) & set(budgets):
+            raise ValueError(f"--objective {args.objective} needs a budget on training: "
                              f"give {' or '.join(_budget_flag(b) for b in training)}")
+        _check_serving_flags(args)
         _check_score_column(args.items, args.sampling)
         _check_sampling_flags(args)
         paths = {Path(f).resolve() for f in (args.items, args.output, args.summary)}
@@ -419,7 +463,7 @@ def cmd_allocate(args) -> int:
         law = _law(args)
         stages = _stages(args, law)
         plan_columns = _plan_columns(Pipeline(Pretraining(law), *stages))
-        compute = args.objective == "compute"
+        compute = args.objective in ("compute", "dollars")  # every item meets its target
         required = ("target_loss",) if compute and not args.sampling else ()
         reader = TableReader(args.items)
         check_columns(reader.columns, required, known=tuple(ITEM_RULES))
@@ -454,6 +498,8 @@ def cmd_allocate(args) -> int:
         if not refused.all():
             dtype = np.float32 if args.float32 else np.float64
             law_cols, fields = batch_inputs(values, refused, size=n, dtype=dtype, law=law)
+            if args.max_latency is not None:
+                fields["max_latency"] = np.full(n, args.max_latency, dtype)
             model = _build(law_cols, law, stages)
             weight = np.where(refused, np.nan, values.get("weight", np.ones(n)))
             portfolio = allocate(model, Scenario(**fields), budgets, objective=args.objective,
@@ -504,9 +550,12 @@ def cmd_allocate(args) -> int:
     _print_status_lines(counts)
     _warn_extrapolated("allocate", counts, n)
     if summary["status"] == "optimal":
+        unit = "dollar" if "dollar_budget" in summary["prices"] else "FLOP"
+        if unit == "dollar" and len(summary["prices"]) > 1:
+            unit = "unit of budget (FLOP or dollar)"
         prices = ", ".join(f"{b} {p:.4g}" for b, p in summary["prices"].items())
         print(f"planner allocate: portfolio optimal: objective {summary['objective']:.6g}"
-              f"{'; prices per FLOP: ' + prices if prices else ''} -> {args.summary}",
+              f"{f'; prices per {unit}: ' + prices if prices else ''} -> {args.summary}",
               file=sys.stderr)
         return EXIT_OK
     print(f"planner allocate: portfolio {summary['status']}: {summary['message']} -> "
@@ -1129,33 +1178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="compute: least lifetime FLOP for the target (default); loss: lowest "
                        "loss within train_budget (and inference_budget); dollars: least "
                        "lifetime dollars on the hardware given (see the serving flags)")
-    serving = solve.add_argument_group(
-        "serving (with --objective dollars; inference_tokens counts generated tokens, an "
-        "optional demand_rate column their peak per second)")
-    serving.add_argument("--train-hardware", metavar="NAME",
-                         help=f"training hardware: {', '.join(HARDWARE)} or a name in "
-                         "--hardware-file")
-    serving.add_argument("--serve-hardware", metavar="NAME", help="serving hardware, likewise")
-    serving.add_argument("--hardware-file", metavar="JSON",
-                         help="named hardware of one's own: {NAME: {peak_flops, "
-                         "memory_bandwidth, memory_bytes, bytes_per_param, price_per_hour, "
-                         "mfu}}")
-    serving.add_argument("--train-price", type=float, metavar="USD",
-                         help="dollars per training device-hour (overrides the preset's)")
-    serving.add_argument("--serve-price", type=float, metavar="USD",
-                         help="dollars per serving device-hour (overrides the preset's)")
-    serving.add_argument("--max-latency", type=float, metavar="S",
-                         help="seconds per generated token at most (the decode step)")
-    serving.add_argument("--context-tokens", type=float, default=0.0, metavar="C",
-                         help="KV-cache tokens held per sequence (default 0: no cache)")
-    serving.add_argument("--prompt-tokens", type=float, default=0.0, metavar="P",
-                         help="prompt tokens per request, priced at prefill (default 0)")
-    serving.add_argument("--output-tokens", type=float, default=1.0, metavar="O",
-                         help="generated tokens per request (default 1)")
-    serving.add_argument("--devices-per-replica", type=float, default=1.0, metavar="G",
-                         help="devices of one serving replica (default 1)")
-    serving.add_argument("--kv-groups", type=float, default=1.0, metavar="G",
-                         help="query heads per KV head (grouped-query attention; default 1)")
+    _add_serving_flags(solve)
     solve.add_argument("--pruning", action="store_true", help="also choose a pruning density")
     solve.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")
@@ -1205,15 +1228,21 @@ def build_parser() -> argparse.ArgumentParser:
     alaw.add_argument("--law", default="sardana2024", choices=sorted(PRESETS),
                       help="loss-law preset (default: sardana2024)")
     alaw.add_argument("--law-file", help="a FIT.json written by `planner fit`")
-    alloc.add_argument("--objective", default="compute", choices=("compute", "loss", "score"),
+    alloc.add_argument("--objective", default="compute",
+                       choices=("compute", "dollars", "loss", "score"),
                        help="compute: every item reaches its target, least weighted lifetime "
                        "FLOP (default); loss: least weighted sum of losses; score: greatest "
-                       "weighted sum of success rates (with --sampling); loss and score need "
-                       "a budget on training FLOP")
+                       "weighted sum of success rates (with --sampling); dollars: every "
+                       "item reaches its target, least weighted lifetime dollars (with the "
+                       "serving flags); loss and score need a budget on training (FLOP or "
+                       "dollars)")
     for name, terms in BUDGETS.items():
         alloc.add_argument(_budget_flag(name), dest=name, type=float, metavar="C",
                            help="shared cap on the items' total " + " + ".join(
-                               t.replace("_", " ") for t in terms) + " (FLOP)")
+                               t.replace("_", " ") for t in terms)
+                           + (" (dollars; with the serving flags)" if "train_dollars" in terms
+                              else " (FLOP)"))
+    _add_serving_flags(alloc)
     alloc.add_argument("--pruning", action="store_true", help="also choose pruning densities")
     alloc.add_argument("--sampling", action="store_true",
                        help="also choose samples per query (repeated sampling)")

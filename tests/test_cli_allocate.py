@@ -108,6 +108,38 @@ def test_plans_and_summary_are_those_of_allocate(tmp_path, capsys):
     assert "portfolio optimal: objective" in err
 
 
+@pytest.mark.parametrize("flags, budget", [
+    (["--objective", "dollars", "--train-budget", str(BUDGET)], {"train_budget": BUDGET}),
+    (["--objective", "loss", "--dollar-budget", "2e4"], {"dollar_budget": 2e4}),
+])
+def test_plans_priced_in_dollars_are_those_of_allocate(tmp_path, capsys, flags, budget):
+    """--objective dollars under a FLOP budget, and a dollar budget under the loss objective,
+    on H100s for training and serving: the plans, objective and price of `planner.allocate`
+    with the `Deployment` the serving flags describe."""
+    code, plans, summary = run(tmp_path, GOOD, *flags, "--train-hardware", "H100",
+                               "--serve-hardware", "H100")
+    assert code == EXIT_OK
+    h100 = planner.Hardware.nvidia_h100_sxm()
+    model = planner.Pipeline(planner.Pretraining(planner.Chinchilla.sardana2024()),
+                             planner.Deployment(train=h100, serve=h100))
+    items = planner.Scenario(target_loss=jnp.array([r[1] for r in GOOD]),
+                             inference_demand=jnp.array([r[2] for r in GOOD]))
+    port = planner.allocate(model, items, budget, objective=flags[1],
+                            weight=jnp.array([r[3] for r in GOOD]))
+    assert summary["status"] == "optimal"
+    np.testing.assert_allclose([number(r["n_params"]) for r in plans],
+                               np.asarray(port.plans.allocation.n_params), rtol=1e-9)
+    np.testing.assert_allclose([number(r["dollars"]) for r in plans],
+                               np.asarray(port.plans.serving.dollars), rtol=1e-9)
+    assert summary["objective"] == pytest.approx(float(port.objective), rel=1e-9)
+    (name, cap), = budget.items()
+    assert summary["prices"][name] == pytest.approx(float(port.prices[name]), rel=1e-9)
+    assert summary["prices"][name] > 0
+    assert float(port.usage[name]) == pytest.approx(cap, rel=1e-9)
+    unit = "dollar" if name == "dollar_budget" else "FLOP"
+    assert f"prices per {unit}: {name} " in capsys.readouterr().err
+
+
 def test_bad_rows_are_marked_and_left_out(tmp_path, capsys):
     rows = [GOOD[0], ("negative_demand", 2.3, -5, 1.0), GOOD[1], ("zero_weight", 2.4, 1e11, 0)]
     code, plans, summary = run(tmp_path, rows, "--train-budget", str(BUDGET / 2))
@@ -186,9 +218,13 @@ def test_parquet_plans(tmp_path):
     (["--train-budget", "-1"], "--train-budget must be finite and > 0"),
     (["--compute-budget", "inf"], "--compute-budget must be finite and > 0"),
     (["--objective", "loss", "--inference-budget", "1e22"],
-     "--objective loss needs a budget on training FLOP"),
+     "--objective loss needs a budget on training: give --train-budget or --compute-budget "
+     "or --dollar-budget"),
     (["--objective", "score", "--train-budget", "1e22"], "add --sampling"),
     (["--summary", "summary.txt"], "name it .json"),
+    (["--objective", "dollars"], "--objective dollars needs --train-hardware"),
+    (["--objective", "loss", "--dollar-budget", "1e6"], "--dollar-budget needs --train-hardware"),
+    (["--max-latency", "0.05", "--train-budget", "1e22"], "give --objective dollars"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, flags, words):
     src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
