@@ -477,12 +477,6 @@ def test_sardana_table_through_the_command_line(tmp_path):
 
 
 # --------------------------------------------------------------------------- commands and messages
-@pytest.fixture(autouse=True)
-def _no_compilation_cache(monkeypatch):
-    # in-process runs compile into this process only; the cache has its own test
-    monkeypatch.setenv("PLANNER_CACHE_DIR", "off")
-
-
 def test_version_and_python_m_planner(capsys):
     import importlib.metadata
 

@@ -32,11 +32,6 @@ GOOD = [("chat", 2.3, 1e12, 1.0), ("code", 2.4, 1e13, 2.0), ("search", 2.5, 1e11
 BUDGET = 4e21
 
 
-@pytest.fixture(autouse=True)
-def _no_compilation_cache(monkeypatch):
-    monkeypatch.setenv("PLANNER_CACHE_DIR", "off")
-
-
 def run(tmp_path, rows, *flags, name="items", plans="plans.csv"):
     """(exit code, plans rows, summary) of `planner allocate` on `rows`."""
     src = write_csv(tmp_path / f"{name}.csv", COLUMNS, rows)
