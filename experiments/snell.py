@@ -40,7 +40,7 @@ SIZE_RATIO = 14.0
 """M: Snell et al. compare PaLM 2-S* with test-time compute against a ~14x larger model."""
 PUBLISHED_RATIOS = (0.08, 0.40, 11.0)
 """D_inf/D_pre at which Snell et al. print the multiplier for M = 14 (257.75, 62.75, 15.77;
-../shared/reference/LAWS.md section 6)."""
+arXiv 2408.03314, section "Exchanging pretraining and test-time compute")."""
 RATIOS = tuple(sorted({*(float(r) for r in np.geomspace(0.01, 100.0, 81)), *PUBLISHED_RATIOS}))
 """The sweep of inference-to-pretraining token ratios: 0.01 to 100, log-spaced, and the
 published three."""

@@ -33,8 +33,8 @@ def test_flop_counts():
 
 # ------------------------------------------------------------------- FLOPs-matched test time
 # Snell et al. 2024, "Exchanging pretraining and test-time compute": M = 14 and the small
-# model's multiplier at three inference-to-pretraining token ratios, as printed
-# (../shared/reference/LAWS.md section 6).
+# model's multiplier at three inference-to-pretraining token ratios, as printed (arXiv
+# 2408.03314).
 SNELL_M = 14.0
 SNELL_PUBLISHED = ((0.08, 257.75), (0.40, 62.75), (11.0, 15.77))
 

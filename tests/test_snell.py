@@ -16,7 +16,7 @@ from planner.experiments import EXPERIMENTS, snell
 from planner.techniques import beta_quantile, flops_matched_multiplier
 
 # Snell et al. 2024, "Exchanging pretraining and test-time compute": M = 14 and the multiplier at
-# D_inf/D_pre = 0.08, 0.40 and 11 as printed (../shared/reference/LAWS.md section 6).
+# D_inf/D_pre = 0.08, 0.40 and 11 as printed (arXiv 2408.03314).
 PUBLISHED = {0.08: "257.75", 0.40: "62.75", 11.0: "15.77"}
 # Hoffmann et al. 2022, App. D.2 (rounded): E, A, B, alpha, beta
 CHINCHILLA = (1.69, 406.4, 410.7, 0.34, 0.28)
