@@ -544,10 +544,7 @@ def cmd_allocate(args) -> int:
     except (TableError, ValueError, OSError) as error:
         print(f"planner allocate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    found = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-    print(f"planner allocate: {_plural(n, 'item')} -> {args.output}"
-          f"{': ' + found if found else ''}", file=sys.stderr)
-    _print_status_lines(counts)
+    _print_counts("allocate", _plural(n, 'item'), args.output, counts)
     _warn_extrapolated("allocate", counts, n)
     if summary["status"] == "optimal":
         unit = "dollar" if "dollar_budget" in summary["prices"] else "FLOP"
@@ -685,10 +682,7 @@ def _allocate_test_time(args) -> int:
     except (TableError, ValueError, OSError) as error:
         print(f"planner allocate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    found = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-    print(f"planner allocate: {_plural(n, 'class')} -> {args.output}"
-          f"{': ' + found if found else ''}", file=sys.stderr)
-    _print_status_lines(counts)
+    _print_counts("allocate", _plural(n, 'class'), args.output, counts)
     if certified:
         print(f"planner allocate: samples optimal: score {summary['score']:.6g} against "
               f"{summary['uniform_score']:.6g} uniform ({summary['uniform_samples']:.4g} "
@@ -779,6 +773,15 @@ def _plan_columns(model) -> list[str]:
              "n_samples": "n_samples" in model.variables,
              **{c: deployment_of(model) is not None for c in SERVING_COLUMNS}}
     return [c for c in PLAN_COLUMNS if extra.get(c, True)]
+
+
+def _print_counts(command: str, what: str, output, counts) -> None:
+    """`planner COMMAND: WHAT -> OUTPUT: the count of each status`, then a line per status
+    (`_print_status_lines`)."""
+    found = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+    print(f"planner {command}: {what} -> {output}{': ' + found if found else ''}",
+          file=sys.stderr)
+    _print_status_lines(counts)
 
 
 def _print_status_lines(counts) -> None:
@@ -1018,10 +1021,8 @@ def cmd_frontier(args) -> int:
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    summary = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-    print(f"planner frontier: {_plural(len(caps), 'inference cap')} from {low:.4g} to "
-          f"{high:.4g} FLOP per token -> {args.output}: {summary}", file=sys.stderr)
-    _print_status_lines(counts)
+    _print_counts("frontier", f"{_plural(len(caps), 'inference cap')} from {low:.4g} to "
+                  f"{high:.4g} FLOP per token", args.output, counts)
     return EXIT_OK
 
 
