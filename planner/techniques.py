@@ -8,6 +8,7 @@ model, `train_to_test`), Monte Carlo Tree Search (Jones 2021's frontiers) and S-
 success against compute. Each family has its page under "Laws and techniques".
 """
 
+from ._compute import flops_matched_multiplier as flops_matched_multiplier
 from ._techniques.mcts import MCTS as MCTS
 from ._techniques.mcts import JonesFrontier as JonesFrontier
 from ._techniques.mcts import bnsl as bnsl
@@ -33,7 +34,6 @@ from ._techniques.scurve import AbstractSCurve as AbstractSCurve
 from ._techniques.scurve import NAtKSCurve as NAtKSCurve
 from ._techniques.scurve import PassAtKSCurve as PassAtKSCurve
 from ._techniques.scurve import smoothly_broken_ramp as smoothly_broken_ramp
-from ._compute import flops_matched_multiplier as flops_matched_multiplier
 from ._testtime import JointPlan as JointPlan
 from ._testtime import SamplePlan as SamplePlan
 from ._testtime import allocate_samples as allocate_samples
