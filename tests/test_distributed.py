@@ -91,6 +91,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def worker_env(xla_flags: str = "") -> dict[str, str]:
+    """The environment of a worker process: JAX on two virtual CPU devices (and `xla_flags`),
+    this checkout first on the path."""
+    return dict(os.environ, JAX_PLATFORMS="cpu",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {xla_flags}".strip(),
+                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def finish(procs: list[subprocess.Popen], meanwhile=None):
+    """Run `meanwhile()` in this process while `procs` work, then wait for each (killing any
+    left when something fails) and check that each exited 0. Returns `meanwhile`'s value and
+    each process's `(stdout, stderr)`."""
+    try:
+        value = None if meanwhile is None else meanwhile()
+        logs = [proc.communicate(timeout=TIMEOUT) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for i, (proc, (_, stderr)) in enumerate(zip(procs, logs, strict=True)):
+        assert proc.returncode == 0, f"process {i} failed:\n{stderr[-4000:]}"
+    return value, logs
+
+
 def test_two_processes_solve_their_chunks_and_lose_no_row(tmp_path):
     rng = np.random.default_rng(11)
     law = planner.Chinchilla.from_preset("sardana2024")
@@ -100,33 +125,27 @@ def test_two_processes_solve_their_chunks_and_lose_no_row(tmp_path):
     np.savez(tmp_path / "scenarios.npz", target=target, demand=demand)
 
     port = free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(port), str(i), str(tmp_path), str(N_ROWS),
              str(CHUNK)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env(),
+            cwd=ROOT)
         for i in range(N_PROCESSES)
     ]
-    try:
-        # the single-process solve, in this process, while the others work
+
+    def single_process():
+        """The single-process solve, in this process, while the others work."""
         model = planner.Pipeline(planner.Pretraining(law))
         plans = jax.jit(jax.vmap(lambda s: planner.solve(model, s, throw=False)))(
             planner.Scenario(target_loss=target, inference_demand=demand))
-        ref = {"status": np.asarray(plans.status),
-               "n_params": np.asarray(plans.allocation.n_params),
-               "n_tokens": np.asarray(plans.allocation.n_tokens),
-               "total_flops": np.asarray(plans.total_flops)}
-        logs = [proc.communicate(timeout=TIMEOUT) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for i, (proc, (stdout, stderr)) in enumerate(zip(procs, logs, strict=True)):
-        assert proc.returncode == 0, f"process {i} failed:\n{stderr[-4000:]}"
+        return {"status": np.asarray(plans.status),
+                "n_params": np.asarray(plans.allocation.n_params),
+                "n_tokens": np.asarray(plans.allocation.n_tokens),
+                "total_flops": np.asarray(plans.total_flops)}
+
+    ref, logs = finish(procs, single_process)
+    for i, (stdout, _) in enumerate(logs):
         assert f"process {i} done" in stdout
 
     # chunks dealt round-robin, each to exactly one process
@@ -164,24 +183,14 @@ def test_planner_solve_across_two_processes_writes_the_single_process_table(tmp_
                      f"{10.0 ** rng.uniform(9.0, 15.0)!r},{rng.uniform(0.05, 1.0)!r}")
     lines[7] = "2.0,-1,0.5"  # a bad row among good ones keeps its own status in both runs
     table.write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=SSE4_2",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = worker_env("--xla_cpu_max_isa=SSE4_2")
     common = [str(table), "--pruning", "--chunk-size", str(CHUNK)]
     port = free_port()
     procs = [_cli([*common, "-o", str(tmp_path / "multi.csv"), "--coordinator",
                    f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
                    "--join-timeout", "120"], env) for i in range(2)]
     single = _cli([*common, "-o", str(tmp_path / "single.csv")], env)
-    try:
-        logs = [proc.communicate(timeout=TIMEOUT) for proc in [*procs, single]]
-    finally:
-        for proc in [*procs, single]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for proc, (_, stderr) in zip([*procs, single], logs, strict=True):
-        assert proc.returncode == 0, stderr[-4000:]
+    _, logs = finish([*procs, single])
     assert f"{N_ROWS:,} scenarios -> " in logs[0][1]
     # process 1 solved chunks 1 and 3, 48 rows
     assert f"process 1 solved {2 * CHUNK:,} scenarios" in logs[1][1]

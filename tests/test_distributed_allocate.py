@@ -18,7 +18,6 @@ across the processes inside the compiled program. The test checks that
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from _oracles import portfolio_gp
 from test_allocate import least_train, portfolio
-from test_distributed import N_PROCESSES, ROOT, TIMEOUT, free_port
+from test_distributed import N_PROCESSES, ROOT, finish, free_port, worker_env
 
 import planner
 from planner import Scenario, Status
@@ -83,28 +82,21 @@ print("process", me, "done", flush=True)
 def test_allocate_over_two_processes_is_the_one_process_portfolio(tmp_path):
     model, coefs, weight, demand, target = portfolio(N_ITEMS)
     capacity = 1.02 * least_train(coefs, target).sum()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = _WORKER.format(tests=str(Path(__file__).parent), n=N_ITEMS, chunk=CHUNK)
     port = free_port()
     outputs = [tmp_path / f"process-{i}.json" for i in range(N_PROCESSES)]
     procs = [subprocess.Popen([sys.executable, "-c", code, str(port), str(i), str(outputs[i])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env, cwd=ROOT)
+                              env=worker_env(), cwd=ROOT)
              for i in range(N_PROCESSES)]
-    try:
-        # the one-process, one-device portfolio, in this process, while the others work
+
+    def one_process():
+        """The one-process, one-device portfolio, in this process, while the others work."""
         items = Scenario(target_loss=jnp.asarray(target), inference_demand=jnp.asarray(demand))
-        one = planner.allocate(model, items, {"train_budget": capacity}, weight=weight)
-        logs = [proc.communicate(timeout=TIMEOUT) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for i, (proc, (stdout, stderr)) in enumerate(zip(procs, logs, strict=True)):
-        assert proc.returncode == 0, f"process {i} failed:\n{stderr[-4000:]}"
+        return planner.allocate(model, items, {"train_budget": capacity}, weight=weight)
+
+    one, logs = finish(procs, one_process)
+    for i, (stdout, _) in enumerate(logs):
         assert f"process {i} done" in stdout
     results = [json.loads(path.read_text()) for path in outputs]
 
