@@ -30,6 +30,13 @@ _TAU = 0.995  # fraction-to-the-boundary rule (Wächter & Biegler 2006, IPOPT)
 _ARMIJO = 1e-4
 _BACKTRACKS = 30
 _MAX_STEP = 2.0
+# The l1 merit weighs each constraint's violation by its own penalty, at least this multiple
+# of its multiplier estimate: the merit is exact when each weight exceeds its constraint's
+# multiplier at the optimum (Nocedal & Wright 2006, Theorem 17.3, one weight per constraint).
+# One weight for all, set by the largest multiplier, made the violation of a constraint with a
+# small multiplier (a serving constraint of a plan whose inference costs 1e-4 of its
+# training) outweigh the objective's decrease, and Newton steps were halved to nothing.
+_PENALTY = 2.0
 # A feasible problem whose KKT residual has not fallen by a tenth in this many iterations has
 # stalled (an iterate jammed against a bound, or creeping by halved steps): it stops rather
 # than run to max_steps.
@@ -78,17 +85,25 @@ def modified_ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
     factorisation in the spirit of Gill & Murray 1974): for an indefinite matrix the solve
     gives a descent direction scaled by the magnitude of the curvature it meets, not a step
     along negative curvature; a positive definite matrix keeps its exact factor, so Newton's
-    local quadratic convergence is kept. A vanishing pivot (a direction the problem does not
-    curve, such as a variable held fixed) gets the floor."""
+    local quadratic convergence is kept. A pivot is floored at 1e-14 (float32: 1e-6) of its
+    own diagonal entry, the size of the rounding error of the elimination that made it, and
+    not of the matrix's largest entry: in an interior-point system an active constraint's
+    $\lambda/s$ makes some entries 1e11 while a direction the objective barely prices (a
+    serving variable of a plan whose inference is 1e-4 of its cost) curves 1e-5, and a common
+    floor of 1e-13 of the largest entry turned that pivot into 1e-2 and Newton's steps along it
+    into a crawl. A vanishing pivot of an uncurved row (a variable held fixed) gets the floor
+    of the largest entry."""
     n = len(matrix)
     zero = jnp.zeros_like(matrix[0][0])
-    eps = 1e-13 if zero.dtype == jnp.float64 else 1e-6
-    floor = eps * jnp.maximum(_max([jnp.abs(matrix[i][i]) for i in range(n)]), 1.0)
+    eps = 1e-14 if zero.dtype == jnp.float64 else 1e-6
+    # A row the problem does not curve at all gets a floor set by the matrix's largest entry
+    largest = eps * jnp.maximum(_max([jnp.abs(matrix[i][i]) for i in range(n)]), 1.0)
     low: list[list[Array]] = [[zero] * n for _ in range(n)]
     d: list[Array] = []
     for j in range(n):
         pivot = matrix[j][j] - sum((low[j][k] ** 2 * d[k] for k in range(j)), zero)
-        d.append(jnp.maximum(jnp.abs(pivot), floor))
+        own = jnp.abs(matrix[j][j])
+        d.append(jnp.maximum(jnp.abs(pivot), jnp.where(own > 0, eps * own, largest)))
         for i in range(j + 1, n):
             off = matrix[i][j] - sum((low[i][k] * low[j][k] * d[k] for k in range(j)), zero)
             low[i][j] = off / d[j]
@@ -117,7 +132,7 @@ class _State(eqx.Module):
     merit0: Float[Array, ""]  # the merit function at the iterate, for the direction's mu
     slope: Float[Array, ""]  # its directional derivative along the direction
     mu: Float[Array, ""]
-    penalty: Float[Array, ""]
+    penalty: Vector  # the merit's weight on each constraint's violation
     tries: Array  # halvings of the current step (-1: the start, accepted as it is)
     steps: Array  # iterations: one evaluation of the problem each
     done: Array  # converged, stalled or stuck
@@ -211,11 +226,12 @@ def _evaluate(f, g, x, lam, params) -> _Evaluation:
                        jax.hessian(lagrangian)(x))
 
 
-def _merit(e: _Evaluation, s: Vector, mu, penalty):
+def _merit(e: _Evaluation, s: Vector, mu, penalty: Vector):
     zero = jnp.zeros_like(e.f)
     barrier = sum((jnp.log(si) for si in s), zero)
-    violation = sum((jnp.abs(gi + si) for gi, si in zip(e.g, s, strict=True)), zero)
-    return e.f - mu * barrier + penalty * violation
+    violation = sum((rho * jnp.abs(gi + si) for gi, si, rho in zip(e.g, s, penalty, strict=True)),
+                    zero)
+    return e.f - mu * barrier + violation
 
 
 def _merit_scale(e: _Evaluation, s: Vector, mu, penalty):
@@ -224,8 +240,9 @@ def _merit_scale(e: _Evaluation, s: Vector, mu, penalty):
     optimum `g + s` cancels terms of order `|g|`, each weighted by the penalty)."""
     zero = jnp.zeros_like(e.f)
     barrier = sum((jnp.abs(jnp.log(si)) for si in s), zero)
-    violation = sum((jnp.abs(gi) + jnp.abs(si) for gi, si in zip(e.g, s, strict=True)), zero)
-    return jnp.abs(e.f) + mu * barrier + penalty * violation
+    violation = sum((rho * (jnp.abs(gi) + jnp.abs(si))
+                     for gi, si, rho in zip(e.g, s, penalty, strict=True)), zero)
+    return jnp.abs(e.f) + mu * barrier + violation
 
 
 def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
@@ -273,10 +290,10 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
     longest = _max([jnp.abs(d) for d in dx])
     alpha = jnp.minimum(_largest_step(s, ds, _TAU), _MAX_STEP / jnp.maximum(longest, _MAX_STEP))
     alpha_l = _largest_step(lam, dlam, _TAU)
-    penalty = jnp.maximum(
-        penalty, _max([jnp.abs(li + d) for li, d in zip(lam, dlam, strict=True)]) + 1.0)
+    penalty = tuple(jnp.maximum(rho, _PENALTY * jnp.abs(li + d))
+                    for rho, li, d in zip(penalty, lam, dlam, strict=True))
     slope = (_dot(e.grad_f, dx) - mu * sum((d / si for d, si in zip(ds, s, strict=True)), zero)
-             - penalty * sum((jnp.abs(r) for r in r_p), zero))
+             - _dot(penalty, tuple(jnp.abs(r) for r in r_p)))
     return dx, ds, dlam, alpha, alpha_l, _merit(e, s, mu, penalty), jnp.minimum(slope, 0.0), \
         mu, penalty
 
@@ -333,7 +350,7 @@ def _init(f, g, tol: float, start: tuple[Vector, Vector | None], params) -> _Sta
     # written once, in `_step`.
     none = tuple(jnp.zeros((), dtype) for _ in x0)
     return _State(x0, slack, lam, none, tuple(zero for _ in gx), tuple(zero for _ in gx),
-                  zero, zero, zero, zero, mu0, jnp.asarray(1.0, dtype), jnp.asarray(-1),
+                  zero, zero, zero, zero, mu0, tuple(zero for _ in gx), jnp.asarray(-1),
                   jnp.asarray(0), jnp.asarray(False), jnp.asarray(jnp.inf, dtype),
                   jnp.asarray(0))
 
