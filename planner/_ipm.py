@@ -88,7 +88,7 @@ def modified_ldl(matrix: Matrix) -> tuple[Matrix, Vector]:
     local quadratic convergence is kept. A pivot is floored at 1e-14 (float32: 1e-6) of its
     own diagonal entry, the size of the rounding error of the elimination that made it, and
     not of the matrix's largest entry: in an interior-point system an active constraint's
-    $\lambda/s$ makes some entries 1e11 while a direction the objective barely prices (a
+    $\\lambda/s$ makes some entries 1e11 while a direction the objective barely prices (a
     serving variable of a plan whose inference is 1e-4 of its cost) curves 1e-5, and a common
     floor of 1e-13 of the largest entry turned that pivot into 1e-2 and Newton's steps along it
     into a crawl. A vanishing pivot of an uncurved row (a variable held fixed) gets the floor
@@ -298,6 +298,25 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
         mu, penalty
 
 
+def _least_squares_multipliers(e: _Evaluation, s: Vector, lam: Vector) -> Vector:
+    """The multipliers of the active constraints (slack below multiplier) that minimise the
+    stationarity residual at the point of `e`, the others' kept; negative ones are set to 0."""
+    n, m = len(e.grad_f), len(s)
+    if m == 0:
+        return lam
+    active = tuple(si < li for si, li in zip(s, lam, strict=True))
+    zero = jnp.zeros_like(e.f)
+    rest = tuple(e.grad_f[i] + sum((jnp.where(active[k], 0.0, e.jac[k][i] * lam[k])
+                                    for k in range(m)), zero) for i in range(n))
+    gram = tuple(tuple(jnp.where(active[i] & active[j], _dot(e.jac[i], e.jac[j]), 0.0)
+                       + (jnp.where(active[i], 0.0, 1.0) if i == j else 0.0)
+                       for j in range(m)) for i in range(m))
+    rhs = tuple(jnp.where(active[k], -_dot(e.jac[k], rest), 0.0) for k in range(m))
+    found = ldl_solve(modified_ldl(gram), rhs)
+    return tuple(jnp.where(a, jnp.maximum(v, 0.0), li)
+                 for a, v, li in zip(active, found, lam, strict=True))
+
+
 def _converged(e: _Evaluation, lam: Vector, tol: float):
     _, stat, feas, comp = _residuals(e.grad_f, e.jac, e.g, lam)
     residual = jnp.maximum(jnp.maximum(stat, feas), comp)
@@ -378,6 +397,16 @@ def _step(f, g, tol: float, max_steps: int, state: _State, params) -> _State:
     # solve ends at the current iterate
     exhausted = state.tries >= _BACKTRACKS
     converged, residual, feas = _converged(trial, lt, tol)
+    # Near the optimum an active constraint's slack is mu/lambda (1e-12), and the Newton step
+    # corrects its multiplier only through a primal step of 1e-20 that rounding loses: the
+    # iterate is optimal but its multipliers leave 1e-9 in stationarity. Least-squares
+    # multipliers of the active constraints at the trial point certify it.
+    polished = once(_least_squares_multipliers(trial, st, lt), unit)
+    certified, residual_ls, _ = _converged(trial, polished, tol)
+    use = certified & ~converged
+    lt = tuple(jnp.where(use, a, b) for a, b in zip(polished, lt, strict=True))
+    converged = converged | certified
+    residual = jnp.where(use, residual_ls, residual)
     # The merit's rounding error is set by the magnitude of its terms, not of the merit: with
     # a large penalty and constraints of order 10 it is hundreds of times eps |merit|, so
     # near the optimum the test above rejected full Newton steps that cut the KKT residual

@@ -111,7 +111,7 @@ class SamplePlan(eqx.Module):
 
 
 class _Point(eqx.Module):
-    """Classes of one per-sample success $p_i$ each: failure $e^{-q_i k}$, $q_i = -\ln(1-p_i)$;
+    """Classes of one per-sample success $p_i$ each: failure $e^{-q_i k}$, $q_i = -\\ln(1-p_i)$;
     the best response at a price is closed form."""
 
     p: Array
