@@ -344,3 +344,147 @@ def portfolio_gp(coefs, weight, demand, *, objective: str, target=None, train_bu
             "N": np.exp(x.value) * n_r, "D": np.exp(y.value) * d_r,
             "objective": optimum + offset, "prices": prices}
 
+
+def dollar_gp(rows: list[dict], law, *, train_budget: float | None = None,
+              flop_price: float = 0.0, weight=None) -> dict | None:
+    """Serving in dollars as one cvxpy geometric program: items served by `Deployment` stages
+    (rows as made by `tests/test_serving.py::_scenarios`: hardware, prices, prompt and context,
+    devices, grouped-query factor, latency SLO, memory), each at its loss target, minimising
+    the weighted sum of their lifetime dollars, plus `flop_price` per training FLOP, with the
+    items' total training FLOP at most `train_budget` if given. Each item is its scaled
+    (N, D, b, t): the roofline's max is two posynomial constraints (memory-bound and
+    compute-bound step time) and the memory a third. One row is the single-plan problem.
+
+    **Returns:** `None` where Clarabel says infeasible; else its status, the optimum's dollars
+    (the objective without the FLOP price), the budget's price in dollars per FLOP, and each
+    item's `n`, `d`, `b`, `t` as arrays.
+    """
+    e, a_law, b_law = float(law.E), float(law.A), float(law.B)
+    alpha, beta = float(law.alpha), float(law.beta)
+    weight = np.ones(len(rows)) if weight is None else np.asarray(weight, float)
+    dollars, constraints, train, found = 0, [], 0, []
+    for w_i, row in zip(weight, rows, strict=True):
+        g, bw_dev, m = row["devices"], row["bandwidth"], row["memory"]
+        bw, c, tau = row["bytes"], row["context"], row["latency"]
+        a_kv = 128.0  # KVCache's aspect ratio: bytes/token = kappa N^(2/3)
+        kappa = 2 * a_kv * 2.0 / row["groups"] * (1 / (12 * a_kv**2)) ** (2 / 3)
+        gap = row["target_loss"] - e
+        nr = (a_law * (1 + alpha / beta) / gap) ** (1 / alpha)  # scales: variables near 1
+        dr = (b_law * (1 + beta / alpha) / gap) ** (1 / beta)
+        tr = nr * bw / (g * bw_dev)
+        n, d, b, t = (cp.Variable(pos=True) for _ in range(4))
+        train_cost = row["train_price"] / (3600 * row["train_peak"] * 0.5)
+        prefill = row["price"] / (3600 * row["peak"] * row["mfu"])
+        item = (train_cost * 6 * nr * dr * n * d
+                + row["demand"] * g * row["price"] / 3600 * row["tokens_per_query"] * tr * t / b)
+        if row["prompt"] > 0:
+            item = item + row["demand"] * prefill * 2 * nr * row["prompt"] * n
+        dollars = dollars + w_i * item
+        read = nr * n * bw + b * c * kappa * nr ** (2 / 3) * n ** (2 / 3) if c > 0 else nr * n * bw
+        constraints += [
+            a_law * nr**-alpha * n**-alpha / gap + b_law * dr**-beta * d**-beta / gap <= 1,
+            read / (g * bw_dev * tr * t) <= 1,
+            2 * nr * n * b / (g * row["peak"] * row["mfu"] * tr * t) <= 1,
+            tr * t / tau <= 1,
+            read / (g * m) <= 1,
+            1 / b <= 1,
+        ]
+        train = train + 6 * nr * dr * n * d
+        found.append((nr * n, dr * d, b, tr * t))
+    objective = dollars + flop_price * train if flop_price > 0 else dollars
+    if train_budget is not None:
+        constraints.append(train / train_budget <= 1)
+    problem = cp.Problem(cp.Minimize(objective), constraints)
+    problem.solve(gp=True, **CLARABEL)
+    if problem.status in ("infeasible", "infeasible_inaccurate"):
+        return None
+    # a GP's dual of a constraint `h <= 1` is d log(optimum) / d log(bound)
+    price = (constraints[-1].dual_value * problem.value / train_budget
+             if train_budget is not None else 0.0)
+    values = {k: np.array([v[j].value for v in found]) for j, k in enumerate("ndbt")}
+    return {"status": problem.status, "dollars": float(dollars.value), "price": price,
+            **values}
+
+
+def dollar_item_optimum(row: dict, law, flop_price: float = 0.0) -> dict:
+    """The single-plan dollar problem of `dollar_gp` (one row), reduced to one variable and
+    minimised by SciPy: at a model size N the loss target gives D, and the cheapest decode
+    token is at the largest batch the memory and the latency SLO allow (per-token time over
+    batch falls as the batch grows), so the dollars are a function of log N alone, unimodal
+    (the partial minimum of a geometric program), minimised by bounded Brent to 1e-12 in
+    log N (two searches, the second in a window about the first). `flop_price` adds that many dollars per training FLOP.
+
+    **Returns:** `n`, `d`, `dollars` (without the FLOP price), `train_flops` and `per_token`,
+    the seconds of one decode step per sequence in it.
+    """
+    e, a_law, b_law = float(law.E), float(law.A), float(law.B)
+    alpha, beta = float(law.alpha), float(law.beta)
+    g, w, m = row["devices"], row["bandwidth"], row["memory"]
+    bw, c, tau = row["bytes"], row["context"], row["latency"]
+    peak = row["peak"] * row["mfu"]
+    a_kv = 128.0
+    kappa = 2 * a_kv * 2.0 / row["groups"] * (1 / (12 * a_kv**2)) ** (2 / 3)
+    gap = row["target_loss"] - e
+    train_cost = row["train_price"] / (3600 * row["train_peak"] * 0.5)
+    decode = row["demand"] * row["tokens_per_query"] * g * row["price"] / 3600
+    prefill = row["demand"] * row["prompt"] * 2 * row["price"] / (3600 * row["peak"]
+                                                                    * row["mfu"])
+
+    def largest_batch(n):
+        cache = c * kappa * n ** (2 / 3)  # bytes per sequence in the batch
+        bounds = [tau * g * peak / (2 * n)]  # compute-bound step within the SLO
+        if c > 0:
+            bounds += [(g * m - n * bw) / cache, (tau * g * w - n * bw) / cache]
+        elif n * bw > min(g * m, tau * g * w):
+            return 0.0
+        return min(bounds)
+
+    def tokens(n):
+        return a_law / n**alpha
+
+    def plan(log_n):
+        n = math.exp(log_n)
+        d = (b_law / (gap - tokens(n))) ** (1 / beta)
+        batch = largest_batch(n)
+        per_token = max((n * bw / batch + c * kappa * n ** (2 / 3)) / (g * w),
+                        2 * n / (g * peak))
+        dollars = train_cost * 6 * n * d + decode * per_token + prefill * n
+        return n, d, dollars, per_token
+
+    low = math.log((a_law / gap) ** (1 / alpha)) + 1e-9  # the target needs N above this
+    high = optimize.brentq(lambda x: largest_batch(math.exp(x)) - 1.0, low, low + 30,
+                           xtol=1e-14) if largest_batch(math.exp(low + 30)) < 1 else low + 30
+    def cost(x):
+        n, d, dollars, _ = plan(x)
+        return dollars + flop_price * 6 * n * d
+
+    # Brent's bounded search stops within sqrt(eps) |x| of the minimum (4e-7 at log N = 24):
+    # a second search in a window about the first, in the offset from its centre, is exact to
+    # 1e-12 in log N
+    x = optimize.minimize_scalar(cost, bounds=(low, high), method="bounded",
+                                 options={"xatol": 1e-10, "maxiter": 2000}).x
+    window = (max(low, x - 1e-4) - x, min(high, x + 1e-4) - x)
+    x = x + optimize.minimize_scalar(lambda y: cost(x + y), bounds=window, method="bounded",
+                                     options={"xatol": 1e-12, "maxiter": 2000}).x
+    n, d, dollars, per_token = plan(x)
+    return {"n": n, "d": d, "dollars": dollars, "train_flops": 6 * n * d,
+            "per_token": per_token}
+
+
+def dollar_portfolio_optimum(rows: list[dict], law, train_budget: float) -> dict:
+    """A portfolio of `dollar_item_optimum` items under one training-FLOP budget, by its dual:
+    the price per FLOP at which the items' own optima use exactly the budget (Brent's root in
+    log price), and the items' plans there.
+
+    **Returns:** `price`, `dollars` (the sum), and `n`, `d` as arrays.
+    """
+    def used(log_price):
+        price = math.exp(log_price)
+        return sum(dollar_item_optimum(r, law, price)["train_flops"] for r in rows)
+
+    log_price = optimize.brentq(lambda u: math.log(used(u) / train_budget), -120.0, 0.0,
+                                xtol=1e-13, rtol=1e-15)
+    price = math.exp(log_price)
+    plans = [dollar_item_optimum(r, law, price) for r in rows]
+    return {"price": price, "dollars": sum(p["dollars"] for p in plans),
+            "n": np.array([p["n"] for p in plans]), "d": np.array([p["d"] for p in plans])}
