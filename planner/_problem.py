@@ -111,7 +111,7 @@ class Scenario(eqx.Module):
       instead (whose batch is then a variable), and needs no `hardware`.
     - `serving_batch`: the batch of the latency bound on `hardware` (without `Deployment`).
     - `max_inference_dollars`: cap on inference dollars per unit of demand (needs a
-      `Deployment` stage; the control of `frontier(..., dollars=True)`).
+      `Deployment` stage; the control of `frontier(..., objective="dollars")`).
     - `demand_rate`: peak demand, units per second (with `Deployment`: the plan reports the
       replicas that serve it).
     """

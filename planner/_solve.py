@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -535,30 +536,40 @@ def _implicit(f, g, result, params) -> Vector:
 def frontier(
     model: Pipeline,
     scenario: Scenario,
-    inference_flops: Float[Array, " points"],
+    inference_caps: Float[Array, " points"],
     *,
+    objective: Literal["compute", "dollars"] = "compute",
     solver: Solver = Solver(),
 ) -> Plan:
-    r"""The Pareto frontier of training against inference compute at fixed performance.
+    r"""The Pareto frontier of training against inference at fixed performance.
 
-    For each cap $c$ in `inference_flops` (FLOP per unit of demand), the least training compute
-    that meets the scenario's targets with inference at most $c$: the frontier Villalobos &
-    Atkinson (2023) study ("least TC for each IC at a given performance"). Caps below the
-    cheapest possible inference are `INFEASIBLE`. One batched solve; never raises.
+    For each cap $c$ in `inference_caps`, the least training cost that meets the scenario's
+    targets with inference at most $c$ per unit of demand: the frontier Villalobos & Atkinson
+    (2023) study ("least TC for each IC at a given performance"). With `objective="compute"`
+    costs are FLOP (the cap bounds `Scenario.max_inference_flops`); with `"dollars"` they are
+    dollars on the model's `Deployment` stage (the cap bounds `max_inference_dollars`, each
+    point the least training dollars; the dollar-optimal plan of a demand $T$ is the point
+    where the frontier's slope is $-T$). Caps below the cheapest possible inference are
+    `INFEASIBLE`. One batched solve; never raises.
 
     **Arguments:**
 
     - `model`, `scenario`: as for `solve`; the scenario needs a target.
-    - `inference_flops`: caps on inference FLOP per unit of demand, any shape.
+    - `inference_caps`: caps on inference per unit of demand (FLOP, or dollars), any shape.
+    - `objective`: `"compute"` or `"dollars"`.
 
-    **Returns:** a `Plan` batched over `inference_flops`.
+    **Returns:** a `Plan` batched over `inference_caps`.
     """
-    caps = jnp.asarray(inference_flops)
+    if objective not in ("compute", "dollars"):
+        raise ValueError(f"frontier objective must be 'compute' or 'dollars', got {objective!r}")
+    caps = jnp.asarray(inference_caps)
+    field = "max_inference_flops" if objective == "compute" else "max_inference_dollars"
+    least = "train" if objective == "compute" else Costs(train_dollars=1.0)
 
     def one(cap):
-        s = eqx.tree_at(lambda sc: sc.max_inference_flops, scenario, cap,
+        s = eqx.tree_at(lambda sc: getattr(sc, field), scenario, cap,
                         is_leaf=lambda v: v is None)
-        return solve(model, s, objective="train", solver=solver, throw=False)
+        return solve(model, s, objective=least, solver=solver, throw=False)
 
     flat = jax.vmap(one)(caps.reshape(-1))
     return jax.tree.map(lambda v: v.reshape(caps.shape + v.shape[1:]), flat)

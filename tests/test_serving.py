@@ -33,6 +33,7 @@ from planner import (
     Scenario,
     Status,
     SuccessLink,
+    frontier,
     solve,
 )
 
@@ -333,3 +334,32 @@ def test_command_line_dollars_match_solve(tmp_path):
     bad = main(["solve", str(src), "--objective", "dollars", "--train-hardware", "H200",
                 "--serve-hardware", "A100", "-o", str(tmp_path / "x.csv")])
     assert bad != 0  # H200 has no sourced price: --train-price is required
+
+
+def test_dollar_frontier_touches_the_dollar_optimum_with_slope_minus_demand():
+    """`frontier(..., objective="dollars")`: the least training dollars under caps on
+    inference dollars per token. The dollar-optimal plan of a demand T minimises training
+    dollars plus T times inference dollars, so it lies on the frontier, where the frontier's
+    slope is -T (central differences of the frontier); the cap binds, and a cap below any
+    plan's serving cost is infeasible."""
+    h100 = Hardware.nvidia_h100_sxm()
+    model = Pipeline(Pretraining(LAW), Deployment(train=h100, serve=h100, prompt_tokens=4.0,
+                                                  context_tokens=1250.0))
+    demand = 1e12
+    plan = solve(model, Scenario(target_loss=2.0, inference_demand=demand, max_latency=0.03),
+                 objective="dollars")
+    cap = float(plan.outcome.inference_dollars)
+    h = 1e-4
+    caps = jnp.asarray([cap * (1 - h), cap, cap * (1 + h), 1e-6 * cap])
+    line = frontier(model, Scenario(target_loss=2.0, max_latency=0.03), caps,
+                    objective="dollars")
+    status = np.asarray(line.status)
+    assert list(status) == [Status.OPTIMAL] * 3 + [Status.INFEASIBLE]
+    train = np.asarray(line.outcome.train_dollars)
+    assert train[1] == pytest.approx(float(plan.outcome.train_dollars), rel=1e-8)
+    np.testing.assert_allclose(np.asarray(line.outcome.inference_dollars)[:3],
+                               np.asarray(caps)[:3], rtol=1e-9)
+    slope = (train[2] - train[0]) / (2 * h * cap)
+    assert slope == pytest.approx(-demand, rel=1e-5)
+    with pytest.raises(ValueError, match="'compute' or 'dollars'"):
+        frontier(model, Scenario(target_loss=2.0), caps, objective="loss")
