@@ -345,6 +345,20 @@ def portfolio_gp(coefs, weight, demand, *, objective: str, target=None, train_bu
             "objective": optimum + offset, "prices": prices}
 
 
+_KV_ASPECT = 128.0  # KVCache's width over depth
+
+
+def _kv_coefficient(groups: float) -> float:
+    """KV-cache bytes per token per N^(2/3): `KVCache`'s convention (N = 12 L d^2, d/L = 128,
+    2-byte entries, `groups` query heads per KV head)."""
+    return 2 * _KV_ASPECT * 2.0 / groups * (1 / (12 * _KV_ASPECT**2)) ** (2 / 3)
+
+
+def _train_dollars_per_flop(row: dict) -> float:
+    """Training at MFU 0.5 (`tests/test_serving.py::_model`'s training hardware)."""
+    return row["train_price"] / (3600 * row["train_peak"] * 0.5)
+
+
 def dollar_gp(rows: list[dict], law, *, train_budget: float | None = None,
               flop_price: float = 0.0, weight=None) -> dict | None:
     """Serving in dollars as one cvxpy geometric program: items served by `Deployment` stages
@@ -366,14 +380,13 @@ def dollar_gp(rows: list[dict], law, *, train_budget: float | None = None,
     for w_i, row in zip(weight, rows, strict=True):
         g, bw_dev, m = row["devices"], row["bandwidth"], row["memory"]
         bw, c, tau = row["bytes"], row["context"], row["latency"]
-        a_kv = 128.0  # KVCache's aspect ratio: bytes/token = kappa N^(2/3)
-        kappa = 2 * a_kv * 2.0 / row["groups"] * (1 / (12 * a_kv**2)) ** (2 / 3)
+        kappa = _kv_coefficient(row["groups"])  # bytes/token = kappa N^(2/3)
         gap = row["target_loss"] - e
         nr = (a_law * (1 + alpha / beta) / gap) ** (1 / alpha)  # scales: variables near 1
         dr = (b_law * (1 + beta / alpha) / gap) ** (1 / beta)
         tr = nr * bw / (g * bw_dev)
         n, d, b, t = (cp.Variable(pos=True) for _ in range(4))
-        train_cost = row["train_price"] / (3600 * row["train_peak"] * 0.5)
+        train_cost = _train_dollars_per_flop(row)
         prefill = row["price"] / (3600 * row["peak"] * row["mfu"])
         item = (train_cost * 6 * nr * dr * n * d
                 + row["demand"] * g * row["price"] / 3600 * row["tokens_per_query"] * tr * t / b)
@@ -412,7 +425,8 @@ def dollar_item_optimum(row: dict, law, flop_price: float = 0.0) -> dict:
     token is at the largest batch the memory and the latency SLO allow (per-token time over
     batch falls as the batch grows), so the dollars are a function of log N alone, unimodal
     (the partial minimum of a geometric program), minimised by bounded Brent to 1e-12 in
-    log N (two searches, the second in a window about the first). `flop_price` adds that many dollars per training FLOP.
+    log N (two searches, the second in a window about the first). `flop_price` adds that many
+    dollars per training FLOP.
 
     **Returns:** `n`, `d`, `dollars` (without the FLOP price), `train_flops` and `per_token`,
     the seconds of one decode step per sequence in it.
@@ -422,10 +436,9 @@ def dollar_item_optimum(row: dict, law, flop_price: float = 0.0) -> dict:
     g, w, m = row["devices"], row["bandwidth"], row["memory"]
     bw, c, tau = row["bytes"], row["context"], row["latency"]
     peak = row["peak"] * row["mfu"]
-    a_kv = 128.0
-    kappa = 2 * a_kv * 2.0 / row["groups"] * (1 / (12 * a_kv**2)) ** (2 / 3)
+    kappa = _kv_coefficient(row["groups"])
     gap = row["target_loss"] - e
-    train_cost = row["train_price"] / (3600 * row["train_peak"] * 0.5)
+    train_cost = _train_dollars_per_flop(row)
     decode = row["demand"] * row["tokens_per_query"] * g * row["price"] / 3600
     prefill = row["demand"] * row["prompt"] * 2 * row["price"] / (3600 * row["peak"]
                                                                     * row["mfu"])
