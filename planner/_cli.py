@@ -970,20 +970,33 @@ def _save(plt, fig, path: str) -> None:
 def cmd_frontier(args) -> int:
     from ._table import TableError, check_output_suffix
 
+    dollars = args.objective == "dollars"
     try:
         check_output_suffix(args.output)
         if not args.target_loss > 0:
             raise ValueError(f"--target-loss must be > 0, got {args.target_loss}")
         if args.points < 2:
             raise ValueError(f"--points must be at least 2, got {args.points}")
+        _check_serving_flags(args)
+        given = [f for f, v in (("--min-flops", args.min_flops), ("--max-flops", args.max_flops),
+                                ("--min-dollars", args.min_dollars),
+                                ("--max-dollars", args.max_dollars))
+                 if v is not None and (f.endswith("flops") == dollars)]
+        if given:
+            instead = "--min-dollars/--max-dollars" if dollars else "--min-flops/--max-flops"
+            raise ValueError(f"{', '.join(given)} bound caps in "
+                             f"{'FLOP' if dollars else 'dollars'}: with --objective "
+                             f"{args.objective} give {instead}")
     except (TableError, ValueError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _set_precision(float32=False)
+    import equinox as eqx
     import numpy as np
 
     from ._compose import Pipeline, Pretraining
-    from ._solve import Scenario, frontier
+    from ._problem import Costs
+    from ._solve import Scenario, Status, frontier, solve
     from ._sweep import write_plans
 
     try:
@@ -996,33 +1009,61 @@ def cmd_frontier(args) -> int:
                              f"irreducible loss E = {e:g}: no model reaches it")
         # Hoffmann et al. 2022, eq. (2): N_min = (A / (L - E))^(1/alpha) is the least model
         # reaching the target (with unlimited data); N_c the training-optimal one. Inference
-        # caps below 2 N_min are infeasible, caps above 2 N_c do not bind.
+        # caps below those of 1.05 N_min are infeasible or nearly, caps above N_c's do not bind.
         n_min = (a / gap) ** (1.0 / alpha)
         n_c = (a * (1.0 + alpha / beta) / gap) ** (1.0 / alpha)
-        low = args.min_flops if args.min_flops is not None else 2.0 * n_min * 1.05
-        high = args.max_flops if args.max_flops is not None else 2.0 * n_c
+        if dollars:
+            model = Pipeline(Pretraining(law), _deployment(args))
+            scenario = Scenario(target_loss=args.target_loss, max_latency=args.max_latency)
+            per_unit = eqx.tree_at(lambda sc: sc.inference_demand, scenario, 1.0,
+                                   is_leaf=lambda v: v is None)
+            # the ends: the cheapest serving of a model of 1.05 N_min, and of the
+            # training-dollar optimum's model, per generated token
+            best = solve(model, per_unit, objective=Costs(train_dollars=1.0), throw=False)
+            b_law = float(law.B)
+            small = 1.05 * n_min  # with the data that reaches the target
+            small_d = (b_law / (gap - a / small**alpha)) ** (1.0 / beta)
+            ends = []
+            for n, d in ((small, small_d), (float(best.allocation.n_params),
+                                            float(best.allocation.n_tokens))):
+                end = solve(model, per_unit, objective=Costs(inference_dollars=1.0),
+                            fixed={"n_params": n, "n_tokens": d}, throw=False)
+                if int(end.status) != Status.OPTIMAL:
+                    raise ValueError("no default range of caps: the cheapest serving at an "
+                                     f"end of the frontier (N = {n:.4g}) was not found "
+                                     f"(status {Status(int(end.status)).name}); give "
+                                     "--min-dollars and --max-dollars")
+                ends.append(float(end.outcome.inference_dollars))
+            low = args.min_dollars if args.min_dollars is not None else ends[0]
+            high = args.max_dollars if args.max_dollars is not None else ends[1]
+        else:
+            model, scenario = Pipeline(Pretraining(law)), Scenario(target_loss=args.target_loss)
+            low = args.min_flops if args.min_flops is not None else 2.0 * n_min * 1.05
+            high = args.max_flops if args.max_flops is not None else 2.0 * n_c
+        unit = "dollars" if dollars else "FLOP"
         if not 0 < low < high:
-            raise ValueError(f"the inference FLOP range must satisfy 0 < min < max, got "
+            raise ValueError(f"the inference {unit} range must satisfy 0 < min < max, got "
                              f"{low:g} to {high:g}")
         caps = np.geomspace(low, high, args.points)
-        plan = frontier(Pipeline(Pretraining(law)), Scenario(target_loss=args.target_loss),
-                        caps)
+        plan = frontier(model, scenario, caps, objective=args.objective)
+        costs = (("train_dollars", "inference_dollars") if dollars else ("train_flops",))
         out = {"n_params": np.asarray(plan.allocation.n_params),
                "n_tokens": np.asarray(plan.allocation.n_tokens),
-               "train_flops": np.asarray(plan.outcome.train_flops),
+               **{k: np.asarray(getattr(plan.outcome, k)) for k in costs},
                "loss": np.asarray(plan.outcome.loss),
                "status": np.asarray(plan.status).astype(int)}
-        for k in ("n_params", "n_tokens", "train_flops", "loss"):
+        values = ["n_params", "n_tokens", *costs, "loss"]
+        for k in values:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
         columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
-                   "max_inference_flops": [repr(float(c)) for c in caps]}
-        counts = write_plans(args.output, columns, out,
-                             ["n_params", "n_tokens", "train_flops", "loss"], [""] * len(caps))
+                   "max_inference_dollars" if dollars else "max_inference_flops":
+                       [repr(float(c)) for c in caps]}
+        counts = write_plans(args.output, columns, out, values, [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _print_counts("frontier", f"{_plural(len(caps), 'inference cap')} from {low:.4g} to "
-                  f"{high:.4g} FLOP per token", args.output, counts)
+                  f"{high:.4g} {unit} per token", args.output, counts)
     return EXIT_OK
 
 
@@ -1277,11 +1318,14 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=cmd_reproduce)
 
     frontier = sub.add_parser(
-        "frontier", help="least training compute for each cap on inference compute",
+        "frontier", help="least training compute (or dollars) for each cap on inference",
         description="The Pareto frontier of training against inference compute at a fixed "
         "loss (planner.frontier): for each cap on inference FLOP per token, the least "
         "training compute that reaches --target-loss. Output columns: target_loss, "
-        "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message.")
+        "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message. With "
+        "--objective dollars, caps on inference dollars per generated token and the least "
+        "training dollars: target_loss, max_inference_dollars, n_params, n_tokens, "
+        "train_dollars, inference_dollars, loss, status, message.")
     frontier.add_argument("--target-loss", type=float, required=True, metavar="L",
                           help="the loss every point reaches")
     frontier.add_argument("--output", "-o", required=True, help="output table (.csv or "
@@ -1299,6 +1343,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="largest cap, FLOP per token (default: 2 N_c, N_c the "
                           "training-optimal model for the target, above which caps do not "
                           "bind)")
+    frontier.add_argument("--objective", choices=("compute", "dollars"), default="compute",
+                          help="compute (default): caps on inference FLOP, least training "
+                          "FLOP; dollars: caps on inference dollars per generated token, "
+                          "least training dollars, priced by the serving flags")
+    frontier.add_argument("--min-dollars", type=float, metavar="USD",
+                          help="smallest cap with --objective dollars, dollars per generated "
+                          "token (default: the cheapest serving of a model of 1.05 N_min)")
+    frontier.add_argument("--max-dollars", type=float, metavar="USD",
+                          help="largest cap with --objective dollars (default: the cheapest "
+                          "serving of the training-dollar optimum's model, above which caps "
+                          "do not bind)")
+    _add_serving_flags(frontier)
     frontier.set_defaults(func=cmd_frontier)
 
     plot = sub.add_parser(

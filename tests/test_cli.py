@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import planner
 from planner._cli import EXIT_OK, EXIT_USAGE, main
 
 # the command line's default law, Chinchilla.sardana2024() (Sardana et al. 2024)
@@ -604,6 +605,46 @@ def test_frontier_command(tmp_path, capsys):
     assert "6 inference caps" in capsys.readouterr().err
     assert main(["frontier", "--target-loss", "1.5", "-o", str(out)]) == EXIT_USAGE
     assert "irreducible loss E = 1.69" in capsys.readouterr().err
+
+
+def test_frontier_command_in_dollars(tmp_path, capsys):
+    """`planner frontier --objective dollars`: caps on inference dollars per generated token
+    from the cheapest serving of a 1.05 N_min model to that of the training optimum; the first
+    point is that small model, the last the training-FLOP optimum of the closed form (training
+    dollars are FLOP at a price), and every point is `planner.frontier`'s."""
+    out = tmp_path / "dollars.csv"
+    serving = ["--train-hardware", "H100", "--serve-hardware", "H100", "--max-latency", "0.03",
+               "--context-tokens", "1250", "--prompt-tokens", "1000", "--output-tokens", "250"]
+    assert main(["frontier", "--target-loss", "2.1", "--objective", "dollars", "--points", "5",
+                 *serving, "-o", str(out)]) == EXIT_OK
+    rows = read_csv(out)
+    assert len(rows) == 5 and all(r["status"] == "optimal" for r in rows)
+    caps = [float(r["max_inference_dollars"]) for r in rows]
+    n = [float(r["n_params"]) for r in rows]
+    assert n[0] == pytest.approx(1.05 * n_min(2.1), rel=1e-6)
+    # the training optimum is flat: its cost to 1e-9, its size to the solver's tolerance
+    n_c, d_c = loss_optimal(2.1)
+    assert n[-1] == pytest.approx(n_c, rel=1e-4)
+    h100 = planner.Hardware.nvidia_h100_sxm()
+    per_flop = float(h100.price_per_hour) / (3600 * float(h100.peak_flops) * float(h100.mfu))
+    assert float(rows[-1]["train_dollars"]) == pytest.approx(per_flop * 6 * n_c * d_c, rel=1e-9)
+    train = [float(r["train_dollars"]) for r in rows]
+    assert all(a > b for a, b in zip(train, train[1:]))
+    for r, cap in zip(rows, caps):
+        assert float(r["inference_dollars"]) <= cap * (1 + 1e-9)
+    model = planner.Pipeline(
+        planner.Pretraining(planner.Chinchilla.sardana2024()),
+        planner.Deployment(train=h100, serve=h100, prompt_tokens=4.0, context_tokens=1250.0))
+    line = planner.frontier(model, planner.Scenario(target_loss=2.1, max_latency=0.03),
+                            np.array(caps), objective="dollars")
+    np.testing.assert_allclose(line.allocation.n_params, n, rtol=1e-12)
+    assert "5 inference caps" in capsys.readouterr().err
+    assert main(["frontier", "--target-loss", "2.1", "--objective", "dollars",
+                 "-o", str(out)]) == EXIT_USAGE
+    assert "needs --train-hardware and --serve-hardware" in capsys.readouterr().err
+    assert main(["frontier", "--target-loss", "2.1", "--max-dollars", "1e-6",
+                 "-o", str(out)]) == EXIT_USAGE
+    assert "with --objective compute give --min-flops/--max-flops" in capsys.readouterr().err
 
 
 def test_plot_command(tmp_path, capsys):
