@@ -991,7 +991,6 @@ def cmd_frontier(args) -> int:
         print(f"planner frontier: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _set_precision(float32=False)
-    import equinox as eqx
     import numpy as np
 
     from ._compose import Pipeline, Pretraining
@@ -1015,8 +1014,8 @@ def cmd_frontier(args) -> int:
         if dollars:
             model = Pipeline(Pretraining(law), _deployment(args))
             scenario = Scenario(target_loss=args.target_loss, max_latency=args.max_latency)
-            per_unit = eqx.tree_at(lambda sc: sc.inference_demand, scenario, 1.0,
-                                   is_leaf=lambda v: v is None)
+            per_unit = Scenario(target_loss=args.target_loss, inference_demand=1.0,
+                                max_latency=args.max_latency)
             # the ends: the cheapest serving of a model of 1.05 N_min, and of the
             # training-dollar optimum's model, per generated token
             best = solve(model, per_unit, objective=Costs(train_dollars=1.0), throw=False)

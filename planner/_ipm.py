@@ -298,23 +298,30 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
         mu, penalty
 
 
+def _least_squares(grad_f: Vector, jac: Matrix, mask: tuple[Array, ...], ridge: float) -> Vector:
+    """The multipliers of the constraints in `mask` that minimise the stationarity residual
+    $\|\nabla f + J^T\lambda\|$ (normal equations, `ridge` added to their diagonal); 0 for
+    the others, whose rows are the identity."""
+    m = len(mask)
+    if m == 0:
+        return ()
+    gram = tuple(tuple(jnp.where(mask[i] & mask[j], _dot(jac[i], jac[j]), 0.0)
+                       + (jnp.where(mask[i], ridge, 1.0) if i == j else 0.0)
+                       for j in range(m)) for i in range(m))
+    rhs = tuple(jnp.where(mask[k], -_dot(jac[k], grad_f), 0.0) for k in range(m))
+    return ldl_solve(modified_ldl(gram), rhs)
+
+
 def _least_squares_multipliers(e: _Evaluation, s: Vector, lam: Vector) -> Vector:
     """Multipliers for certifying the point of `e`: those of the active constraints (slack
-    below multiplier) minimise the stationarity residual, negative ones set to 0; the others
-    are 0 (an interior point keeps them at mu/s, which on a face of optima, such as the
-    batches above the roofline's ridge that all serve at one cost, leave mu/s in
+    below multiplier) minimise the stationarity residual (`_least_squares`), negative ones set
+    to 0; the others are 0 (an interior point keeps them at mu/s, which on a face of optima,
+    such as the batches above the roofline's ridge that all serve at one cost, leave mu/s in
     stationarity: 4e-10 at a slack of 0.03)."""
-    n, m = len(e.grad_f), len(s)
-    if m == 0:
-        return lam
     active = tuple(si < li for si, li in zip(s, lam, strict=True))
-    gram = tuple(tuple(jnp.where(active[i] & active[j], _dot(e.jac[i], e.jac[j]), 0.0)
-                       + (jnp.where(active[i], 0.0, 1.0) if i == j else 0.0)
-                       for j in range(m)) for i in range(m))
-    rhs = tuple(jnp.where(active[k], -_dot(e.jac[k], e.grad_f), 0.0) for k in range(m))
-    found = ldl_solve(modified_ldl(gram), rhs)
-    return tuple(jnp.where(a, jnp.maximum(v, 0.0), 0.0) for a, v in zip(active, found,
-                                                                        strict=True))
+    found = _least_squares(e.grad_f, e.jac, active, 0.0)
+    return tuple(jnp.where(a, jnp.maximum(v, 0.0), 0.0)
+                 for a, v in zip(active, found, strict=True))
 
 
 def _converged(e: _Evaluation, lam: Vector, tol: float):
@@ -342,18 +349,10 @@ def _init(f, g, tol: float, start: tuple[Vector, Vector | None], params) -> _Sta
     gx = g(x0, params)
     grad0 = jax.grad(f)(x0, params)
     jac0 = jax.jacfwd(g)(x0, params)
-    m = len(gx)
     near = tuple(gi > -_START_SLACK for gi in gx)
     slack = tuple(jnp.where(ok, _START_SLACK, -gi) for ok, gi in zip(near, gx, strict=True))
-    # least squares over the near-active constraints: the others' rows are the identity
-    gram = tuple(tuple(jnp.where(near[i] & near[j], _dot(jac0[i], jac0[j]), 0.0)
-                       + (jnp.where(near[i], 1e-12, 1.0) if i == j else 0.0)
-                       for j in range(m)) for i in range(m))
-    rhs = tuple(jnp.where(near[i], -_dot(jac0[i], grad0), 0.0) for i in range(m))
-    if given is not None:
-        lsq = given
-    else:
-        lsq = ldl_solve(modified_ldl(gram), rhs) if m else ()
+    # least squares over the near-active constraints
+    lsq = given if given is not None else _least_squares(grad0, jac0, near, 1e-12)
     low, high = _START_MULTIPLIERS
     lam_near = tuple(jnp.clip(v, low, high) for v in lsq)
     count = sum((ok.astype(dtype) for ok in near), zero)

@@ -452,12 +452,12 @@ def dollar_item_optimum(row: dict, law, flop_price: float = 0.0) -> dict:
             return 0.0
         return min(bounds)
 
-    def tokens(n):
+    def model_term(n):  # the loss's parameter term, A / N^alpha
         return a_law / n**alpha
 
     def plan(log_n):
         n = math.exp(log_n)
-        d = (b_law / (gap - tokens(n))) ** (1 / beta)
+        d = (b_law / (gap - model_term(n))) ** (1 / beta)
         batch = largest_batch(n)
         per_token = max((n * bw / batch + c * kappa * n ** (2 / 3)) / (g * w),
                         2 * n / (g * peak))
