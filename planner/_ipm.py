@@ -300,7 +300,7 @@ def _prepare(e: _Evaluation, s: Vector, lam: Vector, penalty, tol: float, unit):
 
 def _least_squares(grad_f: Vector, jac: Matrix, mask: tuple[Array, ...], ridge: float) -> Vector:
     """The multipliers of the constraints in `mask` that minimise the stationarity residual
-    $\|\nabla f + J^T\lambda\|$ (normal equations, `ridge` added to their diagonal); 0 for
+    $\\|\\nabla f + J^T\\lambda\\|$ (normal equations, `ridge` added to their diagonal); 0 for
     the others, whose rows are the identity."""
     m = len(mask)
     if m == 0:
