@@ -12,11 +12,8 @@ any input this path does not handle identically falls back to it:
   at fault;
 - numbers: a column whose cells pyarrow's cast refuses (empty cells, surrounding spaces, text)
   is parsed cell by cell by `float`, which says which cell is wrong and why;
-- floats: pyarrow writes the shortest digits that read back as the same double, as `repr` does,
-  but switches to exponent notation at other magnitudes, leaves out the '.0' of whole numbers
-  and writes one-digit exponents; the values where its text could differ from `repr` (whole
-  numbers, magnitudes below 1e-4, and wherever the two notations disagree) are formatted by
-  `repr` itself, the rest are used as they are;
+- floats: pyarrow's cast writes the shortest digits that read back as the same double, in the
+  layout that `planner._table.format_float` writes on the Python path;
 - quoting: a text cell is quoted (and its quotes doubled) exactly where `csv.writer` with
   `QUOTE_MINIMAL` quotes it, which is probed from the running `csv` module.
 """
@@ -139,52 +136,13 @@ def to_floats(cells) -> np.ndarray | None:
 
 
 def format_floats(values: np.ndarray):
-    """The text `repr` gives each value, '' where it is not finite, as a string array."""
+    """The text `planner._table.format_float` gives each value, '' where it is not finite, as a
+    string array: pyarrow's double-to-string cast, whose layout that function reproduces."""
     values = np.ascontiguousarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    magnitude = np.abs(values)
     if finite.all():
-        text = pc.cast(pa.array(magnitude), pa.string())
-    else:
-        text = pc.cast(pa.array(magnitude, mask=~finite), pa.string()).fill_null("")
-    with np.errstate(invalid="ignore"):
-        python_exponent = ((magnitude < 1e-4) & (magnitude != 0)) | (magnitude >= 1e16)
-        whole = values == np.floor(values)
-    arrow_exponent = pc.match_substring(text, "e").to_numpy(zero_copy_only=False)
-    # pyarrow writes [1e10, 1e16) in exponent notation, repr in positional: rewritten here
-    spread = finite & ~python_exponent & arrow_exponent & ~whole & (magnitude >= 1e10)
-    if spread.any():
-        where = np.flatnonzero(spread)
-        exponent = 10 + sum((magnitude[where] >= 10.0 ** k).astype(np.int64)
-                            for k in range(11, 16))
-        order = np.argsort(exponent, kind="stable")
-        picked = text.take(pa.array(where[order]))
-        # one slice per exponent (10 to 15) of the texts sorted by exponent
-        bounds = np.searchsorted(exponent[order], np.arange(10, 17))
-        pieces = [_positional(picked.slice(a, b - a), power)
-                  for power, a, b in zip(range(10, 16), bounds[:-1], bounds[1:], strict=True)
-                  if b > a]
-        rewritten = pa.concat_arrays(pieces).take(pa.array(np.argsort(order, kind="stable")))
-        text = pc.replace_with_mask(text, pa.array(spread), rewritten)
-    redo = finite & ~spread & ((python_exponent != arrow_exponent) | (whole & ~python_exponent)
-                               | ((magnitude < 1e-4) & (magnitude != 0)))
-    if redo.any():
-        text = pc.replace_with_mask(text, pa.array(redo),
-                                    pa.array([repr(v) for v in magnitude[redo].tolist()],
-                                             pa.string()))
-    negative = np.signbit(values) & finite
-    if negative.any():
-        text = pc.if_else(pa.array(negative), pc.binary_join_element_wise("-", text, ""), text)
-    return text
-
-
-def _positional(text, power: int):
-    """'d.fffe+PP' texts (all of two-digit exponent `power`, none a whole number, so with more
-    than `power` digits after the point) written positionally: 'dfff.ff'."""
-    head = pc.utf8_slice_codeunits(pc.replace_substring(text, ".", "", max_replacements=1),
-                                   0, power + 1)
-    tail = pc.utf8_slice_codeunits(text, power + 2, -4)
-    return pc.binary_join_element_wise(head, tail, ".")
+        return pc.cast(pa.array(values), pa.string())
+    return pc.cast(pa.array(values, mask=~finite), pa.string()).fill_null("")
 
 
 _POOL: list = []
@@ -202,20 +160,36 @@ def format_columns(columns: list[np.ndarray]) -> list:
     return list(_POOL[0].map(format_floats, columns))
 
 
+def _rows_with(cells, chars: str) -> np.ndarray:
+    """Per cell of a string array, whether it holds any of `chars` (single-byte characters):
+    one pass over the UTF-8 bytes (a byte below 0x80 is never part of a longer character)."""
+    offsets = np.frombuffer(cells.buffers()[1], dtype=np.int32)[cells.offset:
+                                                                cells.offset + len(cells) + 1]
+    data = cells.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return np.zeros(len(cells), dtype=bool)
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    lookup = np.zeros(256, dtype=bool)
+    lookup[[ord(char) for char in chars]] = True
+    at = np.flatnonzero(lookup[raw]) + offsets[0]
+    rows = np.zeros(len(cells), dtype=bool)
+    rows[np.searchsorted(offsets, at, side="right") - 1] = True
+    return rows
+
+
 def quote(cells):
     """Text cells quoted where `csv.writer` quotes them."""
     if not isinstance(cells, pa.Array):
         cells = pa.array(cells, pa.string())
+    if isinstance(cells, pa.ChunkedArray):  # pragma: no cover - inputs are plain arrays
+        cells = cells.combine_chunks()
     if not len(cells) or not QUOTE_CHARS:
         return cells
-    needs = None
-    for char in QUOTE_CHARS:  # plain substring searches: far faster than one regex
-        found = pc.match_substring(cells, char)
-        needs = found if needs is None else pc.or_(needs, found)
-    if not pc.any(needs).as_py():
+    needs = _rows_with(cells, QUOTE_CHARS)
+    if not needs.any():
         return cells
     quoted = pc.binary_join_element_wise("", pc.replace_substring(cells, '"', '""'), "", '"')
-    return pc.if_else(needs, quoted, cells)
+    return pc.if_else(pa.array(needs), quoted, cells)
 
 
 def csv_lines(columns: list) -> bytes:
@@ -223,8 +197,8 @@ def csv_lines(columns: list) -> bytes:
     quoted where needed)."""
     if not len(columns[0]):
         return b""
-    joined = pc.binary_join_element_wise(*columns, ",")
-    lines = pc.binary_join_element_wise(joined, "", "\n")
+    last = pc.binary_join_element_wise(columns[-1], "", "\n")
+    lines = pc.binary_join_element_wise(*columns[:-1], last, ",")
     if isinstance(lines, pa.ChunkedArray):  # pragma: no cover - inputs are plain arrays
         lines = lines.combine_chunks()
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)

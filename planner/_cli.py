@@ -968,7 +968,7 @@ def _save(plt, fig, path: str) -> None:
 
 
 def cmd_frontier(args) -> int:
-    from ._table import TableError, check_output_suffix
+    from ._table import TableError, check_output_suffix, format_floats
 
     dollars = args.objective == "dollars"
     try:
@@ -1054,9 +1054,9 @@ def cmd_frontier(args) -> int:
         values = ["n_params", "n_tokens", *costs, "loss"]
         for k in values:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
-        columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
+        columns = {"target_loss": format_floats(np.full(len(caps), float(args.target_loss))),
                    "max_inference_dollars" if dollars else "max_inference_flops":
-                       [repr(float(c)) for c in caps]}
+                       format_floats(np.asarray(caps, dtype=float))}
         counts = write_plans(args.output, columns, out, values, [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)

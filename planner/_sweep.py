@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from ._table import (
     TableReader,
     as_list,
     atomic_write,
+    batch_inputs,
     bucket,
     check_columns,
     format_floats,
@@ -126,19 +128,22 @@ def _format_chunk(columns: dict, out: dict[str, np.ndarray], plan_columns: list[
     With pyarrow (`fast`, the default when it is installed) the lines are built by
     `_arrowio`, byte for byte as the `csv` module writes them here otherwise."""
     codes = np.asarray(out["status"]).astype(int)
-    names = np.array([STATUS_NAMES[Status(c)] for c in range(len(Status))], dtype=object)
-    notes = np.array(["" if s == Status.OPTIMAL else STATUS_MESSAGES[s] for s in Status],
-                     dtype=object)
-    message = np.array(messages, dtype=object).reshape(len(codes))
-    message = np.where(message == "", notes[codes], message)
+    names = [STATUS_NAMES[Status(c)] for c in range(len(Status))]
+    notes = ["" if s == Status.OPTIMAL else STATUS_MESSAGES[s] for s in Status]
     if _arrowio.AVAILABLE if fast is None else fast:
+        pa, pc = _arrowio.pa, _arrowio.pc
+        taken = pa.array(codes)
+        message = pa.array(messages, pa.string())
+        message = pc.if_else(pc.equal(message, ""), pa.array(notes).take(taken), message)
         given = list(columns.values()) if isinstance(columns, _arrowio.Unquoted) else \
             [_arrowio.quote(c) for c in columns.values()]
         # status names never need quoting
         return _arrowio.csv_lines(
             given + _arrowio.format_columns([out[c] for c in plan_columns])
-            + [_arrowio.pa.array(names[codes].tolist(), _arrowio.pa.string()),
-               _arrowio.quote(message.tolist())])
+            + [pa.array(names).take(taken), _arrowio.quote(message)])
+    names, notes = np.array(names, dtype=object), np.array(notes, dtype=object)
+    message = np.array(messages, dtype=object).reshape(len(codes))
+    message = np.where(message == "", notes[codes], message)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(zip(
         *(as_list(c) for c in columns.values()), *(format_floats(out[c]) for c in plan_columns),
@@ -186,6 +191,8 @@ def run_sweep(
     checks of `parse_columns`.
     """
     input_path, output_path = Path(input_path), Path(output_path)
+    checks = _row_checks(required, options)
+    warm = _warm_up(input_path, law, make_fn, chunk, dtype, checks)
     reader = TableReader(input_path)
     check_columns(reader.columns, required)
     if output_path.exists() and output_path.resolve() == input_path.resolve():
@@ -208,9 +215,8 @@ def run_sweep(
         if _read_manifest(manifest_path) != manifest:
             raise TableError(f"{parts}: process 0 prepared a run with another input or other "
                              "options: give every process the same arguments")
-        return _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
-                            _row_checks(required, options), process_index, process_count,
-                            barrier, on_progress, fitted_range)
+        return _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
+                            process_index, process_count, barrier, on_progress, fitted_range)
     if parts.exists():
         previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
@@ -230,9 +236,8 @@ def run_sweep(
     if process_count > 1:
         barrier("sweep-prepared")
     try:
-        owned = _solve_owned(reader, parts, law, make_fn, plan_columns, chunk, dtype,
-                             _row_checks(required, options), process_index, process_count,
-                             barrier, on_progress, fitted_range)
+        owned = _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
+                             process_index, process_count, barrier, on_progress, fitted_range)
     except Exception:
         # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
         # behind; finished chunks are kept for --resume
@@ -304,6 +309,52 @@ def _part_name(index: int) -> str:
 
 def _n_chunks(n_rows: int, chunk: int) -> int:
     return max(1, -(-n_rows // chunk))
+
+
+def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[], Callable]:
+    """A function that returns `make_fn()`'s solver; for a CSV table clearly longer than four
+    chunks, that solver is built and compiled for whole chunks on a thread started now, from
+    the rows of the file's first 64 KiB, while the caller checks the whole table, hashes it and
+    reads its first chunk (pyarrow and hashlib release the GIL): about a second of tracing and
+    compiling that would otherwise come after them. The guess only decides whether that thread
+    runs: a table whose chunks turn out otherwise (or rows the warm-up cannot parse) compiles
+    what it needs when it is solved, as it does without the warm-up."""
+    try:
+        size = path.stat().st_size
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            head = handle.read(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return make_fn
+    lines = head.count("\n")
+    if path.suffix.lower() in (".parquet", ".pq") or lines < 2 or \
+            size < 4 * chunk * len(head.encode()) / lines:
+        return make_fn
+
+    def work():
+        rows = list(csv.reader(io.StringIO(head[:head.rindex("\n") + 1])))
+        header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
+        if not body or any(len(r) != len(header) for r in body):
+            return None
+        values, status, _ = parse_columns({h: [r[i] for r in body] for i, h in
+                                           enumerate(header)}, law, **checks)
+        fn = make_fn()
+        for column in fn(*batch_inputs(values, status >= 0, size=chunk, dtype=dtype,
+                                       law=law)).values():
+            np.asarray(column)  # waits for the result
+        return fn
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="planner-compile")
+    future = pool.submit(work)
+    pool.shutdown(wait=False)
+
+    def solver():
+        try:
+            fn = future.result()
+        except Exception:  # the table's own checks report what is wrong with it
+            fn = None
+        return make_fn() if fn is None else fn
+
+    return solver
 
 
 def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, chunk, dtype,
@@ -397,6 +448,23 @@ def _part_files(parts: Path) -> list[Path]:
     return sorted(parts.glob("part-*.csv"))
 
 
+def _append(source, out) -> None:
+    """Copy the rest of the open file `source` to the end of the open file `out`: in the kernel
+    (`os.copy_file_range`, five times faster than through Python's buffers on a large part)
+    where the system allows it, else by `shutil.copyfileobj`."""
+    out.flush()
+    copy = getattr(os, "copy_file_range", None)
+    if copy is not None:
+        try:
+            while copy(source.fileno(), out.fileno(), 1 << 30):
+                pass
+            out.seek(0, os.SEEK_END)
+            return
+        except OSError:  # another file system, or no support: copied below from where it got
+            out.seek(0, os.SEEK_END)
+    shutil.copyfileobj(source, out, 1 << 22)
+
+
 def _assemble(parts: Path, output: Path, header: list[str],
               known: dict[str, tuple[dict[str, int], int]] | None = None) -> SweepCounts:
     """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses and
@@ -459,7 +527,7 @@ def _assemble(parts: Path, output: Path, header: list[str],
                     with open(part, newline="", encoding="utf-8") as handle:
                         count(csv.reader(handle))
                 with open(part, "rb") as handle:
-                    shutil.copyfileobj(handle, out, 1 << 22)
+                    _append(handle, out)
 
     atomic_write(output, write, tmp_dir=parts)
     return counts

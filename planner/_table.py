@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import csv
 import difflib
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -211,8 +212,10 @@ def as_list(cells: Cells) -> list[str]:
 
 
 def _cells(values: list) -> list[str]:
-    """Parquet values as text cells: '' for null, floats as repr (which reads back exactly)."""
-    return ["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in values]
+    """Parquet values as text cells: '' for null, floats as `format_float` writes them (which
+    reads back exactly)."""
+    return ["" if v is None else format_float(v) if isinstance(v, float) and math.isfinite(v)
+            else str(v) for v in values]
 
 
 def check_columns(columns, required: tuple[str, ...], known: tuple[str, ...] = ()) -> None:
@@ -524,11 +527,40 @@ def settle(out: dict[str, np.ndarray], status: np.ndarray) -> dict[str, np.ndarr
 
 
 # --------------------------------------------------------------------------------------- writing
+def format_float(value: float) -> str:
+    """The text of one float64 in a written table: the shortest digits that read back as the
+    same double (those of `repr`), laid out positionally for magnitudes in [1e-6, 1e10) and as
+    `d.ddde+X` otherwise, a whole number without '.0' (`2`, `0.000015`, `1.25e+11`, `-3e-7`).
+
+    This is the layout of the double-conversion library's shortest form as pyarrow's
+    double-to-string cast writes it, so that a table is formatted by that cast when pyarrow is
+    installed (`planner._arrowio.format_floats`) and by this function otherwise, byte for byte
+    the same. The value must be finite."""
+    text = repr(value)
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return sign + "0"
+    # value = 0.DIGITS x 10^point
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    if -6 < point <= 10:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        if point >= len(digits):
+            return sign + digits + "0" * (point - len(digits))
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    power = point - 1
+    head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{head}e{'+' if power >= 0 else '-'}{abs(power)}"
+
+
 def format_floats(values: np.ndarray) -> list[str]:
-    """Per value, the shortest text that reads back as the same float64 (repr); '' for a value
-    that is not finite."""
+    """`format_float` of each value; '' for a value that is not finite."""
     values = np.asarray(values, dtype=np.float64)
-    return [repr(v) if ok else "" for v, ok in
+    return [format_float(v) if ok else "" for v, ok in
             zip(values.tolist(), np.isfinite(values).tolist(), strict=True)]
 
 

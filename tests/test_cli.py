@@ -809,20 +809,52 @@ def test_pyarrow_and_csv_module_paths_write_the_same_bytes(tmp_path, monkeypatch
     assert read_csv(tmp_path / "out_True.csv")[1]["id"] == "line\nbreak"
 
 
-def test_arrow_float_text_is_repr():
-    arrowio = pytest.importorskip("planner._arrowio")
-    if not arrowio.AVAILABLE:
-        pytest.skip("pyarrow is not installed")
+def _float_cases() -> np.ndarray:
     rng = np.random.default_rng(5)
-    values = np.concatenate([
+    return np.concatenate([
         rng.lognormal(0, 30, 20000) * rng.choice([-1, 1], 20000),
         10.0 ** rng.uniform(-10, 20, 20000), np.round(rng.uniform(0, 1e6, 2000)),
         rng.standard_normal(20000).view(np.int64).view(np.float64),
         10.0 ** np.arange(-30, 30), [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 2.0 ** 60,
                                      1.7976931348623157e308, 1.9999999999994695, 2.0, 1e16 - 2,
-                                     123456789012345.6, 9999999999.5, 1e-5, 3e-7]])
-    want = [repr(v) if math.isfinite(v) else "" for v in values.tolist()]
-    assert arrowio.format_floats(values).to_pylist() == want
+                                     123456789012345.6, 9999999999.5, 1e10, 1e-6, 9.99e-7,
+                                     1e-5, 3e-7, -1.5e-7, 100.0, 0.1]])
+
+
+def test_float_text_is_the_shortest_that_reads_back():
+    """Oracle: `float` reads each text back as the same double, its significant digits are as
+    many as `repr`'s (the shortest), and the notation follows the documented ranges."""
+    from planner._table import format_floats
+
+    values = _float_cases()
+    texts = format_floats(values)
+    for value, text in zip(values.tolist(), texts, strict=True):
+        if not math.isfinite(value):
+            assert text == ""
+            continue
+        assert float(text) == value and str(math.copysign(1, float(text)))[0] == \
+            str(math.copysign(1, value))[0], (value, text)
+        mantissa = text.lstrip("-").partition("e")[0]
+        want = repr(abs(value)).partition("e")[0].replace(".", "").lstrip("0").rstrip("0")
+        assert mantissa.replace(".", "").lstrip("0").rstrip("0") == want, (value, text)
+        positional = value == 0 or 1e-6 <= abs(value) < 1e10
+        assert ("e" not in text) == positional, (value, text)
+        assert not text.endswith(".0") and ("e" in text or "." not in text or
+                                             not text.endswith("0")), (value, text)
+    # worked by hand from the definition
+    assert texts[-13:] == ["1.9999999999994695", "2", "9.999999999999998e+15",
+                           "1.234567890123456e+14", "9999999999.5", "1e+10", "0.000001",
+                           "9.99e-7", "0.00001", "3e-7", "-1.5e-7", "100", "0.1"]
+
+
+def test_arrow_float_text_is_the_python_paths():
+    arrowio = pytest.importorskip("planner._arrowio")
+    if not arrowio.AVAILABLE:
+        pytest.skip("pyarrow is not installed")
+    from planner._table import format_floats
+
+    values = _float_cases()
+    assert arrowio.format_floats(values).to_pylist() == format_floats(values)
 
 
 def test_compiled_solver_is_cached_between_runs(tmp_path):
