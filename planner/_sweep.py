@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -448,6 +449,10 @@ def _part_files(parts: Path) -> list[Path]:
     return sorted(parts.glob("part-*.csv"))
 
 
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,
+                   errno.EPERM, errno.ENOTSUP}
+
+
 def _append(source, out) -> None:
     """Copy the rest of the open file `source` to the end of the open file `out`: in the kernel
     (`os.copy_file_range`, five times faster than through Python's buffers on a large part)
@@ -460,7 +465,9 @@ def _append(source, out) -> None:
                 pass
             out.seek(0, os.SEEK_END)
             return
-        except OSError:  # another file system, or no support: copied below from where it got
+        except OSError as error:  # no support (another file system): copied below from where
+            if error.errno not in _NO_KERNEL_COPY:  # it got; a full disk is not retried
+                raise
             out.seek(0, os.SEEK_END)
     shutil.copyfileobj(source, out, 1 << 22)
 

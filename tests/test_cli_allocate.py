@@ -251,8 +251,6 @@ def test_a_failed_write_leaves_no_half_written_file(tmp_path, monkeypatch, capsy
     """A write that fails half way (here: the disk fills while the plans are copied into place)
     leaves the earlier plans whole, no temporary file, and no summary that would describe
     other plans than those on disk."""
-    import shutil
-
     import planner._sweep
 
     src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
@@ -260,14 +258,14 @@ def test_a_failed_write_leaves_no_half_written_file(tmp_path, monkeypatch, capsy
     out.write_text("earlier plans\n")
     summary.write_text("{}\n")
 
-    def half(source, target, length=0):
+    def half(source, target):
         target.write(source.read()[:40])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(planner._sweep.shutil, "copyfileobj", half)
+    monkeypatch.setattr(planner._sweep, "_append", half)
     code = main(["allocate", str(src), "-o", str(out), "--summary", str(summary),
                  "--train-budget", str(BUDGET)])
-    monkeypatch.setattr(planner._sweep.shutil, "copyfileobj", shutil.copyfileobj)
+    monkeypatch.undo()
     assert code == EXIT_USAGE
     assert "No space left on device" in capsys.readouterr().err
     assert out.read_text() == "earlier plans\n"
