@@ -264,7 +264,7 @@ def direct_frontier(model: Pipeline, scenario: Scenario, log_caps) -> dict:
     return {
         "log_cap": np.asarray(log_caps),
         "log_tc": np.log10(nan(plans.outcome.train_flops)),
-        "log_ic": np.log10(nan(plans.outcome.inference_flops)),
+        "log_ic": np.log10(nan(plans.outcome.inference_flops_per_unit)),
         "rate": nan(plans.multipliers[:, names.index("max_inference_flops")]),
         "density": nan(alloc.density),
         "n_samples": nan(alloc.n_samples),

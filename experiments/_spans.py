@@ -95,8 +95,9 @@ def _inner(law: Chinchilla, a_param, target_loss, caps, tokens):
         model = Pipeline(Pretraining(eqx.tree_at(lambda w: w.A, law, a), tokens_per_query=tokens))
         plan = solve(model, Scenario(target_loss=ell, max_inference_flops=cap),
                      objective="train", throw=False)
-        return (plan.outcome.train_flops, plan.outcome.inference_flops, plan.multipliers[index],
-                plan.status, plan.allocation.n_params, plan.allocation.n_tokens)
+        return (plan.outcome.train_flops, plan.outcome.inference_flops_per_unit,
+                plan.multipliers[index], plan.status, plan.allocation.n_params,
+                plan.allocation.n_tokens)
 
     return jax.vmap(one)(a_param, target_loss, caps)
 

@@ -1032,7 +1032,7 @@ def cmd_frontier(args) -> int:
                                      f"end of the frontier (N = {n:.4g}) was not found "
                                      f"(status {Status(int(end.status)).name}); give "
                                      "--min-dollars and --max-dollars")
-                ends.append(float(end.outcome.inference_dollars))
+                ends.append(float(end.outcome.inference_dollars_per_unit))
             low = args.min_dollars if args.min_dollars is not None else ends[0]
             high = args.max_dollars if args.max_dollars is not None else ends[1]
         else:
@@ -1045,7 +1045,8 @@ def cmd_frontier(args) -> int:
                              f"{low:g} to {high:g}")
         caps = np.geomspace(low, high, args.points)
         plan = frontier(model, scenario, caps, objective=args.objective)
-        costs = (("train_dollars", "inference_dollars") if dollars else ("train_flops",))
+        costs = (("train_dollars", "inference_dollars_per_unit") if dollars
+                 else ("train_flops",))
         out = {"n_params": np.asarray(plan.allocation.n_params),
                "n_tokens": np.asarray(plan.allocation.n_tokens),
                **{k: np.asarray(getattr(plan.outcome, k)) for k in costs},
@@ -1145,7 +1146,8 @@ def _plot_views(columns, args) -> list[tuple[str, str, str | None, str]]:
     demand = "inference_tokens" if "inference_tokens" in have else None
     views = [("n_params", "n_tokens", demand, "Allocation"),
              ("loss", "total_flops", demand, "Lifetime compute against loss"),
-             ("train_flops", "inference_flops", None, "Training against inference compute")]
+             ("train_flops", "inference_flops", None,
+              "Training against lifetime inference compute")]
     return [v for v in views if {v[0], v[1]} <= have]
 
 
@@ -1202,8 +1204,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inference tokens, default 0); optional train_budget, inference_budget, "
         "max_inference_flops, max_params, max_tokens, min_density, and per-row law "
         "coefficients E, A, B, alpha, beta. Output: every input column, then n_params, "
-        "n_tokens, train_flops, inference_flops, total_flops, loss, [score, density, "
-        "n_samples], status, message.",
+        "n_tokens, train_flops, inference_flops (lifetime), total_flops, "
+        "inference_flops_per_unit, loss, [score, density, n_samples], status, message.",
     )
     solve.add_argument("scenarios", help="input table (.csv, or .parquet with the extra)")
     solve.add_argument("--output", "-o", required=True, help="output table (.csv or .parquet)")
@@ -1324,7 +1326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message. With "
         "--objective dollars, caps on inference dollars per generated token and the least "
         "training dollars: target_loss, max_inference_dollars, n_params, n_tokens, "
-        "train_dollars, inference_dollars, loss, status, message.")
+        "train_dollars, inference_dollars_per_unit, loss, status, message.")
     frontier.add_argument("--target-loss", type=float, required=True, metavar="L",
                           help="the loss every point reaches")
     frontier.add_argument("--output", "-o", required=True, help="output table (.csv or "
@@ -1359,10 +1361,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot", help="figures of a plans table",
         description="Plot the optimal rows of a table written by `planner solve` (allocation "
-        "N against D, lifetime compute against loss, training against inference compute; "
-        "coloured by inference_tokens where the table has it) or by `planner frontier` (the "
-        "frontier and the allocations along it), or any two columns with --x and --y. Axes "
-        "spanning more than a factor of 100 are logarithmic.")
+        "N against D, lifetime compute against loss, training against lifetime inference "
+        "compute; coloured by inference_tokens where the table has it) or by `planner "
+        "frontier` (the frontier and the allocations along it), or any two columns with --x "
+        "and --y. Axes spanning more than a factor of 100 are logarithmic.")
     plot.add_argument("plans", help="a table written by planner solve or planner frontier")
     plot.add_argument("--output", "-o", required=True,
                       help="the figure (" + ", ".join(FIGURE_SUFFIXES) + ")")

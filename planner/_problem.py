@@ -96,8 +96,9 @@ class Scenario(eqx.Module):
 
     - `target_loss`: the loss the served model must reach.
     - `target_score`: the success rate it must reach, in (0, 1) (needs a model with a score).
-    - `inference_demand`: lifetime inference, in the units of the pipeline's
-      `inference_flops` (tokens for plain pretraining, queries once sampling is on). Default 0.
+    - `inference_demand`: lifetime inference demand, in the units of the pipeline's
+      `Outcome.inference_flops_per_unit` (generated tokens for plain pretraining, queries once
+      sampling is on). Default 0.
     - `train_budget`: cap on training FLOP.
     - `inference_budget`: cap on lifetime inference FLOP (`inference_demand` × per-unit FLOP).
     - `max_inference_flops`: cap on inference FLOP per unit of demand (a per-query budget; the
@@ -277,13 +278,15 @@ class Problem(eqx.Module):
         allocation = self.allocation(x)
         out = self.model(allocation)
         found = {"train_flops": out.train_flops,
-                 "inference_flops": self.scenario.inference_demand * out.inference_flops,
+                 "inference_flops": (self.scenario.inference_demand
+                                     * out.inference_flops_per_unit),
                  "loss": out.loss - out.irreducible_loss}
         if out.score is not None:
             found["failure"] = jnp.exp(score_log_failure(self.model, allocation))
         if out.train_dollars is not None:
             found["train_dollars"] = out.train_dollars
-            found["inference_dollars"] = self.scenario.inference_demand * out.inference_dollars
+            found["inference_dollars"] = (self.scenario.inference_demand
+                                          * out.inference_dollars_per_unit)
         return found
 
     def objective(self, x: Vector) -> Array:
@@ -297,12 +300,12 @@ class Problem(eqx.Module):
             log_value = {
                 "train_flops": lambda: jnp.log(out.train_flops),
                 "inference_flops": lambda: jnp.log(self.scenario.inference_demand
-                                                   * out.inference_flops),
+                                                   * out.inference_flops_per_unit),
                 "loss": lambda: jnp.log(out.loss - out.irreducible_loss),
                 "failure": lambda: score_log_failure(self.model, allocation),
                 "train_dollars": lambda: jnp.log(out.train_dollars),
                 "inference_dollars": lambda: jnp.log(self.scenario.inference_demand
-                                                     * out.inference_dollars),
+                                                     * out.inference_dollars_per_unit),
             }[resource]()
             return jnp.log(weight) + log_value
         value = self.resources(x)
@@ -325,8 +328,8 @@ class Problem(eqx.Module):
             "target_score": lambda: _neg_log_log_failure(score_log_failure(self.model,
                                                                            allocation)),
             "train_budget": lambda: jnp.log(out.train_flops),
-            "inference_budget": lambda: jnp.log(out.inference_flops),
-            "max_inference_flops": lambda: jnp.log(out.inference_flops),
+            "inference_budget": lambda: jnp.log(out.inference_flops_per_unit),
+            "max_inference_flops": lambda: jnp.log(out.inference_flops_per_unit),
             "max_params": lambda: var["n_params"],
             "max_tokens": lambda: var["n_tokens"],
             "max_density": lambda: var["density"],
@@ -334,7 +337,7 @@ class Problem(eqx.Module):
             "min_samples": lambda: -var["n_samples"],
             "max_latency_memory": lambda: jnp.log(memory),
             "max_latency_compute": lambda: jnp.log(compute),
-            "max_inference_dollars": lambda: jnp.log(out.inference_dollars),
+            "max_inference_dollars": lambda: jnp.log(out.inference_dollars_per_unit),
             "step_memory": lambda: jnp.log(step_memory) - var["step_time"],
             "step_compute": lambda: jnp.log(step_compute) - var["step_time"],
             "max_latency": lambda: var["step_time"],

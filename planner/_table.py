@@ -398,8 +398,9 @@ def plan_values(plan, model: Pipeline) -> dict:
         "n_params": plan.allocation.n_params,
         "n_tokens": plan.allocation.n_tokens,
         "train_flops": plan.outcome.train_flops,
-        "inference_flops": plan.outcome.inference_flops,
+        "inference_flops": plan.inference_flops,
         "total_flops": plan.total_flops,
+        "inference_flops_per_unit": plan.outcome.inference_flops_per_unit,
         "loss": plan.outcome.loss,
         "status": plan.status,
     }

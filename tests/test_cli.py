@@ -22,7 +22,8 @@ E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.336, 0.283
 COLUMNS = ["id", "target_loss", "inference_tokens", "train_budget", "inference_budget",
            "max_inference_flops", "max_params", "max_tokens", "min_density",
            "E", "A", "B", "alpha", "beta"]
-PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss"]
+PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
+        "inference_flops_per_unit", "loss"]
 
 
 def n_min(loss, a=A, alpha=ALPHA, e=E):
@@ -155,7 +156,9 @@ def test_bad_rows_get_their_own_status_and_good_rows_are_solved_as_alone(tmp_pat
         assert result["status"] == status, (ident, result["message"])
         if status == "optimal":
             assert result["message"] == ""
-            assert all(math.isfinite(float(result[c])) and float(result[c]) > 0 for c in PLAN)
+            assert all(math.isfinite(float(result[c])) for c in PLAN)
+            # lifetime inference is 0 without demand; every other value is positive
+            assert all(float(result[c]) > 0 for c in PLAN if c != "inference_flops")
             continue
         assert all(result[c] == "" for c in PLAN), ident  # no plan shown for a failed row
         message = result["message"]
@@ -202,9 +205,15 @@ def test_good_rows_match_closed_forms(tmp_path):
     assert float(demand["total_flops"]) <= cost.min() * (1 + 1e-9)
     assert float(demand["n_params"]) < loss_optimal(2.1)[0]  # demand shrinks the model
     for r in out.values():
-        total = float(r["train_flops"]) + float(r["inference_flops"]) * float(
-            r["inference_tokens"])
-        np.testing.assert_allclose(float(r["total_flops"]), total, rtol=1e-12)
+        # inference_flops is lifetime: demand x per unit, and with training the total
+        np.testing.assert_allclose(
+            float(r["inference_flops"]),
+            float(r["inference_tokens"]) * float(r["inference_flops_per_unit"]), rtol=1e-12)
+        np.testing.assert_allclose(float(r["total_flops"]),
+                                   float(r["train_flops"]) + float(r["inference_flops"]),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(float(r["inference_flops_per_unit"]),
+                                   2 * float(r["n_params"]), rtol=1e-12)
         np.testing.assert_allclose(float(r["train_flops"]),
                                    6 * float(r["n_params"]) * float(r["n_tokens"]), rtol=1e-12)
 
@@ -316,7 +325,8 @@ def test_header_only_table_gives_header_only_output(tmp_path):
     assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
     header = out.read_text().splitlines()
     assert header == ["target_loss,inference_tokens,n_params,n_tokens,train_flops,"
-                      "inference_flops,total_flops,loss,status,message"]
+                      "inference_flops,total_flops,inference_flops_per_unit,loss,status,"
+                      "message"]
 
 
 def test_blank_lines_and_byte_order_mark_are_tolerated(tmp_path):
@@ -401,9 +411,11 @@ def test_verifier_flags_add_the_verifiers_flops(tmp_path):
     assert plan["status"] == "optimal", plan["message"]
     n, k = float(plan["n_params"]), float(plan["n_samples"])
     assert k > 1 and float(plan["score"]) == pytest.approx(0.35, rel=1e-9)
-    assert float(plan["inference_flops"]) == pytest.approx((2 * n + 2 * nv) * k, rel=1e-15)
+    per_query = (2 * n + 2 * nv) * k
+    assert float(plan["inference_flops_per_unit"]) == pytest.approx(per_query, rel=1e-15)
+    assert float(plan["inference_flops"]) == pytest.approx(1e12 * per_query, rel=1e-15)
     assert float(plan["total_flops"]) == pytest.approx(
-        float(plan["train_flops"]) + 1e12 * (2 * n + 2 * nv) * k, rel=1e-15)
+        float(plan["train_flops"]) + 1e12 * per_query, rel=1e-15)
 
 
 def test_sampling_flags_build_the_stage():
@@ -631,7 +643,7 @@ def test_frontier_command_in_dollars(tmp_path, capsys):
     train = [float(r["train_dollars"]) for r in rows]
     assert all(a > b for a, b in zip(train, train[1:]))
     for r, cap in zip(rows, caps):
-        assert float(r["inference_dollars"]) <= cap * (1 + 1e-9)
+        assert float(r["inference_dollars_per_unit"]) <= cap * (1 + 1e-9)
     model = planner.Pipeline(
         planner.Pretraining(planner.Chinchilla.sardana2024()),
         planner.Deployment(train=h100, serve=h100, prompt_tokens=4.0, context_tokens=1250.0))

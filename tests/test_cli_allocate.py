@@ -60,7 +60,10 @@ def assert_sums(plans, summary, weights):
     others have no plan), and its objective their weighted lifetime compute."""
     ok = [r for r in plans if r["status"] == "optimal"]
     train = sum(number(r["train_flops"]) for r in ok)
-    inference = sum(number(r["inference_tokens"]) * number(r["inference_flops"]) for r in ok)
+    inference = sum(number(r["inference_flops"]) for r in ok)  # lifetime, per row
+    for r in ok:
+        assert number(r["inference_flops"]) == pytest.approx(
+            number(r["inference_tokens"]) * number(r["inference_flops_per_unit"]), rel=1e-12)
     total = sum(number(r["total_flops"]) for r in ok)
     assert summary["train_flops"] == pytest.approx(train, rel=1e-12)
     assert summary["inference_flops"] == pytest.approx(inference, rel=1e-12)

@@ -345,6 +345,25 @@ def test_random_scenarios_against_gp_and_reduction():
         assert _rel(gp[1][certified], ref[1][rows][certified]).max() <= 1e-8
 
 
+def test_plan_columns_split_lifetime_compute_into_training_and_inference():
+    """`Plan.to_columns()`: `inference_flops` is lifetime inference, the demand times
+    `inference_flops_per_unit` (2N per token), so `train_flops + inference_flops` is
+    `total_flops`; for 400 random scenarios, demands 0 and 1e6 ... 1e16 tokens."""
+    names, targets, demands = _random_scenarios(seed=5, per_preset=100, zero_share=0.2)
+    plan = plain(_law_rows([_law(n) for n in names]), targets, demands)
+    assert np.all(plan.status == Status.OPTIMAL)
+    columns = plan.to_columns()
+    train, inference = columns["train_flops"], columns["inference_flops"]
+    per_unit, total = columns["inference_flops_per_unit"], columns["total_flops"]
+    assert _rel(train + inference, total).max() <= 1e-12
+    assert np.all(np.abs(inference - demands * per_unit) <= 1e-12 * demands * per_unit)
+    assert np.all(inference[demands == 0] == 0.0) and np.any(demands == 0)
+    assert _rel(per_unit, 2.0 * columns["n_params"]).max() <= 1e-12
+    # the same numbers as the plan's fields
+    np.testing.assert_array_equal(inference, plan.inference_flops)
+    np.testing.assert_array_equal(per_unit, plan.outcome.inference_flops_per_unit)
+
+
 def _capped_case(seed: int):
     """400 random lifetime scenarios (T > 0) with caps, and their exact optima.
 
@@ -800,7 +819,7 @@ def test_frontier_reproduces_inference_cut_cost(name):
     closed = np.asarray(law.inference_cut_cost(jnp.asarray(feasible_k)))
     assert np.max(np.abs(dtc - closed)) <= 1e-8
     # the inference cap binds: IC = cap
-    assert _rel(plan.outcome.inference_flops[1:nf], caps[1:nf]).max() <= 1e-9
+    assert _rel(plan.outcome.inference_flops_per_unit[1:nf], caps[1:nf]).max() <= 1e-9
     for k, (cut, table) in enumerate(zip(CUTS, CUT_TABLE[name])):
         if table is None:
             continue
