@@ -1055,9 +1055,9 @@ def cmd_frontier(args) -> int:
         values = ["n_params", "n_tokens", *costs, "loss"]
         for k in values:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
+        cap = "max_inference_dollars_per_unit" if dollars else "max_inference_flops_per_unit"
         columns = {"target_loss": [repr(float(args.target_loss))] * len(caps),
-                   "max_inference_dollars" if dollars else "max_inference_flops":
-                       [repr(float(c)) for c in caps]}
+                   cap: [repr(float(c)) for c in caps]}
         counts = write_plans(args.output, columns, out, values, [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
@@ -1139,8 +1139,8 @@ def _plot_views(columns, args) -> list[tuple[str, str, str | None, str]]:
     if args.x is not None:
         return [(args.x, args.y, None, f"{args.y} against {args.x}")]
     have = set(columns)
-    if {"max_inference_flops", "train_flops"} <= have and "inference_tokens" not in have:
-        return [("max_inference_flops", "train_flops", None,
+    if {"max_inference_flops_per_unit", "train_flops"} <= have and "inference_tokens" not in have:
+        return [("max_inference_flops_per_unit", "train_flops", None,
                  "Least training compute per inference cap"),
                 ("n_params", "n_tokens", None, "Allocation along the frontier")]
     demand = "inference_tokens" if "inference_tokens" in have else None
@@ -1202,7 +1202,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve every row of SCENARIOS (CSV or Parquet) and write PLANS. Input "
         "columns: target_loss (or target_score with --sampling), inference_tokens (lifetime "
         "inference tokens, default 0); optional train_budget, inference_budget, "
-        "max_inference_flops, max_params, max_tokens, min_density, and per-row law "
+        "max_inference_flops_per_unit, max_params, max_tokens, min_density, and per-row law "
         "coefficients E, A, B, alpha, beta. Output: every input column, then n_params, "
         "n_tokens, train_flops, inference_flops (lifetime), total_flops, "
         "inference_flops_per_unit, loss, [score, density, n_samples], status, message.",
@@ -1323,10 +1323,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Pareto frontier of training against inference compute at a fixed "
         "loss (planner.frontier): for each cap on inference FLOP per token, the least "
         "training compute that reaches --target-loss. Output columns: target_loss, "
-        "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message. With "
-        "--objective dollars, caps on inference dollars per generated token and the least "
-        "training dollars: target_loss, max_inference_dollars, n_params, n_tokens, "
-        "train_dollars, inference_dollars_per_unit, loss, status, message.")
+        "max_inference_flops_per_unit, n_params, n_tokens, train_flops, loss, status, "
+        "message. With --objective dollars, caps on inference dollars per generated token and "
+        "the least training dollars: target_loss, max_inference_dollars_per_unit, n_params, "
+        "n_tokens, train_dollars, inference_dollars_per_unit, loss, status, message.")
     frontier.add_argument("--target-loss", type=float, required=True, metavar="L",
                           help="the loss every point reaches")
     frontier.add_argument("--output", "-o", required=True, help="output table (.csv or "

@@ -146,14 +146,14 @@ SCENARIO_RULES: dict[str, Rule] = {rule.name: rule for rule in (
          column="inference_tokens"),
     _cap("train_budget", stand_in=1e22),
     _cap("inference_budget"),
-    _cap("max_inference_flops"),
+    _cap("max_inference_flops_per_unit"),
     _cap("max_params"),
     _cap("max_tokens"),
     Rule("min_density", low=0.0, high=1.0, high_closed=True, absent=float(_F32.tiny),
          stand_in=0.5),
     _cap("max_latency"),
     Rule("serving_batch", low=0.0, absent=1.0, stand_in=1.0),
-    _cap("max_inference_dollars"),
+    _cap("max_inference_dollars_per_unit"),
     Rule("demand_rate", low=0.0, low_closed=True, absent=0.0, stand_in=0.0),
 )}
 """The rule of every `Scenario` field, by field name."""
@@ -299,8 +299,8 @@ def infeasible_reasons(values: dict[str, np.ndarray], coef: dict[str, np.ndarray
                     "(infeasible)")
         if dense_inference:
             per_unit = {}
-            if "max_inference_flops" in values:
-                per_unit["max_inference_flops"] = values["max_inference_flops"]
+            if "max_inference_flops_per_unit" in values:
+                per_unit["max_inference_flops_per_unit"] = values["max_inference_flops_per_unit"]
             if "inference_budget" in values and "inference_tokens" in values:
                 demand = values["inference_tokens"]
                 per_unit["inference_budget"] = np.where(

@@ -201,8 +201,8 @@ def solve(
     - `"compute"`: minimise lifetime compute $TC + T \cdot IC$ subject to the targets (with
       only $N, D$ and a loss target this is Sardana et al. 2024's problem);
     - `"loss"` / `"score"`: reach the lowest loss / highest score within the budgets;
-    - `"train"`: minimise training compute alone (with `max_inference_flops`, one point of the
-      Pareto frontier; see `frontier`).
+    - `"train"`: minimise training compute alone (with `max_inference_flops_per_unit`, one
+      point of the Pareto frontier; see `frontier`).
 
     Every problem also honours the caps in `scenario`. With pruning or sampling the problem
     need not be convex (a dense and a pruned plan can both satisfy the KKT conditions), so
@@ -552,11 +552,11 @@ def frontier(
     For each cap $c$ in `inference_caps`, the least training cost that meets the scenario's
     targets with inference at most $c$ per unit of demand: the frontier Villalobos & Atkinson
     (2023) study ("least TC for each IC at a given performance"). With `objective="compute"`
-    costs are FLOP (the cap bounds `Scenario.max_inference_flops`); with `"dollars"` they are
-    dollars on the model's `Deployment` stage (the cap bounds `max_inference_dollars`, each
-    point the least training dollars; the dollar-optimal plan of a demand $T$ is the point
-    where the frontier's slope is $-T$). Caps below the cheapest possible inference are
-    `INFEASIBLE`. One batched solve; never raises.
+    costs are FLOP (the cap bounds `Scenario.max_inference_flops_per_unit`); with `"dollars"`
+    they are dollars on the model's `Deployment` stage (the cap bounds
+    `max_inference_dollars_per_unit`, each point the least training dollars; the
+    dollar-optimal plan of a demand $T$ is the point where the frontier's slope is $-T$). Caps
+    below the cheapest possible inference are `INFEASIBLE`. One batched solve; never raises.
 
     **Arguments:**
 
@@ -569,7 +569,8 @@ def frontier(
     if objective not in ("compute", "dollars"):
         raise ValueError(f"frontier objective must be 'compute' or 'dollars', got {objective!r}")
     caps = jnp.asarray(inference_caps)
-    field = "max_inference_flops" if objective == "compute" else "max_inference_dollars"
+    field = ("max_inference_flops_per_unit" if objective == "compute"
+             else "max_inference_dollars_per_unit")
     least = "train" if objective == "compute" else Costs(train_dollars=1.0)
 
     def one(cap):

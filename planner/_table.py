@@ -22,15 +22,15 @@ from ._solve import Objective, Scenario, Solver, Status, solve
 
 LAW_COLUMNS = tuple(_rules.LAW_RULES)
 TABLE_FIELDS = ("target_loss", "target_score", "inference_demand", "train_budget",
-                "inference_budget", "max_inference_flops", "max_params", "max_tokens",
+                "inference_budget", "max_inference_flops_per_unit", "max_params", "max_tokens",
                 "min_density", "demand_rate")
 SCENARIO_COLUMNS = {_rules.SCENARIO_RULES[field].column_name: field for field in TABLE_FIELDS}
 """Column of a scenario table: its `Scenario` field."""
 KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
-CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
-               "max_tokens")
+CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops_per_unit",
+               "max_params", "max_tokens")
 # An empty cell in an optional column means the constraint is absent for that row. Within a
 # batch every row has the same constraints, so an absent one is given the value of its rule
 # that never binds (`Rule.absent`). Law columns fall back to the law given on the command line.

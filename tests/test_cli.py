@@ -20,7 +20,7 @@ from planner._cli import EXIT_OK, EXIT_USAGE, main
 # the command line's default law, Chinchilla.sardana2024() (Sardana et al. 2024)
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.336, 0.283
 COLUMNS = ["id", "target_loss", "inference_tokens", "train_budget", "inference_budget",
-           "max_inference_flops", "max_params", "max_tokens", "min_density",
+           "max_inference_flops_per_unit", "max_params", "max_tokens", "min_density",
            "E", "A", "B", "alpha", "beta"]
 PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
         "inference_flops_per_unit", "loss"]
@@ -67,7 +67,7 @@ GOOD = [
     ("demand", dict(target_loss=2.1, inference_tokens=1e13)),
     ("capped", dict(target_loss=2.3, inference_tokens=0, max_params=1e9)),
     ("loose", dict(target_loss=2.2, inference_tokens=1e11, train_budget=1e30,
-                   inference_budget=1e40, max_inference_flops=1e20, max_params=1e15,
+                   inference_budget=1e40, max_inference_flops_per_unit=1e20, max_params=1e15,
                    max_tokens=1e18, min_density=0.5)),
     ("inf_cap", dict(target_loss=2.2, inference_tokens=0, max_params="inf")),  # no cap
     ("own_law", dict(target_loss=2.3, inference_tokens=0, E=1.8172, A=482.01, B=2085.43,
@@ -113,8 +113,8 @@ BAD = [
      "infeasible", ["'max_params'", "'max_tokens'", "infeasible"]),
     ("budget_too_small", dict(target_loss=2.0, train_budget=1e20), "infeasible",
      ["'train_budget'", "infeasible"]),
-    ("inference_cap_too_small", dict(target_loss=2.0, max_inference_flops=n_min(2.0)),
-     "infeasible", ["'max_inference_flops'", "N_min", "infeasible"]),
+    ("inference_cap_too_small", dict(target_loss=2.0, max_inference_flops_per_unit=n_min(2.0)),
+     "infeasible", ["'max_inference_flops_per_unit'", "N_min", "infeasible"]),
     ("inference_budget_too_small", dict(target_loss=2.0, inference_tokens=1e12,
                                         inference_budget=1e12 * n_min(2.0)),
      "infeasible", ["'inference_budget'", "infeasible"]),
@@ -125,7 +125,7 @@ BAD = [
 # N >= N1 > 1.01 N_min, the inference cap N <= 1.01 N_min. The solver must call it infeasible.
 N1 = (A / (2.0 - E - B * (2 * d_min(2.0)) ** -BETA)) ** (1 / ALPHA)
 SOLVER_INFEASIBLE = ("solver_infeasible", dict(target_loss=2.0, max_tokens=2 * d_min(2.0),
-                                               max_inference_flops=2.02 * n_min(2.0)))
+                                               max_inference_flops_per_unit=2.02 * n_min(2.0)))
 
 
 def test_solver_infeasible_case_is_infeasible():
@@ -600,7 +600,7 @@ def test_frontier_command(tmp_path, capsys):
     assert main(["frontier", "--target-loss", "2.1", "--points", "6", "-o", str(out)]) == EXIT_OK
     rows = read_csv(out)
     assert len(rows) == 6 and all(r["status"] == "optimal" for r in rows)
-    caps = [float(r["max_inference_flops"]) for r in rows]
+    caps = [float(r["max_inference_flops_per_unit"]) for r in rows]
     n_c, _ = loss_optimal(2.1)
     assert caps[0] == pytest.approx(1.05 * 2 * n_min(2.1), rel=1e-12)
     assert caps[-1] == pytest.approx(2 * n_c, rel=1e-12)
@@ -631,7 +631,7 @@ def test_frontier_command_in_dollars(tmp_path, capsys):
                  *serving, "-o", str(out)]) == EXIT_OK
     rows = read_csv(out)
     assert len(rows) == 5 and all(r["status"] == "optimal" for r in rows)
-    caps = [float(r["max_inference_dollars"]) for r in rows]
+    caps = [float(r["max_inference_dollars_per_unit"]) for r in rows]
     n = [float(r["n_params"]) for r in rows]
     assert n[0] == pytest.approx(1.05 * n_min(2.1), rel=1e-6)
     # the training optimum is flat: its cost to 1e-9, its size to the solver's tolerance

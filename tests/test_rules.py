@@ -46,9 +46,9 @@ CASES = [
     ("inference_demand", 0.0, True), ("inference_demand", 1e12, True),
     ("inference_demand", -1.0, False), ("inference_demand", INF, False),
     ("inference_demand", NAN, False),
-    *[(cap, value, ok) for cap in ("train_budget", "inference_budget", "max_inference_flops",
-                                   "max_params", "max_tokens", "max_latency",
-                                   "max_inference_dollars")
+    *[(cap, value, ok) for cap in ("train_budget", "inference_budget",
+                                   "max_inference_flops_per_unit", "max_params", "max_tokens",
+                                   "max_latency", "max_inference_dollars_per_unit")
       for value, ok in ((INF, True), (0.0, False), (-1.0, False), (-INF, False),
                         (NAN, False))],
     ("min_density", 1.0, True), ("min_density", 0.3, True), ("min_density", 0.0, False),
@@ -82,7 +82,7 @@ def model_for(field):
     base = Pretraining(LAW)
     if field == "min_density":
         return Pipeline(base, Pruning(LAW))
-    if field == "max_inference_dollars":
+    if field == "max_inference_dollars_per_unit":
         return Pipeline(Pretraining(LAW, tokens_per_query=100.0),
                         Deployment(train=H100, serve=H100, context_tokens=1000.0))
     if field == "target_score":
@@ -108,7 +108,7 @@ def solve_kwargs(fields):
 def model_kind(field) -> str:
     """Which model a field is solved with (`model_for`): fields of one kind share a compiled
     solve."""
-    return {"min_density": "pruning", "max_inference_dollars": "deployment",
+    return {"min_density": "pruning", "max_inference_dollars_per_unit": "deployment",
             "target_score": "sampling"}.get(field, "plain")
 
 

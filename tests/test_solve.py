@@ -102,13 +102,13 @@ def _capped_jit(laws, scenarios):
     return jax.vmap(lambda law, s: solve(_model(law), s, throw=False))(laws, scenarios)
 
 
-def capped(laws, target_loss, demand, max_params, max_tokens, max_inference_flops):
+def capped(laws, target_loss, demand, max_params, max_tokens, max_inference_flops_per_unit):
     scenarios = Scenario(
         target_loss=np.asarray(target_loss, np.float64),
         inference_demand=np.asarray(demand, np.float64),
         max_params=np.asarray(max_params, np.float64),
         max_tokens=np.asarray(max_tokens, np.float64),
-        max_inference_flops=np.asarray(max_inference_flops, np.float64),
+        max_inference_flops_per_unit=np.asarray(max_inference_flops_per_unit, np.float64),
     )
     size, (laws, scenarios) = _pad(CAP_ROWS, laws, scenarios)
     return _numpy(_capped_jit(laws, scenarios), size)
@@ -461,10 +461,10 @@ def _infeasible_batch(seed: int):
 
 
 def test_never_optimal_when_infeasible():
-    """Targets <= E, max_params < N_min, max_inference_flops < 2 N_min, max_tokens < D_min and
-    jointly infeasible caps, each 0.01% ... 50% beyond the limit, in a random mix: every
-    infeasible row is INFEASIBLE, every feasible row OPTIMAL and bitwise equal to its solo
-    solve (the same compiled function, every row set to it)."""
+    """Targets <= E, max_params < N_min, max_inference_flops_per_unit < 2 N_min,
+    max_tokens < D_min and jointly infeasible caps, each 0.01% ... 50% beyond the limit, in a
+    random mix: every infeasible row is INFEASIBLE, every feasible row OPTIMAL and bitwise
+    equal to its solo solve (the same compiled function, every row set to it)."""
     names, targets, demands, max_params, max_tokens, max_inference, infeasible = _infeasible_batch(
         3
     )
@@ -499,7 +499,7 @@ def test_never_optimal_at_the_feasibility_boundary():
         f = 1.0 - shortfall
         cases = (
             (f * n_min, big, big),  # max_params
-            (big, big, f * 2.0 * n_min),  # max_inference_flops
+            (big, big, f * 2.0 * n_min),  # max_inference_flops_per_unit
             (big, f * d_min, big),  # max_tokens
             ((2.0 * A / gap) ** (1.0 / a), (2.0 * B / gap) ** (1.0 / b) * f ** (1.0 / b), big),
         )
