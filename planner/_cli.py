@@ -150,7 +150,7 @@ def _add_sampling_flags(parser) -> None:
 def _add_serving_flags(parser) -> None:
     """The flags of --objective dollars (`planner solve`, `planner allocate`)."""
     serving = parser.add_argument_group(
-        "serving (with --objective dollars; inference_tokens counts generated tokens, an "
+        "serving (with --objective dollars; inference_demand counts generated tokens, an "
         "optional demand_rate column their peak per second)")
     serving.add_argument("--train-hardware", metavar="NAME",
                          help=f"training hardware: {', '.join(HARDWARE)} or a name in "
@@ -1139,11 +1139,11 @@ def _plot_views(columns, args) -> list[tuple[str, str, str | None, str]]:
     if args.x is not None:
         return [(args.x, args.y, None, f"{args.y} against {args.x}")]
     have = set(columns)
-    if {"max_inference_flops_per_unit", "train_flops"} <= have and "inference_tokens" not in have:
+    if {"max_inference_flops_per_unit", "train_flops"} <= have and "inference_demand" not in have:
         return [("max_inference_flops_per_unit", "train_flops", None,
                  "Least training compute per inference cap"),
                 ("n_params", "n_tokens", None, "Allocation along the frontier")]
-    demand = "inference_tokens" if "inference_tokens" in have else None
+    demand = "inference_demand" if "inference_demand" in have else None
     views = [("n_params", "n_tokens", demand, "Allocation"),
              ("loss", "total_flops", demand, "Lifetime compute against loss"),
              ("train_flops", "inference_flops", None,
@@ -1200,12 +1200,13 @@ def build_parser() -> argparse.ArgumentParser:
     solve = sub.add_parser(
         "solve", help="optimal allocations for a table of scenarios",
         description="Solve every row of SCENARIOS (CSV or Parquet) and write PLANS. Input "
-        "columns: target_loss (or target_score with --sampling), inference_tokens (lifetime "
-        "inference tokens, default 0); optional train_budget, inference_budget, "
-        "max_inference_flops_per_unit, max_params, max_tokens, min_density, and per-row law "
-        "coefficients E, A, B, alpha, beta. Output: every input column, then n_params, "
-        "n_tokens, train_flops, inference_flops (lifetime), total_flops, "
-        "inference_flops_per_unit, loss, [score, density, n_samples], status, message.",
+        "columns: target_loss (or target_score with --sampling), inference_demand (lifetime "
+        "inference demand: generated tokens, or queries with --sampling; default 0); optional "
+        "train_budget, inference_budget, max_inference_flops_per_unit, max_params, "
+        "max_tokens, min_density, and per-row law coefficients E, A, B, alpha, beta. Output: "
+        "every input column, then n_params, n_tokens, train_flops, inference_flops "
+        "(lifetime), total_flops, inference_flops_per_unit, loss, [score, density, "
+        "n_samples], status, message.",
     )
     solve.add_argument("scenarios", help="input table (.csv, or .parquet with the extra)")
     solve.add_argument("--output", "-o", required=True, help="output table (.csv or .parquet)")
@@ -1362,7 +1363,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plot", help="figures of a plans table",
         description="Plot the optimal rows of a table written by `planner solve` (allocation "
         "N against D, lifetime compute against loss, training against lifetime inference "
-        "compute; coloured by inference_tokens where the table has it) or by `planner "
+        "compute; coloured by inference_demand where the table has it) or by `planner "
         "frontier` (the frontier and the allocations along it), or any two columns with --x "
         "and --y. Axes spanning more than a factor of 100 are logarithmic.")
     plot.add_argument("plans", help="a table written by planner solve or planner frontier")

@@ -317,7 +317,7 @@ def test_command_line_dollars_match_solve(tmp_path):
     from planner._cli import main
 
     src = tmp_path / "s.csv"
-    src.write_text("target_loss,inference_tokens,demand_rate\n2.0,1e12,2e5\n")
+    src.write_text("target_loss,inference_demand,demand_rate\n2.0,1e12,2e5\n")
     out = tmp_path / "o.csv"
     code = main(["solve", str(src), "--objective", "dollars", "--train-hardware", "H100",
                  "--serve-hardware", "A100", "--max-latency", "0.05", "--context-tokens", "2000",
