@@ -3,7 +3,7 @@
 The portfolio of `benchmarks/bench_allocate.py` (each item its own Chinchilla law, a weight in
 [0.5, 2], a lifetime demand log-uniform in $[10^{11}, 10^{14}]$ tokens and a loss target
 $E_i + [0.25, 0.6]$), written as an items table of `--items` rows (columns `target_loss`,
-`inference_tokens`, `weight`, and the law's `E`, `A`, `B`, `alpha`, `beta` per row) in slices
+`inference_demand`, `weight`, and the law's `E`, `A`, `B`, `alpha`, `beta` per row) in slices
 of $10^6$ rows, so the writer never holds more than one slice of text. CSV by default: with
 pyarrow the command line parses a CSV table without quotes by pyarrow's reader and casts
 (`planner/_arrowio.py`), where a Parquet table's cells are turned into Python text first.
@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADING = "## Coupled allocation from the command line"
 SLICE = 1_000_000
-COLUMNS = ("target_loss", "inference_tokens", "weight", "E", "A", "B", "alpha", "beta")
+COLUMNS = ("target_loss", "inference_demand", "weight", "E", "A", "B", "alpha", "beta")
 
 
 def write_table(path: Path, n: int, fmt: str) -> float:
@@ -145,7 +145,7 @@ def report(rows: list[dict], info: dict) -> str:
     lines += ["`planner allocate ITEMS -o PLANS --summary SUMMARY.json --train-budget C "
               "--chunk-size K` in a child process, on the portfolio of `bench_allocate.py` "
               "written as an items table (each row its own law: `target_loss`, "
-              "`inference_tokens`, `weight`, `E`, `A`, `B`, `alpha`, `beta`), float64, one "
+              "`inference_demand`, `weight`, `E`, `A`, `B`, `alpha`, `beta`), float64, one "
               f"training budget of {rows[0]['budget'] / rows[0]['least']:.3g} times the "
               "items' least training FLOP (it binds: its price is positive). Wall-clock "
               "time around the command (reading, checking, "

@@ -111,7 +111,7 @@ def write_table(path: pathlib.Path, rows: int, seed: int) -> None:
     target = e + rng.uniform(0.05, 0.8, rows)
     tokens = 10.0 ** rng.uniform(9, 15, rows)
     with open(path, "w") as handle:
-        handle.write("target_loss,inference_tokens\n")
+        handle.write("target_loss,inference_demand\n")
         handle.writelines(f"{a!r},{b!r}\n" for a, b in zip(target.tolist(), tokens.tolist()))
 
 

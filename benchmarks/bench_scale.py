@@ -390,10 +390,8 @@ def write_table(path: pathlib.Path, kind: str, n: int) -> None:
     writer = None
     step = 1_000_000
     for start in range(0, n, step):
-        cols = scenarios(kind, min(step, n - start), seed=start // step)
-        names = {"target_loss": "target_loss", "target_score": "target_score",
-                 "inference_demand": "inference_tokens"}
-        table = pa.table({names[k]: v for k, v in cols.items()})
+        # the table's columns are the Scenario fields' names
+        table = pa.table(scenarios(kind, min(step, n - start), seed=start // step))
         if writer is None:
             writer = pq.ParquetWriter(path, table.schema)
         writer.write_table(table)

@@ -19,7 +19,7 @@ model = planner.Pipeline(planner.Pretraining(law, tokens_per_query=1000.0), *sta
 print("variables:", model.variables)
 for d, k in ((1.0, 1.0), (0.25, 1.0), (1.0, 10.0), (0.25, 10.0)):
     out = model(planner.Allocation(n_params=7e9, n_tokens=1.4e12, density=d, n_samples=k))
-    print(f"d = {d:4.2f}, k = {k:2.0f}: {out.inference_flops:.2e} FLOP per query, "
+    print(f"d = {d:4.2f}, k = {k:2.0f}: {out.inference_flops_per_unit:.2e} FLOP per query, "
           f"loss {out.loss:.4f}, pass@k {out.score:.3f}")
 
 queries = jnp.array([1e5, 1e7, 1e9, 1e11])  # lifetime queries

@@ -255,8 +255,8 @@ def sampling_combinations(kind: str = "pass@k", fast: bool = False, direct: bool
 def direct_frontier(model: Pipeline, scenario: Scenario, log_caps) -> dict:
     """The planner's `frontier`: every control solved jointly by the interior-point method,
     the exchange rate its multiplier of the inference cap."""
-    names = constraint_names(model, eqx.tree_at(lambda sc: sc.max_inference_flops, scenario,
-                                                1.0, is_leaf=lambda v: v is None))
+    names = constraint_names(model, eqx.tree_at(lambda sc: sc.max_inference_flops_per_unit,
+                                                scenario, 1.0, is_leaf=lambda v: v is None))
     plans = jax.jit(lambda c: frontier(model, scenario, c))(jnp.asarray(10.0 ** log_caps))
     ok = np.asarray(plans.status) == Status.OPTIMAL
     nan = lambda v: np.where(ok, np.asarray(v), np.nan)  # noqa: E731
@@ -264,8 +264,8 @@ def direct_frontier(model: Pipeline, scenario: Scenario, log_caps) -> dict:
     return {
         "log_cap": np.asarray(log_caps),
         "log_tc": np.log10(nan(plans.outcome.train_flops)),
-        "log_ic": np.log10(nan(plans.outcome.inference_flops)),
-        "rate": nan(plans.multipliers[:, names.index("max_inference_flops")]),
+        "log_ic": np.log10(nan(plans.outcome.inference_flops_per_unit)),
+        "rate": nan(plans.multipliers[:, names.index("max_inference_flops_per_unit")]),
         "density": nan(alloc.density),
         "n_samples": nan(alloc.n_samples),
         "n_params": nan(alloc.n_params),

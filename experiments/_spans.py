@@ -88,15 +88,16 @@ def _inner(law: Chinchilla, a_param, target_loss, caps, tokens):
     per row; the multiplier of the cap is the exchange rate $-d\\log TC/d\\log IC$.
     """
     probe = Pipeline(Pretraining(law))
-    index = constraint_names(probe, Scenario(target_loss=1.0, max_inference_flops=1.0)).index(
-        "max_inference_flops")
+    names = constraint_names(probe, Scenario(target_loss=1.0, max_inference_flops_per_unit=1.0))
+    index = names.index("max_inference_flops_per_unit")
 
     def one(a, ell, cap):
         model = Pipeline(Pretraining(eqx.tree_at(lambda w: w.A, law, a), tokens_per_query=tokens))
-        plan = solve(model, Scenario(target_loss=ell, max_inference_flops=cap),
+        plan = solve(model, Scenario(target_loss=ell, max_inference_flops_per_unit=cap),
                      objective="train", throw=False)
-        return (plan.outcome.train_flops, plan.outcome.inference_flops, plan.multipliers[index],
-                plan.status, plan.allocation.n_params, plan.allocation.n_tokens)
+        return (plan.outcome.train_flops, plan.outcome.inference_flops_per_unit,
+                plan.multipliers[index], plan.status, plan.allocation.n_params,
+                plan.allocation.n_tokens)
 
     return jax.vmap(one)(a_param, target_loss, caps)
 

@@ -222,8 +222,8 @@ def pruning(density: float = 0.1, rounds_fraction: float = 0.2) -> dict:
         "train_span_oom": math.log10(factor),
         "inference_span_oom": -math.log10(density),
         "stage_train_span_oom": float(jnp.log10(pruned.train_flops / dense.train_flops)),
-        "stage_inference_span_oom": float(jnp.log10(dense.inference_flops
-                                                     / pruned.inference_flops)),
+        "stage_inference_span_oom": float(jnp.log10(dense.inference_flops_per_unit
+                                                     / pruned.inference_flops_per_unit)),
         "stage_loss_change": float(pruned.loss - dense.loss),
         "bound_oom": -math.log10(rounds_fraction),
         "rate_at_density": density / (1.0 - density),

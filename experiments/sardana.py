@@ -110,14 +110,14 @@ def run(output: Path) -> dict:
     write_markdown(output / "sardana.md", "Lifetime-compute optimum (Sardana et al. 2024)", body)
     write_json(output / "sardana.json", {
         "law": "sardana2024",
-        "rows": [dict(zip(["target_loss", "inference_tokens", "n_params", "n_params_published",
+        "rows": [dict(zip(["target_loss", "inference_demand", "n_params", "n_params_published",
                            "n_tokens", "n_tokens_published", "total_flops",
                            "total_flops_published", "training_optimum_flops",
                            "training_optimum_flops_published", "max_relative_gap", "status"],
                           r, strict=True)) for r in rows],
         "max_relative_gap": worst,
         "example_13b": example,
-        "sweep": {"inference_tokens": np.asarray(sweep_t).tolist(),
+        "sweep": {"inference_demand": np.asarray(sweep_t).tolist(),
                   **{str(t): {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                               for k, v in c.items()} for t, c in curves.items()}},
     })

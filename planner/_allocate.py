@@ -173,13 +173,13 @@ def _item_plans(objective, budgets, items: _Items, prices: Array, solver: Solver
 def _resources(plans: Plan, scenario: Scenario) -> dict[str, Array]:
     out = plans.outcome
     found = {"train_flops": out.train_flops,
-             "inference_flops": scenario.inference_demand * out.inference_flops,
+             "inference_flops": scenario.inference_demand * out.inference_flops_per_unit,
              "loss": out.loss - out.irreducible_loss}
     if out.score is not None:
         found["failure"] = 1.0 - out.score
     if out.train_dollars is not None:
         found["train_dollars"] = out.train_dollars
-        found["inference_dollars"] = scenario.inference_demand * out.inference_dollars
+        found["inference_dollars"] = scenario.inference_demand * out.inference_dollars_per_unit
     return found
 
 
@@ -919,9 +919,9 @@ def _mark(plans: Plan, rows: Array, status: Status) -> Plan:
     def blank(v):
         return jnp.where(rows.reshape(rows.shape + (1,) * (v.ndim - 1)), jnp.nan, v)
 
-    plans = eqx.tree_at(lambda p: (p.allocation, p.outcome, p.total_flops), plans,
-                        jax.tree.map(blank, (plans.allocation, plans.outcome,
-                                             plans.total_flops)))
+    plans = eqx.tree_at(lambda p: (p.allocation, p.outcome, p.inference_flops, p.total_flops),
+                        plans, jax.tree.map(blank, (plans.allocation, plans.outcome,
+                                                    plans.inference_flops, plans.total_flops)))
     return eqx.tree_at(lambda p: p.status, plans, jnp.where(rows, status, plans.status))
 
 

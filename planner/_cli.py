@@ -150,7 +150,7 @@ def _add_sampling_flags(parser) -> None:
 def _add_serving_flags(parser) -> None:
     """The flags of --objective dollars (`planner solve`, `planner allocate`)."""
     serving = parser.add_argument_group(
-        "serving (with --objective dollars; inference_tokens counts generated tokens, an "
+        "serving (with --objective dollars; inference_demand counts generated tokens, an "
         "optional demand_rate column their peak per second)")
     serving.add_argument("--train-hardware", metavar="NAME",
                          help=f"training hardware: {', '.join(HARDWARE)} or a name in "
@@ -1032,7 +1032,7 @@ def cmd_frontier(args) -> int:
                                      f"end of the frontier (N = {n:.4g}) was not found "
                                      f"(status {Status(int(end.status)).name}); give "
                                      "--min-dollars and --max-dollars")
-                ends.append(float(end.outcome.inference_dollars))
+                ends.append(float(end.outcome.inference_dollars_per_unit))
             low = args.min_dollars if args.min_dollars is not None else ends[0]
             high = args.max_dollars if args.max_dollars is not None else ends[1]
         else:
@@ -1045,7 +1045,8 @@ def cmd_frontier(args) -> int:
                              f"{low:g} to {high:g}")
         caps = np.geomspace(low, high, args.points)
         plan = frontier(model, scenario, caps, objective=args.objective)
-        costs = (("train_dollars", "inference_dollars") if dollars else ("train_flops",))
+        costs = (("train_dollars", "inference_dollars_per_unit") if dollars
+                 else ("train_flops",))
         out = {"n_params": np.asarray(plan.allocation.n_params),
                "n_tokens": np.asarray(plan.allocation.n_tokens),
                **{k: np.asarray(getattr(plan.outcome, k)) for k in costs},
@@ -1054,9 +1055,9 @@ def cmd_frontier(args) -> int:
         values = ["n_params", "n_tokens", *costs, "loss"]
         for k in values:
             out[k] = np.where(out["status"] == 0, out[k], np.nan)
+        cap = "max_inference_dollars_per_unit" if dollars else "max_inference_flops_per_unit"
         columns = {"target_loss": format_floats(np.full(len(caps), float(args.target_loss))),
-                   "max_inference_dollars" if dollars else "max_inference_flops":
-                       format_floats(np.asarray(caps, dtype=float))}
+                   cap: format_floats(np.asarray(caps, dtype=float))}
         counts = write_plans(args.output, columns, out, values, [""] * len(caps))
     except (TableError, ValueError, OSError) as error:
         print(f"planner frontier: error: {error}", file=sys.stderr)
@@ -1138,14 +1139,15 @@ def _plot_views(columns, args) -> list[tuple[str, str, str | None, str]]:
     if args.x is not None:
         return [(args.x, args.y, None, f"{args.y} against {args.x}")]
     have = set(columns)
-    if {"max_inference_flops", "train_flops"} <= have and "inference_tokens" not in have:
-        return [("max_inference_flops", "train_flops", None,
+    if {"max_inference_flops_per_unit", "train_flops"} <= have and "inference_demand" not in have:
+        return [("max_inference_flops_per_unit", "train_flops", None,
                  "Least training compute per inference cap"),
                 ("n_params", "n_tokens", None, "Allocation along the frontier")]
-    demand = "inference_tokens" if "inference_tokens" in have else None
+    demand = "inference_demand" if "inference_demand" in have else None
     views = [("n_params", "n_tokens", demand, "Allocation"),
              ("loss", "total_flops", demand, "Lifetime compute against loss"),
-             ("train_flops", "inference_flops", None, "Training against inference compute")]
+             ("train_flops", "inference_flops", None,
+              "Training against lifetime inference compute")]
     return [v for v in views if {v[0], v[1]} <= have]
 
 
@@ -1198,11 +1200,12 @@ def build_parser() -> argparse.ArgumentParser:
     solve = sub.add_parser(
         "solve", help="optimal allocations for a table of scenarios",
         description="Solve every row of SCENARIOS (CSV or Parquet) and write PLANS. Input "
-        "columns: target_loss (or target_score with --sampling), inference_tokens (lifetime "
-        "inference tokens, default 0); optional train_budget, inference_budget, "
-        "max_inference_flops, max_params, max_tokens, min_density, and per-row law "
-        "coefficients E, A, B, alpha, beta. Output: every input column, then n_params, "
-        "n_tokens, train_flops, inference_flops, total_flops, loss, [score, density, "
+        "columns: target_loss (or target_score with --sampling), inference_demand (lifetime "
+        "inference demand: generated tokens, or queries with --sampling; default 0); optional "
+        "train_budget, inference_budget, max_inference_flops_per_unit, max_params, "
+        "max_tokens, min_density, and per-row law coefficients E, A, B, alpha, beta. Output: "
+        "every input column, then n_params, n_tokens, train_flops, inference_flops "
+        "(lifetime), total_flops, inference_flops_per_unit, loss, [score, density, "
         "n_samples], status, message.",
     )
     solve.add_argument("scenarios", help="input table (.csv, or .parquet with the extra)")
@@ -1321,10 +1324,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Pareto frontier of training against inference compute at a fixed "
         "loss (planner.frontier): for each cap on inference FLOP per token, the least "
         "training compute that reaches --target-loss. Output columns: target_loss, "
-        "max_inference_flops, n_params, n_tokens, train_flops, loss, status, message. With "
-        "--objective dollars, caps on inference dollars per generated token and the least "
-        "training dollars: target_loss, max_inference_dollars, n_params, n_tokens, "
-        "train_dollars, inference_dollars, loss, status, message.")
+        "max_inference_flops_per_unit, n_params, n_tokens, train_flops, loss, status, "
+        "message. With --objective dollars, caps on inference dollars per generated token and "
+        "the least training dollars: target_loss, max_inference_dollars_per_unit, n_params, "
+        "n_tokens, train_dollars, inference_dollars_per_unit, loss, status, message.")
     frontier.add_argument("--target-loss", type=float, required=True, metavar="L",
                           help="the loss every point reaches")
     frontier.add_argument("--output", "-o", required=True, help="output table (.csv or "
@@ -1359,10 +1362,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot", help="figures of a plans table",
         description="Plot the optimal rows of a table written by `planner solve` (allocation "
-        "N against D, lifetime compute against loss, training against inference compute; "
-        "coloured by inference_tokens where the table has it) or by `planner frontier` (the "
-        "frontier and the allocations along it), or any two columns with --x and --y. Axes "
-        "spanning more than a factor of 100 are logarithmic.")
+        "N against D, lifetime compute against loss, training against lifetime inference "
+        "compute; coloured by inference_demand where the table has it) or by `planner "
+        "frontier` (the frontier and the allocations along it), or any two columns with --x "
+        "and --y. Axes spanning more than a factor of 100 are logarithmic.")
     plot.add_argument("plans", help="a table written by planner solve or planner frontier")
     plot.add_argument("--output", "-o", required=True,
                       help="the figure (" + ", ".join(FIGURE_SUFFIXES) + ")")

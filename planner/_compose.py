@@ -63,23 +63,24 @@ class Outcome(eqx.Module):
     **Arguments:**
 
     - `train_flops`: total training FLOP, every technique's extra training included.
-    - `inference_flops`: FLOP per unit of inference demand (per token for plain pretraining,
-      per query once a stage turns tokens into queries).
+    - `inference_flops_per_unit`: inference FLOP per unit of inference demand (per generated
+      token for plain pretraining, per query once a stage turns tokens into queries); a
+      scenario's lifetime inference FLOP are its `inference_demand` times this.
     - `loss`: pretraining loss of the model that is served.
     - `irreducible_loss`: the floor `loss` approaches; targets at or below it are infeasible.
     - `score`: task success rate in [0, 1] once a stage defines one (repeated sampling), else
       `None`.
-    - `train_dollars`, `inference_dollars`: dollars of training and per unit of inference
-      demand once a stage prices the plan on hardware (`Deployment`), else `None`.
+    - `train_dollars`, `inference_dollars_per_unit`: dollars of training and of one unit of
+      inference demand once a stage prices the plan on hardware (`Deployment`), else `None`.
     """
 
     train_flops: Float[Array, ""]
-    inference_flops: Float[Array, ""]
+    inference_flops_per_unit: Float[Array, ""]
     loss: Float[Array, ""]
     irreducible_loss: Float[Array, ""]
     score: Float[Array, ""] | None = None
     train_dollars: Float[Array, ""] | None = None
-    inference_dollars: Float[Array, ""] | None = None
+    inference_dollars_per_unit: Float[Array, ""] | None = None
 
 
 class AbstractTechnique(eqx.Module):
@@ -121,7 +122,7 @@ class Pretraining(eqx.Module):
         tokens = jnp.asarray(self.tokens_per_query, jnp.result_type(n))
         return Outcome(
             train_flops=6.0 * n * d,
-            inference_flops=2.0 * n * tokens,
+            inference_flops_per_unit=2.0 * n * tokens,
             loss=self.law.loss(n, d),
             irreducible_loss=self.law.irreducible,
         )

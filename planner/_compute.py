@@ -1,6 +1,7 @@
 r"""Compute accounting: FLOP counts, dollars per phase, and the roofline of serving.
 
-- `train_flops`, `inference_flops`: the dense-transformer FLOP counts $6ND$ and $2N$ per token.
+- `train_flops`, `inference_flops`: the dense-transformer FLOP counts $6ND$ of training and
+  $2NT$ of inference over $T$ tokens.
 - `flops_matched_multiplier`: the test-time compute a small model may spend, at equal total
   FLOP, in place of a model $M$ times larger (Snell et al. 2024).
 - `CostModel`: dollars for training, prefill and decode FLOP at a price per GPU-hour, a peak
@@ -65,15 +66,17 @@ def train_flops(n_params: ArrayLike, n_tokens: ArrayLike) -> Float[Array, "*shap
 
 
 def inference_flops(n_params: ArrayLike, n_tokens: ArrayLike = 1.0) -> Float[Array, "*shape"]:
-    r"""Inference FLOP of a dense transformer: $2N$ per token, $2NT$ for $T$ tokens.
+    r"""Inference FLOP of a dense transformer over $T$ tokens: $2NT$ ($2N$ per token).
 
+    With $T$ a plan's lifetime inference demand in tokens this is the plan's lifetime
+    `inference_flops` (`Plan.inference_flops`, the `inference_flops` column of a plans table).
     The same count holds for prompt (prefill) and generated (decode) tokens; what differs
     between them is the utilisation the hardware reaches (see `CostModel`).
 
     **Arguments:**
 
     - `n_params`: parameters $N$, > 0.
-    - `n_tokens`: tokens processed $T$, > 0 (default 1: FLOP per token).
+    - `n_tokens`: tokens processed $T$, > 0 (default 1: the FLOP of one token).
 
     **Returns:** $2NT$.
 

@@ -22,8 +22,9 @@ UNITS: dict[str, str] = {
     "density": "fraction of weights kept",
     "n_samples": "samples per query",
     "train_flops": "FLOP",
-    "inference_flops": "FLOP per unit of demand",
+    "inference_flops": "FLOP, lifetime",
     "total_flops": "FLOP, lifetime",
+    "inference_flops_per_unit": "FLOP per unit of demand",
     "loss": "nats per token",
     "score": "success rate",
     "status": "",
@@ -38,16 +39,18 @@ MAX_ROWS = 20
 def plan_columns(plan: Plan) -> dict[str, np.ndarray]:
     """The plan's values as flat NumPy columns, in `UNITS` order: `n_params`, `n_tokens`,
     `density` and `n_samples` (where some plan is pruned or samples more than once),
-    `train_flops`, `inference_flops` (per unit of demand), `total_flops`, `loss`, `score`
-    (with a score) and `status` (its name, as in `planner solve`'s output). A batch of any
-    shape is flattened in C order. Plans that are not optimal hold NaN (see `Plan`)."""
+    `train_flops`, `inference_flops` (lifetime), `total_flops` (their sum),
+    `inference_flops_per_unit` (per unit of demand), `loss`, `score` (with a score) and
+    `status` (its name, as in `planner solve`'s output). A batch of any shape is flattened in
+    C order. Plans that are not optimal hold NaN (see `Plan`)."""
     from ._solve import Status
 
     a, o = plan.allocation, plan.outcome
     values = {"n_params": a.n_params, "n_tokens": a.n_tokens, "density": a.density,
               "n_samples": a.n_samples, "train_flops": o.train_flops,
-              "inference_flops": o.inference_flops, "total_flops": plan.total_flops,
-              "loss": o.loss, "score": o.score}
+              "inference_flops": plan.inference_flops, "total_flops": plan.total_flops,
+              "inference_flops_per_unit": o.inference_flops_per_unit, "loss": o.loss,
+              "score": o.score}
     shape = np.shape(plan.status)
     columns = {}
     for name, value in values.items():

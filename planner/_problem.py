@@ -96,12 +96,13 @@ class Scenario(eqx.Module):
 
     - `target_loss`: the loss the served model must reach.
     - `target_score`: the success rate it must reach, in (0, 1) (needs a model with a score).
-    - `inference_demand`: lifetime inference, in the units of the pipeline's
-      `inference_flops` (tokens for plain pretraining, queries once sampling is on). Default 0.
+    - `inference_demand`: lifetime inference demand, in the units of the pipeline's
+      `Outcome.inference_flops_per_unit` (generated tokens for plain pretraining, queries once
+      sampling is on). Default 0.
     - `train_budget`: cap on training FLOP.
     - `inference_budget`: cap on lifetime inference FLOP (`inference_demand` × per-unit FLOP).
-    - `max_inference_flops`: cap on inference FLOP per unit of demand (a per-query budget; the
-      frontier's control).
+    - `max_inference_flops_per_unit`: cap on inference FLOP per unit of demand (a per-query
+      budget; the frontier's control).
     - `max_params`, `max_tokens`: caps on $N$ (memory, latency) and $D$ (data available).
     - `min_density`: lower bound on the pruning density.
     - `max_latency`: bound on the per-token decode latency (seconds) of the served model on
@@ -110,7 +111,7 @@ class Scenario(eqx.Module):
       constraints. With a `Deployment` stage it bounds the decode step time of a replica
       instead (whose batch is then a variable), and needs no `hardware`.
     - `serving_batch`: the batch of the latency bound on `hardware` (without `Deployment`).
-    - `max_inference_dollars`: cap on inference dollars per unit of demand (needs a
+    - `max_inference_dollars_per_unit`: cap on inference dollars per unit of demand (needs a
       `Deployment` stage; the control of `frontier(..., objective="dollars")`).
     - `demand_rate`: peak demand, units per second (with `Deployment`: the plan reports the
       replicas that serve it).
@@ -121,7 +122,7 @@ class Scenario(eqx.Module):
     inference_demand: Float[Array, ""] = eqx.field(converter=jnp.asarray, default=0.0)
     train_budget: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     inference_budget: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
-    max_inference_flops: Float[Array, ""] | None = eqx.field(
+    max_inference_flops_per_unit: Float[Array, ""] | None = eqx.field(
         converter=_optional_array, default=None
     )
     max_params: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
@@ -129,8 +130,9 @@ class Scenario(eqx.Module):
     min_density: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     max_latency: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
     serving_batch: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
-    max_inference_dollars: Float[Array, ""] | None = eqx.field(converter=_optional_array,
-                                                               default=None)
+    max_inference_dollars_per_unit: Float[Array, ""] | None = eqx.field(
+        converter=_optional_array, default=None
+    )
     demand_rate: Float[Array, ""] | None = eqx.field(converter=_optional_array, default=None)
 
     def broadcast(self) -> Scenario:
@@ -154,8 +156,8 @@ def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
     """
     names = [name for name in _BOUND_FIELDS if getattr(scenario, name) is not None]
     deployment = deployment_of(model)
-    if scenario.max_inference_dollars is not None:
-        names.append("max_inference_dollars")
+    if scenario.max_inference_dollars_per_unit is not None:
+        names.append("max_inference_dollars_per_unit")
     if deployment is not None:
         names += ["step_memory", "step_compute"]
         if scenario.max_latency is not None:
@@ -175,7 +177,7 @@ def constraint_names(model: Pipeline, scenario: Scenario) -> tuple[str, ...]:
 
 
 _BOUND_FIELDS = ("target_loss", "target_score", "train_budget", "inference_budget",
-                 "max_inference_flops", "max_params", "max_tokens")
+                 "max_inference_flops_per_unit", "max_params", "max_tokens")
 # A bound this far away (in log units) never binds; it stands in for an infinite one.
 _FAR = 700.0
 
@@ -194,7 +196,7 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
         bounds["target_score"] = jnp.where(
             ok, _neg_log_log_failure(jnp.log1p(-jnp.where(ok, scenario.target_score, 0.5))),
             -_FAR)
-    for name in ("train_budget", "max_inference_flops", "max_params", "max_tokens"):
+    for name in ("train_budget", "max_inference_flops_per_unit", "max_params", "max_tokens"):
         if getattr(scenario, name) is not None:
             bounds[name] = safe_log(getattr(scenario, name))
     if scenario.inference_budget is not None:
@@ -206,8 +208,9 @@ def _log_bounds(model: Pipeline, scenario: Scenario) -> dict[str, Array]:
         bounds["max_latency_memory"] = safe_log(scenario.max_latency)
         bounds["max_latency_compute"] = safe_log(scenario.max_latency)
         bounds["max_latency"] = safe_log(scenario.max_latency)
-    if scenario.max_inference_dollars is not None:
-        bounds["max_inference_dollars"] = safe_log(scenario.max_inference_dollars)
+    if scenario.max_inference_dollars_per_unit is not None:
+        bounds["max_inference_dollars_per_unit"] = safe_log(
+            scenario.max_inference_dollars_per_unit)
     return {k: jnp.minimum(v, _FAR) for k, v in bounds.items()}
 
 
@@ -277,13 +280,15 @@ class Problem(eqx.Module):
         allocation = self.allocation(x)
         out = self.model(allocation)
         found = {"train_flops": out.train_flops,
-                 "inference_flops": self.scenario.inference_demand * out.inference_flops,
+                 "inference_flops": (self.scenario.inference_demand
+                                     * out.inference_flops_per_unit),
                  "loss": out.loss - out.irreducible_loss}
         if out.score is not None:
             found["failure"] = jnp.exp(score_log_failure(self.model, allocation))
         if out.train_dollars is not None:
             found["train_dollars"] = out.train_dollars
-            found["inference_dollars"] = self.scenario.inference_demand * out.inference_dollars
+            found["inference_dollars"] = (self.scenario.inference_demand
+                                          * out.inference_dollars_per_unit)
         return found
 
     def objective(self, x: Vector) -> Array:
@@ -297,12 +302,12 @@ class Problem(eqx.Module):
             log_value = {
                 "train_flops": lambda: jnp.log(out.train_flops),
                 "inference_flops": lambda: jnp.log(self.scenario.inference_demand
-                                                   * out.inference_flops),
+                                                   * out.inference_flops_per_unit),
                 "loss": lambda: jnp.log(out.loss - out.irreducible_loss),
                 "failure": lambda: score_log_failure(self.model, allocation),
                 "train_dollars": lambda: jnp.log(out.train_dollars),
                 "inference_dollars": lambda: jnp.log(self.scenario.inference_demand
-                                                     * out.inference_dollars),
+                                                     * out.inference_dollars_per_unit),
             }[resource]()
             return jnp.log(weight) + log_value
         value = self.resources(x)
@@ -325,8 +330,8 @@ class Problem(eqx.Module):
             "target_score": lambda: _neg_log_log_failure(score_log_failure(self.model,
                                                                            allocation)),
             "train_budget": lambda: jnp.log(out.train_flops),
-            "inference_budget": lambda: jnp.log(out.inference_flops),
-            "max_inference_flops": lambda: jnp.log(out.inference_flops),
+            "inference_budget": lambda: jnp.log(out.inference_flops_per_unit),
+            "max_inference_flops_per_unit": lambda: jnp.log(out.inference_flops_per_unit),
             "max_params": lambda: var["n_params"],
             "max_tokens": lambda: var["n_tokens"],
             "max_density": lambda: var["density"],
@@ -334,7 +339,7 @@ class Problem(eqx.Module):
             "min_samples": lambda: -var["n_samples"],
             "max_latency_memory": lambda: jnp.log(memory),
             "max_latency_compute": lambda: jnp.log(compute),
-            "max_inference_dollars": lambda: jnp.log(out.inference_dollars),
+            "max_inference_dollars_per_unit": lambda: jnp.log(out.inference_dollars_per_unit),
             "step_memory": lambda: jnp.log(step_memory) - var["step_time"],
             "step_compute": lambda: jnp.log(step_compute) - var["step_time"],
             "max_latency": lambda: var["step_time"],
@@ -518,7 +523,7 @@ def _check_structure(model: Pipeline, scenario: Scenario, objective: Objective |
         raise ValueError("serving_batch only matters with max_latency")
     terms = Costs.of(objective).terms()
     priced = {"train_dollars", "inference_dollars"} & set(terms)
-    if (priced or scenario.max_inference_dollars is not None) and deployment is None:
+    if (priced or scenario.max_inference_dollars_per_unit is not None) and deployment is None:
         raise ValueError("dollars need the hardware the plan trains and runs on: add a "
                          "Deployment(train=Hardware, serve=Hardware) stage, last in the "
                          "Pipeline")

@@ -47,7 +47,6 @@ class Rule:
     - `absent`: the value that imposes nothing (None: the field has no such value).
     - `stand_in`: the value solved in place of a refused scenario or a padding row. For
       `target_loss` it is added to the law's irreducible loss (`relative_to_irreducible`).
-    - `column`: the field's column in a scenario table (default: `name`).
     """
 
     name: str
@@ -60,11 +59,6 @@ class Rule:
     absent: float | None = None
     stand_in: float = 1.0
     relative_to_irreducible: bool = False
-    column: str | None = None
-
-    @property
-    def column_name(self) -> str:
-        return self.column or self.name
 
     @property
     def requirement(self) -> str:
@@ -129,8 +123,8 @@ class Rule:
             return [(self.outside(x, np) | np.isnan(x), self.domain_text)]
 
 
-def _cap(name: str, stand_in: float = _INF, column: str | None = None) -> Rule:
-    return Rule(name, low=0.0, finite=False, absent=_INF, stand_in=stand_in, column=column)
+def _cap(name: str, stand_in: float = _INF) -> Rule:
+    return Rule(name, low=0.0, finite=False, absent=_INF, stand_in=stand_in)
 
 
 # Stand-ins: an easy, feasible problem (every row costs its own iterations, so not one that
@@ -142,18 +136,17 @@ SCENARIO_RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("target_loss", low=0.0, absent=float(_F32.max), stand_in=0.5,
          relative_to_irreducible=True),
     Rule("target_score", low=0.0, high=1.0, absent=float(_F32.tiny), stand_in=0.5),
-    Rule("inference_demand", low=0.0, low_closed=True, absent=0.0, stand_in=0.0,
-         column="inference_tokens"),
+    Rule("inference_demand", low=0.0, low_closed=True, absent=0.0, stand_in=0.0),
     _cap("train_budget", stand_in=1e22),
     _cap("inference_budget"),
-    _cap("max_inference_flops"),
+    _cap("max_inference_flops_per_unit"),
     _cap("max_params"),
     _cap("max_tokens"),
     Rule("min_density", low=0.0, high=1.0, high_closed=True, absent=float(_F32.tiny),
          stand_in=0.5),
     _cap("max_latency"),
     Rule("serving_batch", low=0.0, absent=1.0, stand_in=1.0),
-    _cap("max_inference_dollars"),
+    _cap("max_inference_dollars_per_unit"),
     Rule("demand_rate", low=0.0, low_closed=True, absent=0.0, stand_in=0.0),
 )}
 """The rule of every `Scenario` field, by field name."""
@@ -168,9 +161,13 @@ LAW_RULES: dict[str, Rule] = {rule.name: rule for rule in (
 )}
 """The rule of every Chinchilla law coefficient (a table's law columns), by name."""
 
-COLUMN_RULES: dict[str, Rule] = {
-    **{rule.column_name: rule for rule in SCENARIO_RULES.values()}, **LAW_RULES}
-"""The rules by the column names of a scenario table."""
+COLUMN_RULES: dict[str, Rule] = {**SCENARIO_RULES, **LAW_RULES}
+"""The rules by the column names of a scenario table (a column is named after its field)."""
+
+RENAMED_COLUMNS: dict[str, str] = {"inference_tokens": "inference_demand"}
+"""Columns of a scenario table that have a new name, by their old name: a table that still
+has one is refused with a message naming the new one (an unknown column is otherwise passed
+through untouched, and this one would silently mean no demand)."""
 
 ITEM_RULES: dict[str, Rule] = {"weight": Rule("weight", low=0.0, absent=1.0, stand_in=1.0)}
 """The rules of the columns an item table has beside a scenario table's (`planner allocate`):
@@ -233,8 +230,8 @@ def infeasible_reasons(values: dict[str, np.ndarray], coef: dict[str, np.ndarray
 
     **Arguments:**
 
-    - `values`: numbers by table column (`inference_tokens` is the demand); absent caps are
-      left out or infinite.
+    - `values`: numbers by table column (a `Scenario` field's name); absent caps are left out
+      or infinite.
     - `coef`: the law's `E, A, B, alpha, beta` per row.
     - `rows`: the rows to test.
     - `dense_inference`: see above.
@@ -299,10 +296,10 @@ def infeasible_reasons(values: dict[str, np.ndarray], coef: dict[str, np.ndarray
                     "(infeasible)")
         if dense_inference:
             per_unit = {}
-            if "max_inference_flops" in values:
-                per_unit["max_inference_flops"] = values["max_inference_flops"]
-            if "inference_budget" in values and "inference_tokens" in values:
-                demand = values["inference_tokens"]
+            if "max_inference_flops_per_unit" in values:
+                per_unit["max_inference_flops_per_unit"] = values["max_inference_flops_per_unit"]
+            if "inference_budget" in values and "inference_demand" in values:
+                demand = values["inference_demand"]
                 per_unit["inference_budget"] = np.where(
                     demand > 0, values["inference_budget"] / np.where(demand > 0, demand, 1.0),
                     _INF)

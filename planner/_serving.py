@@ -187,9 +187,10 @@ class Deployment(AbstractTechnique):
             _SECONDS_PER_HOUR * self.train.peak_flops * self.train.mfu)
         prefill = active * self.prompt_tokens * self.serve.price_per_hour / (
             _SECONDS_PER_HOUR * self.serve.peak_flops * self._prefill_mfu())
-        decode = (outcome.inference_flops / active) * self.devices * self.serve.price_per_hour * (
+        tokens = outcome.inference_flops_per_unit / active  # tokens generated per unit of demand
+        decode = tokens * self.devices * self.serve.price_per_hour * (
             allocation.step_time / allocation.serving_batch) / _SECONDS_PER_HOUR
-        return eqx.tree_at(lambda o: (o.train_dollars, o.inference_dollars), outcome,
+        return eqx.tree_at(lambda o: (o.train_dollars, o.inference_dollars_per_unit), outcome,
                            (train, prefill + decode), is_leaf=lambda v: v is None)
 
     def start(self, n_params: Array, density: Array, n_samples: Array,
@@ -294,10 +295,10 @@ def serving_report(model: Pipeline, allocation: Allocation, outcome: Outcome,
     """The `Serving` report of a priced allocation."""
     deployment = deployment_of(model)
     train = outcome.train_dollars
-    inference = demand * outcome.inference_dollars
+    inference = demand * outcome.inference_dollars_per_unit
     # seconds of one replica per unit of demand, from its dollars: price g p / 3600 per second
     per_second = deployment.devices * deployment.serve.price_per_hour / _SECONDS_PER_HOUR
-    seconds = outcome.inference_dollars / per_second
+    seconds = outcome.inference_dollars_per_unit / per_second
     replicas = (jnp.zeros_like(train) if demand_rate is None else demand_rate * seconds)
     return Serving(train_dollars=train, inference_dollars=inference, dollars=train + inference,
                    serving_batch=allocation.serving_batch, latency=allocation.step_time,

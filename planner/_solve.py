@@ -64,12 +64,15 @@ class Plan(eqx.Module):
     **Arguments:**
 
     - `allocation`: the optimal `Allocation`.
-    - `outcome`: its `Outcome` (training and inference FLOP, loss, score).
-    - `total_flops`: training FLOP + inference demand × inference FLOP.
+    - `outcome`: its `Outcome` (training FLOP, inference FLOP per unit of demand, loss,
+      score).
+    - `inference_flops`: lifetime inference FLOP, the scenario's `inference_demand` ×
+      `outcome.inference_flops_per_unit`.
+    - `total_flops`: lifetime compute, `outcome.train_flops` + `inference_flops`.
     - `status`: a `Status` code; only `Status.OPTIMAL` plans are certified. A plan of any
-      other status has NaN in `allocation`, `outcome` and `total_flops`, so that it cannot
-      be taken for an answer (or summed into one); its residuals, multipliers and steps say
-      why it is not certified.
+      other status has NaN in `allocation`, `outcome`, `inference_flops` and `total_flops`,
+      so that it cannot be taken for an answer (or summed into one); its residuals,
+      multipliers and steps say why it is not certified.
     - `stationarity`, `feasibility`, `complementarity`: the KKT residuals (infinity norms, in
       the solver's log variables) that justify the status.
     - `multipliers`: Lagrange multipliers of the constraints, in `constraint_names` order.
@@ -84,6 +87,7 @@ class Plan(eqx.Module):
 
     allocation: Allocation
     outcome: Outcome
+    inference_flops: Float[Array, ""]
     total_flops: Float[Array, ""]
     status: Int[Array, ""]
     stationarity: Float[Array, ""]
@@ -101,8 +105,9 @@ class Plan(eqx.Module):
 
     def to_columns(self) -> dict[str, np.ndarray]:
         """The plan's values as flat NumPy columns (see `planner._display.plan_columns`):
-        `n_params`, `n_tokens`, [`density`, `n_samples`], `train_flops`, `inference_flops`,
-        `total_flops`, `loss`, [`score`], `status` (names)."""
+        `n_params`, `n_tokens`, [`density`, `n_samples`], `train_flops`, `inference_flops`
+        (lifetime), `total_flops`, `inference_flops_per_unit`, `loss`, [`score`], `status`
+        (names)."""
         return _display.plan_columns(self)
 
     def to_pandas(self):
@@ -196,8 +201,8 @@ def solve(
     - `"compute"`: minimise lifetime compute $TC + T \cdot IC$ subject to the targets (with
       only $N, D$ and a loss target this is Sardana et al. 2024's problem);
     - `"loss"` / `"score"`: reach the lowest loss / highest score within the budgets;
-    - `"train"`: minimise training compute alone (with `max_inference_flops`, one point of the
-      Pareto frontier; see `frontier`).
+    - `"train"`: minimise training compute alone (with `max_inference_flops_per_unit`, one
+      point of the Pareto frontier; see `frontier`).
 
     Every problem also honours the caps in `scenario`. With pruning or sampling the problem
     need not be convex (a dense and a pruned plan can both satisfy the KKT conditions), so
@@ -275,7 +280,8 @@ def solve(
     if deployment is not None and "serving_batch" not in held:
         allocation = least_batch(model, allocation)
     outcome = model(allocation)
-    total = outcome.train_flops + safe.inference_demand * outcome.inference_flops
+    inference = safe.inference_demand * outcome.inference_flops_per_unit
+    total = outcome.train_flops + inference
     finite = jnp.isfinite(total) & jnp.isfinite(outcome.loss)
     status = jnp.where(
         invalid, Status.INVALID_INPUT,
@@ -286,11 +292,11 @@ def solve(
     # a plan that is not certified shows no numbers that could pass for an answer
     optimal = status == Status.OPTIMAL
     iterate = allocation
-    allocation, outcome, total = jax.tree.map(
-        lambda v: jnp.where(optimal, v, jnp.nan), (allocation, outcome, total))
+    allocation, outcome, inference, total = jax.tree.map(
+        lambda v: jnp.where(optimal, v, jnp.nan), (allocation, outcome, inference, total))
     plan = Plan(
-        allocation=allocation, outcome=outcome, total_flops=total, status=status,
-        stationarity=result.stationarity, feasibility=result.feasibility,
+        allocation=allocation, outcome=outcome, inference_flops=inference, total_flops=total,
+        status=status, stationarity=result.stationarity, feasibility=result.feasibility,
         complementarity=result.complementarity,
         multipliers=_stack(result.multipliers, dtype), steps=result.steps, iterate=iterate,
         serving=None if deployment is None else serving_report(
@@ -546,11 +552,11 @@ def frontier(
     For each cap $c$ in `inference_caps`, the least training cost that meets the scenario's
     targets with inference at most $c$ per unit of demand: the frontier Villalobos & Atkinson
     (2023) study ("least TC for each IC at a given performance"). With `objective="compute"`
-    costs are FLOP (the cap bounds `Scenario.max_inference_flops`); with `"dollars"` they are
-    dollars on the model's `Deployment` stage (the cap bounds `max_inference_dollars`, each
-    point the least training dollars; the dollar-optimal plan of a demand $T$ is the point
-    where the frontier's slope is $-T$). Caps below the cheapest possible inference are
-    `INFEASIBLE`. One batched solve; never raises.
+    costs are FLOP (the cap bounds `Scenario.max_inference_flops_per_unit`); with `"dollars"`
+    they are dollars on the model's `Deployment` stage (the cap bounds
+    `max_inference_dollars_per_unit`, each point the least training dollars; the
+    dollar-optimal plan of a demand $T$ is the point where the frontier's slope is $-T$). Caps
+    below the cheapest possible inference are `INFEASIBLE`. One batched solve; never raises.
 
     **Arguments:**
 
@@ -563,7 +569,8 @@ def frontier(
     if objective not in ("compute", "dollars"):
         raise ValueError(f"frontier objective must be 'compute' or 'dollars', got {objective!r}")
     caps = jnp.asarray(inference_caps)
-    field = "max_inference_flops" if objective == "compute" else "max_inference_dollars"
+    field = ("max_inference_flops_per_unit" if objective == "compute"
+             else "max_inference_dollars_per_unit")
     least = "train" if objective == "compute" else Costs(train_dollars=1.0)
 
     def one(cap):

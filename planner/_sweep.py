@@ -106,9 +106,9 @@ class SweepCounts(dict):
         self.extrapolated += flagged
 
 
-PLAN_COLUMNS = ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss",
-                "score", "density", "n_samples", "dollars", "train_dollars", "inference_dollars",
-                "serving_batch", "replicas", "latency")
+PLAN_COLUMNS = ("n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
+                "inference_flops_per_unit", "loss", "score", "density", "n_samples", "dollars",
+                "train_dollars", "inference_dollars", "serving_batch", "replicas", "latency")
 SERVING_COLUMNS = ("dollars", "train_dollars", "inference_dollars", "serving_batch", "replicas",
                    "latency")
 MANIFEST_VERSION = 1

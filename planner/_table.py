@@ -23,19 +23,18 @@ from ._solve import Objective, Scenario, Solver, Status, solve
 
 LAW_COLUMNS = tuple(_rules.LAW_RULES)
 TABLE_FIELDS = ("target_loss", "target_score", "inference_demand", "train_budget",
-                "inference_budget", "max_inference_flops", "max_params", "max_tokens",
+                "inference_budget", "max_inference_flops_per_unit", "max_params", "max_tokens",
                 "min_density", "demand_rate")
-SCENARIO_COLUMNS = {_rules.SCENARIO_RULES[field].column_name: field for field in TABLE_FIELDS}
-"""Column of a scenario table: its `Scenario` field."""
-KNOWN_COLUMNS = tuple(SCENARIO_COLUMNS) + LAW_COLUMNS
+"""The `Scenario` fields a scenario table may give, each as the column of its name."""
+KNOWN_COLUMNS = TABLE_FIELDS + LAW_COLUMNS
 STATUS_NAMES = {s: s.name.lower() for s in Status}
 BUCKET_MIN = 256
-CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops", "max_params",
-               "max_tokens")
+CAP_COLUMNS = ("train_budget", "inference_budget", "max_inference_flops_per_unit",
+               "max_params", "max_tokens")
 # An empty cell in an optional column means the constraint is absent for that row. Within a
 # batch every row has the same constraints, so an absent one is given the value of its rule
 # that never binds (`Rule.absent`). Law columns fall back to the law given on the command line.
-ABSENT = {column: _rules.COLUMN_RULES[column].absent for column in SCENARIO_COLUMNS}
+ABSENT = {column: _rules.COLUMN_RULES[column].absent for column in TABLE_FIELDS}
 
 
 Cells = Sequence[str]
@@ -219,16 +218,17 @@ def _cells(values: list) -> list[str]:
 
 
 def check_columns(columns, required: tuple[str, ...], known: tuple[str, ...] = ()) -> None:
-    """Raise `TableError` for a missing required column or a misspelt known one (`known`:
-    columns known besides a scenario table's, such as an item table's `weight`)."""
+    """Raise `TableError` for a missing required column, a misspelt known one (`known`:
+    columns known besides a scenario table's, such as an item table's `weight`) or one under
+    its old name (`planner._rules.RENAMED_COLUMNS`)."""
     names = set(columns)
     known = KNOWN_COLUMNS + tuple(known)
-    fields = {field: column for column, field in SCENARIO_COLUMNS.items() if field != column}
-    for name in names & set(fields):
-        # an unknown column is passed through untouched: one named after a Scenario field
-        # would silently mean nothing
-        raise TableError(f"unknown column {name!r}: the column for Scenario.{name} is "
-                         f"{fields[name]!r}")
+    for name in sorted(names & set(_rules.RENAMED_COLUMNS)):
+        # an unknown column is passed through untouched: under its old name, this one would
+        # silently mean nothing
+        new = _rules.RENAMED_COLUMNS[name]
+        raise TableError(f"column {name!r} is now {new!r} (as Scenario.{new}; the same "
+                         "values): rename the column")
     for name in names - set(known):
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         if close and close[0] not in names:
@@ -252,7 +252,7 @@ def parse_columns(
     r"""Parse and check the known columns of one chunk of rows.
 
     Every cell must be a number in its column's domain, the rule of its field
-    (`planner._rules.COLUMN_RULES`): budgets and caps > 0 (inf: no cap), `inference_tokens`
+    (`planner._rules.COLUMN_RULES`): budgets and caps > 0 (inf: no cap), `inference_demand`
     finite and >= 0, `min_density` in (0, 1], `target_score` in (0, 1), law exponents and
     scales finite and > 0, `E` finite and >= 0. An empty cell leaves the constraint out for
     that row (`ABSENT`) or, in a law column, takes the value of `law`; it is an error in a
@@ -401,8 +401,9 @@ def plan_values(plan, model: Pipeline) -> dict:
         "n_params": plan.allocation.n_params,
         "n_tokens": plan.allocation.n_tokens,
         "train_flops": plan.outcome.train_flops,
-        "inference_flops": plan.outcome.inference_flops,
+        "inference_flops": plan.inference_flops,
         "total_flops": plan.total_flops,
+        "inference_flops_per_unit": plan.outcome.inference_flops_per_unit,
         "loss": plan.outcome.loss,
         "status": plan.status,
     }
@@ -506,7 +507,7 @@ def batch_inputs(
         if name in LAW_COLUMNS:
             law_cols[name] = jnp.asarray(part, dtype)
         else:
-            fields[SCENARIO_COLUMNS[name]] = jnp.asarray(part, dtype)
+            fields[name] = jnp.asarray(part, dtype)
     return law_cols, fields
 
 

@@ -495,7 +495,8 @@ class JointPlan(eqx.Module):
     - `samples`: the classes' `SamplePlan` at that model (`objective`: the expected success
       rate; `usage`: the mean samples per query; `price`: the success one more sample per
       query would buy at this model).
-    - `train_flops`, `inference_flops`: $6ND$ and $2N\,T\,\bar k$.
+    - `train_flops`, `inference_flops`: $6ND$ and the lifetime inference FLOP
+      $2N\,T\,\bar k$.
     - `inference_share`: the share of the budget spent at test time.
     - `status`: `OPTIMAL` when the samples' plan is and the reduced gradient in the model's two
       variables is below `tol`.

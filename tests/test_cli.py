@@ -19,10 +19,11 @@ from planner._cli import EXIT_OK, EXIT_USAGE, main
 
 # the command line's default law, Chinchilla.sardana2024() (Sardana et al. 2024)
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.336, 0.283
-COLUMNS = ["id", "target_loss", "inference_tokens", "train_budget", "inference_budget",
-           "max_inference_flops", "max_params", "max_tokens", "min_density",
+COLUMNS = ["id", "target_loss", "inference_demand", "train_budget", "inference_budget",
+           "max_inference_flops_per_unit", "max_params", "max_tokens", "min_density",
            "E", "A", "B", "alpha", "beta"]
-PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops", "loss"]
+PLAN = ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
+        "inference_flops_per_unit", "loss"]
 
 
 def n_min(loss, a=A, alpha=ALPHA, e=E):
@@ -62,28 +63,28 @@ def row(**cells) -> list[str]:
 # Good rows: (id, cells). Every kind of good row the table allows: a bare target, demand, caps
 # that bind and caps that do not, a density floor, a row with its own law, empty optional cells.
 GOOD = [
-    ("plain", dict(target_loss=2.2, inference_tokens=0)),
-    ("demand", dict(target_loss=2.1, inference_tokens=1e13)),
-    ("capped", dict(target_loss=2.3, inference_tokens=0, max_params=1e9)),
-    ("loose", dict(target_loss=2.2, inference_tokens=1e11, train_budget=1e30,
-                   inference_budget=1e40, max_inference_flops=1e20, max_params=1e15,
+    ("plain", dict(target_loss=2.2, inference_demand=0)),
+    ("demand", dict(target_loss=2.1, inference_demand=1e13)),
+    ("capped", dict(target_loss=2.3, inference_demand=0, max_params=1e9)),
+    ("loose", dict(target_loss=2.2, inference_demand=1e11, train_budget=1e30,
+                   inference_budget=1e40, max_inference_flops_per_unit=1e20, max_params=1e15,
                    max_tokens=1e18, min_density=0.5)),
-    ("inf_cap", dict(target_loss=2.2, inference_tokens=0, max_params="inf")),  # no cap
-    ("own_law", dict(target_loss=2.3, inference_tokens=0, E=1.8172, A=482.01, B=2085.43,
+    ("inf_cap", dict(target_loss=2.2, inference_demand=0, max_params="inf")),  # no cap
+    ("own_law", dict(target_loss=2.3, inference_demand=0, E=1.8172, A=482.01, B=2085.43,
                      alpha=0.3478, beta=0.3658)),
 ]
 # Bad rows: (id, cells, status, words the message must contain besides "row <n>").
 BAD = [
     ("text", dict(target_loss="abc"), "invalid_input", ["'target_loss'", "not a number"]),
-    ("empty_target", dict(inference_tokens=0), "invalid_input", ["'target_loss'", "empty"]),
-    ("nan", dict(target_loss=2.2, inference_tokens="nan"), "invalid_input",
-     ["'inference_tokens'", "finite"]),
+    ("empty_target", dict(inference_demand=0), "invalid_input", ["'target_loss'", "empty"]),
+    ("nan", dict(target_loss=2.2, inference_demand="nan"), "invalid_input",
+     ["'inference_demand'", "finite"]),
     ("minus_inf", dict(target_loss=2.2, max_params="-inf"), "invalid_input",
      ["'max_params'", "> 0, or inf for no limit"]),
-    ("inf_demand", dict(target_loss=2.2, inference_tokens="inf"), "invalid_input",
-     ["'inference_tokens'", "finite"]),
-    ("negative_demand", dict(target_loss=2.2, inference_tokens=-5), "invalid_input",
-     ["'inference_tokens'", ">= 0"]),
+    ("inf_demand", dict(target_loss=2.2, inference_demand="inf"), "invalid_input",
+     ["'inference_demand'", "finite"]),
+    ("negative_demand", dict(target_loss=2.2, inference_demand=-5), "invalid_input",
+     ["'inference_demand'", ">= 0"]),
     ("negative_size", dict(target_loss=2.2, max_params=-1e9), "invalid_input",
      ["'max_params'", "> 0"]),
     ("zero_tokens", dict(target_loss=2.2, max_tokens=0), "invalid_input", ["'max_tokens'", "> 0"]),
@@ -112,9 +113,9 @@ BAD = [
      "infeasible", ["'max_params'", "'max_tokens'", "infeasible"]),
     ("budget_too_small", dict(target_loss=2.0, train_budget=1e20), "infeasible",
      ["'train_budget'", "infeasible"]),
-    ("inference_cap_too_small", dict(target_loss=2.0, max_inference_flops=n_min(2.0)),
-     "infeasible", ["'max_inference_flops'", "N_min", "infeasible"]),
-    ("inference_budget_too_small", dict(target_loss=2.0, inference_tokens=1e12,
+    ("inference_cap_too_small", dict(target_loss=2.0, max_inference_flops_per_unit=n_min(2.0)),
+     "infeasible", ["'max_inference_flops_per_unit'", "N_min", "infeasible"]),
+    ("inference_budget_too_small", dict(target_loss=2.0, inference_demand=1e12,
                                         inference_budget=1e12 * n_min(2.0)),
      "infeasible", ["'inference_budget'", "infeasible"]),
     ("two_problems", dict(target_loss="x", max_tokens=-1), "invalid_input",
@@ -124,7 +125,7 @@ BAD = [
 # N >= N1 > 1.01 N_min, the inference cap N <= 1.01 N_min. The solver must call it infeasible.
 N1 = (A / (2.0 - E - B * (2 * d_min(2.0)) ** -BETA)) ** (1 / ALPHA)
 SOLVER_INFEASIBLE = ("solver_infeasible", dict(target_loss=2.0, max_tokens=2 * d_min(2.0),
-                                               max_inference_flops=2.02 * n_min(2.0)))
+                                               max_inference_flops_per_unit=2.02 * n_min(2.0)))
 
 
 def test_solver_infeasible_case_is_infeasible():
@@ -155,7 +156,9 @@ def test_bad_rows_get_their_own_status_and_good_rows_are_solved_as_alone(tmp_pat
         assert result["status"] == status, (ident, result["message"])
         if status == "optimal":
             assert result["message"] == ""
-            assert all(math.isfinite(float(result[c])) and float(result[c]) > 0 for c in PLAN)
+            assert all(math.isfinite(float(result[c])) for c in PLAN)
+            # lifetime inference is 0 without demand; every other value is positive
+            assert all(float(result[c]) > 0 for c in PLAN if c != "inference_flops")
             continue
         assert all(result[c] == "" for c in PLAN), ident  # no plan shown for a failed row
         message = result["message"]
@@ -202,9 +205,15 @@ def test_good_rows_match_closed_forms(tmp_path):
     assert float(demand["total_flops"]) <= cost.min() * (1 + 1e-9)
     assert float(demand["n_params"]) < loss_optimal(2.1)[0]  # demand shrinks the model
     for r in out.values():
-        total = float(r["train_flops"]) + float(r["inference_flops"]) * float(
-            r["inference_tokens"])
-        np.testing.assert_allclose(float(r["total_flops"]), total, rtol=1e-12)
+        # inference_flops is lifetime: demand x per unit, and with training the total
+        np.testing.assert_allclose(
+            float(r["inference_flops"]),
+            float(r["inference_demand"]) * float(r["inference_flops_per_unit"]), rtol=1e-12)
+        np.testing.assert_allclose(float(r["total_flops"]),
+                                   float(r["train_flops"]) + float(r["inference_flops"]),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(float(r["inference_flops_per_unit"]),
+                                   2 * float(r["n_params"]), rtol=1e-12)
         np.testing.assert_allclose(float(r["train_flops"]),
                                    6 * float(r["n_params"]) * float(r["n_tokens"]), rtol=1e-12)
 
@@ -212,8 +221,8 @@ def test_good_rows_match_closed_forms(tmp_path):
 def test_empty_optional_cells_mean_no_constraint(tmp_path):
     # the same scenario with empty cap cells and without the cap columns at all
     a = solve_file(tmp_path, "with_columns", [row(id="x", target_loss=2.2,
-                                                  inference_tokens=1e12)])
-    src = write_csv(tmp_path / "bare.csv", ["target_loss", "inference_tokens"], [[2.2, 1e12]])
+                                                  inference_demand=1e12)])
+    src = write_csv(tmp_path / "bare.csv", ["target_loss", "inference_demand"], [[2.2, 1e12]])
     out = tmp_path / "bare.out.csv"
     assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
     b = read_csv(out)
@@ -226,22 +235,21 @@ def test_empty_optional_cells_mean_no_constraint(tmp_path):
 def _malformed(tmp_path):
     good = [["2.2", "0"]] * 40
     return {
-        "missing_target_column": ("inference_tokens\n0\n", "target_loss"),
-        "misspelt_column": ("target_los,inference_tokens\n2.2,0\n", "target_los"),
-        "ragged_row_late": ("target_loss,inference_tokens\n"
+        "missing_target_column": ("inference_demand\n0\n", "target_loss"),
+        "misspelt_column": ("target_los,inference_demand\n2.2,0\n", "target_los"),
+        "ragged_row_late": ("target_loss,inference_demand\n"
                             + "".join(",".join(r) + "\n" for r in good) + "2.2,0,7\n",
                             "line 42"),
-        "ragged_short_row": ("target_loss,inference_tokens\n2.2\n", "line 2"),
+        "ragged_short_row": ("target_loss,inference_demand\n2.2\n", "line 2"),
         "empty_file": ("", "empty"),
         "blank_header": ("\n2.2,0\n", "header"),
         "duplicate_column": ("target_loss,target_loss\n2.2,2.3\n", "duplicate"),
-        "bad_quoting": ('target_loss,inference_tokens\n"2.2"x,0\n', "line 2"),
+        "bad_quoting": ('target_loss,inference_demand\n"2.2"x,0\n', "line 2"),
         "not_text": (b"target_loss\n\xff\xfe2.2\n", "UTF-8"),
         "score_without_sampling": ("target_loss,target_score\n2.2,0.5\n", "target_score"),
-        # the Scenario field's name, not the column's: it must not pass through as demand 0
-        "field_name_for_column": ("target_loss,inference_demand\n2.2,1e12\n",
-                                  "the column for Scenario.inference_demand is "
-                                  "'inference_tokens'"),
+        # the demand column's old name: it must not pass through as demand 0
+        "old_demand_column": ("target_loss,inference_tokens\n2.2,1e12\n",
+                              "column 'inference_tokens' is now 'inference_demand'"),
     }
 
 
@@ -311,17 +319,18 @@ def test_cpu_devices_must_be_positive_and_set_before_jax_starts(tmp_path, capsys
 
 
 def test_header_only_table_gives_header_only_output(tmp_path):
-    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], [])
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"], [])
     out = tmp_path / "out.csv"
     assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
     header = out.read_text().splitlines()
-    assert header == ["target_loss,inference_tokens,n_params,n_tokens,train_flops,"
-                      "inference_flops,total_flops,loss,status,message"]
+    assert header == ["target_loss,inference_demand,n_params,n_tokens,train_flops,"
+                      "inference_flops,total_flops,inference_flops_per_unit,loss,status,"
+                      "message"]
 
 
 def test_blank_lines_and_byte_order_mark_are_tolerated(tmp_path):
     src = tmp_path / "in.csv"
-    src.write_bytes("\ufefftarget_loss,inference_tokens\n2.2,0\n\n2.3,0\n\n".encode())
+    src.write_bytes("\ufefftarget_loss,inference_demand\n2.2,0\n\n2.3,0\n\n".encode())
     out = tmp_path / "out.csv"
     assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
     rows = read_csv(out)
@@ -331,7 +340,7 @@ def test_blank_lines_and_byte_order_mark_are_tolerated(tmp_path):
 
 # ----------------------------------------------------------------------- objectives and techniques
 def test_loss_objective_rows(tmp_path):
-    header = ["train_budget", "inference_tokens"]
+    header = ["train_budget", "inference_demand"]
     src = write_csv(tmp_path / "in.csv", header,
                     [["5.76e23", "0"], ["", "0"], ["-1", "0"], ["1e-30", "0"], ["1e30", "0"]])
     out = tmp_path / "out.csv"
@@ -355,7 +364,7 @@ def test_pruning_rows_use_their_own_law_in_every_stage(tmp_path):
     """With pruning, a row's law columns reach the pruning stage too (its penalty is priced in
     the row's A N^-alpha): a row giving Besiroglu et al.'s constants solves exactly as the
     same row, with empty law cells, under `--law besiroglu2024`."""
-    header = ["target_loss", "inference_tokens", "E", "A", "B", "alpha", "beta"]
+    header = ["target_loss", "inference_demand", "E", "A", "B", "alpha", "beta"]
     besiroglu = [1.8172, 482.01, 2085.43, 0.3478, 0.3658]  # Besiroglu et al. 2024, Table 1
 
     def run(name, cells, *extra):
@@ -376,7 +385,7 @@ def test_pruning_rows_use_their_own_law_in_every_stage(tmp_path):
 
 def test_sampling_solves_score_targets(tmp_path):
     """`--sampling` builds the repeated-sampling stage and meets each row's target score."""
-    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_tokens"],
+    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_demand"],
                     [[0.5, 1e9], [1.5, 1e9]])
     out = tmp_path / "out.csv"
     assert main(["solve", str(src), "-o", str(out), "--sampling"]) == EXIT_OK
@@ -392,7 +401,7 @@ def test_verifier_flags_add_the_verifiers_flops(tmp_path):
     """`--selection reward_model --verifier-params N_V --verifier-accuracy A`: each plan meets
     its score and pays (2 N + 2 N_V) k FLOP per query, from its own N and k."""
     nv = 1e9
-    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_tokens"], [[0.35, 1e12]])
+    src = write_csv(tmp_path / "in.csv", ["target_score", "inference_demand"], [[0.35, 1e12]])
     out = tmp_path / "out.csv"
     flags = ["--sampling", "--selection", "reward_model", "--verifier-params", str(nv),
              "--verifier-accuracy", "0.9"]
@@ -401,9 +410,11 @@ def test_verifier_flags_add_the_verifiers_flops(tmp_path):
     assert plan["status"] == "optimal", plan["message"]
     n, k = float(plan["n_params"]), float(plan["n_samples"])
     assert k > 1 and float(plan["score"]) == pytest.approx(0.35, rel=1e-9)
-    assert float(plan["inference_flops"]) == pytest.approx((2 * n + 2 * nv) * k, rel=1e-15)
+    per_query = (2 * n + 2 * nv) * k
+    assert float(plan["inference_flops_per_unit"]) == pytest.approx(per_query, rel=1e-15)
+    assert float(plan["inference_flops"]) == pytest.approx(1e12 * per_query, rel=1e-15)
     assert float(plan["total_flops"]) == pytest.approx(
-        float(plan["train_flops"]) + 1e12 * (2 * n + 2 * nv) * k, rel=1e-15)
+        float(plan["train_flops"]) + 1e12 * per_query, rel=1e-15)
 
 
 def test_sampling_flags_build_the_stage():
@@ -461,7 +472,7 @@ def test_sardana_table_through_the_command_line(tmp_path):
     relative of the published 7-digit numbers; T = 0 gives the training optimum."""
     from test_solve import SARDANA_TABLE
 
-    src = write_csv(tmp_path / "sardana.csv", ["target_loss", "inference_tokens"],
+    src = write_csv(tmp_path / "sardana.csv", ["target_loss", "inference_demand"],
                     [[ell, t] for ell, t, *_ in SARDANA_TABLE])
     out = tmp_path / "plans.csv"
     assert main(["solve", str(src), "-o", str(out)]) == EXIT_OK
@@ -539,10 +550,10 @@ def test_score_target_without_sampling_says_to_add_it(tmp_path, capsys):
 
 def test_semicolon_separated_file_is_named_as_such(tmp_path, capsys):
     src = tmp_path / "in.csv"
-    src.write_text("target_loss;inference_tokens\n2.2;0\n")
+    src.write_text("target_loss;inference_demand\n2.2;0\n")
     assert main(["solve", str(src), "-o", str(tmp_path / "out.csv")]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "semicolon-separated" in err and "'target_loss;inference_tokens'" in err, err
+    assert "semicolon-separated" in err and "'target_loss;inference_demand'" in err, err
 
 
 def test_summaries_count_in_words(tmp_path, capsys):
@@ -588,7 +599,7 @@ def test_frontier_command(tmp_path, capsys):
     assert main(["frontier", "--target-loss", "2.1", "--points", "6", "-o", str(out)]) == EXIT_OK
     rows = read_csv(out)
     assert len(rows) == 6 and all(r["status"] == "optimal" for r in rows)
-    caps = [float(r["max_inference_flops"]) for r in rows]
+    caps = [float(r["max_inference_flops_per_unit"]) for r in rows]
     n_c, _ = loss_optimal(2.1)
     assert caps[0] == pytest.approx(1.05 * 2 * n_min(2.1), rel=1e-12)
     assert caps[-1] == pytest.approx(2 * n_c, rel=1e-12)
@@ -619,7 +630,7 @@ def test_frontier_command_in_dollars(tmp_path, capsys):
                  *serving, "-o", str(out)]) == EXIT_OK
     rows = read_csv(out)
     assert len(rows) == 5 and all(r["status"] == "optimal" for r in rows)
-    caps = [float(r["max_inference_dollars"]) for r in rows]
+    caps = [float(r["max_inference_dollars_per_unit"]) for r in rows]
     n = [float(r["n_params"]) for r in rows]
     assert n[0] == pytest.approx(1.05 * n_min(2.1), rel=1e-6)
     # the training optimum is flat: its cost to 1e-9, its size to the solver's tolerance
@@ -631,7 +642,7 @@ def test_frontier_command_in_dollars(tmp_path, capsys):
     train = [float(r["train_dollars"]) for r in rows]
     assert all(a > b for a, b in zip(train, train[1:]))
     for r, cap in zip(rows, caps):
-        assert float(r["inference_dollars"]) <= cap * (1 + 1e-9)
+        assert float(r["inference_dollars_per_unit"]) <= cap * (1 + 1e-9)
     model = planner.Pipeline(
         planner.Pretraining(planner.Chinchilla.sardana2024()),
         planner.Deployment(train=h100, serve=h100, prompt_tokens=4.0, context_tokens=1250.0))
@@ -649,7 +660,7 @@ def test_frontier_command_in_dollars(tmp_path, capsys):
 
 def test_plot_command(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"],
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"],
                     [[2.2, 0], [2.1, 1e12], [2.0, 1e13], [-1, 0]])
     plans = tmp_path / "plans.csv"
     assert main(["solve", str(src), "-o", str(plans)]) == EXIT_OK
@@ -691,13 +702,13 @@ def test_solve_quantile_is_the_quantile_of_the_plans_under_each_law(tmp_path, ca
                                                                      BETA * 1.01)]
     fit_json = _fit_json(tmp_path / "FIT.json", laws)
     scenarios = [[2.2, 0], [2.1, 1e12], [1.67, 0]]  # the last: below two laws' E
-    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], scenarios)
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"], scenarios)
     out = tmp_path / "q.csv"
     assert main(["solve", str(src), "-o", str(out), "--law-file", str(fit_json),
                  "--quantile", "0.75"]) == EXIT_OK
     got = read_csv(out)
     # the same scenarios under each law, as rows with their own law columns
-    each = write_csv(tmp_path / "each.csv", ["target_loss", "inference_tokens", "E", "A", "B",
+    each = write_csv(tmp_path / "each.csv", ["target_loss", "inference_demand", "E", "A", "B",
                                              "alpha", "beta"],
                      [[*s, *law] for s in scenarios[:2] for law in laws])
     assert main(["solve", str(each), "-o", str(tmp_path / "each_out.csv")]) == EXIT_OK
@@ -789,12 +800,12 @@ def _solve_both_ways(tmp_path, monkeypatch, src, *flags) -> tuple[bytes, bytes]:
 
 def test_pyarrow_and_csv_module_paths_write_the_same_bytes(tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
-    rows = [row(id=f"id {i}", target_loss=2.0 + 0.05 * i, inference_tokens=10.0 ** (i + 8))
+    rows = [row(id=f"id {i}", target_loss=2.0 + 0.05 * i, inference_demand=10.0 ** (i + 8))
             for i in range(7)]
-    rows += [row(id="ünï", target_loss="abc"), row(id="blank", inference_tokens=0),
-             row(id="tiny", target_loss=E + 1e-4, inference_tokens=0),
+    rows += [row(id="ünï", target_loss="abc"), row(id="blank", inference_demand=0),
+             row(id="tiny", target_loss=E + 1e-4, inference_demand=0),
              row(id="below", target_loss=1.5, max_params=1e9),
-             row(id="mixed", target_loss=" 2.2", inference_tokens="1e12 ")]
+             row(id="mixed", target_loss=" 2.2", inference_demand="1e12 ")]
     src = write_csv(tmp_path / "in.csv", COLUMNS, rows)
     fast, slow = _solve_both_ways(tmp_path, monkeypatch, src)
     assert fast == slow
@@ -858,7 +869,7 @@ def test_arrow_float_text_is_the_python_paths():
 
 
 def test_compiled_solver_is_cached_between_runs(tmp_path):
-    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_tokens"], [[2.2, 1e12]])
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"], [[2.2, 1e12]])
     cache = tmp_path / "cache"
     env = {**os.environ, "PLANNER_CACHE_DIR": str(cache)}
     outputs = []

@@ -22,7 +22,7 @@ import planner
 from planner._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["id", "target_loss", "inference_tokens", "weight"]
+COLUMNS = ["id", "target_loss", "inference_demand", "weight"]
 # four items, each with its own target, demand and weight
 GOOD = [("chat", 2.3, 1e12, 1.0), ("code", 2.4, 1e13, 2.0), ("search", 2.5, 1e11, 1.0),
         ("agent", 2.35, 1e12, 0.5)]
@@ -60,7 +60,10 @@ def assert_sums(plans, summary, weights):
     others have no plan), and its objective their weighted lifetime compute."""
     ok = [r for r in plans if r["status"] == "optimal"]
     train = sum(number(r["train_flops"]) for r in ok)
-    inference = sum(number(r["inference_tokens"]) * number(r["inference_flops"]) for r in ok)
+    inference = sum(number(r["inference_flops"]) for r in ok)  # lifetime, per row
+    for r in ok:
+        assert number(r["inference_flops"]) == pytest.approx(
+            number(r["inference_demand"]) * number(r["inference_flops_per_unit"]), rel=1e-12)
     total = sum(number(r["total_flops"]) for r in ok)
     assert summary["train_flops"] == pytest.approx(train, rel=1e-12)
     assert summary["inference_flops"] == pytest.approx(inference, rel=1e-12)
@@ -141,7 +144,7 @@ def test_bad_rows_are_marked_and_left_out(tmp_path, capsys):
     assert code == EXIT_OK  # bad rows do not decide the exit status (as in planner solve)
     assert [r["status"] for r in plans] == ["optimal", "invalid_input", "optimal",
                                             "invalid_input"]
-    assert plans[1]["message"] == "row 2: column 'inference_tokens' must be >= 0 (-5)"
+    assert plans[1]["message"] == "row 2: column 'inference_demand' must be >= 0 (-5)"
     assert plans[3]["message"] == "row 4: column 'weight' must be > 0 (0)"
     for bad in (plans[1], plans[3]):
         assert all(bad[c] == "" for c in ("n_params", "n_tokens", "train_flops", "loss"))
@@ -235,7 +238,9 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys, flags, words)
 @pytest.mark.parametrize("text, words", [
     ("id,target_loss,weigth\na,2.3,1\n", "did you mean 'weight'?"),
     ("id,target_loss\na,2.3\nb,2.4,5\n", "line 3 has 3 fields"),
-    ("id,inference_tokens\na,1e11\n", "missing required column 'target_loss'"),
+    ("id,inference_demand\na,1e11\n", "missing required column 'target_loss'"),
+    ("id,target_loss,inference_tokens\na,2.3,1e11\n",
+     "column 'inference_tokens' is now 'inference_demand'"),
 ])
 def test_malformed_table_writes_nothing(tmp_path, capsys, text, words):
     src = tmp_path / "items.csv"

@@ -154,7 +154,7 @@ class Oracle:
             model = problem.make(law)
             allocation = Allocation(**{v: jnp.exp(x[i]) for i, v in enumerate(self.variables)})
             out = model(allocation)
-            objective = jnp.log(out.train_flops + demand * out.inference_flops)
+            objective = jnp.log(out.train_flops + demand * out.inference_flops_per_unit)
             if problem.target == "target_loss":
                 g = jnp.log(out.loss - out.irreducible_loss) - jnp.log(target - law.E)
             else:

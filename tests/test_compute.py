@@ -31,6 +31,26 @@ def test_flop_counts():
     np.testing.assert_allclose(train_flops(n, 1.0), 3.0 * inference_flops(n), rtol=1e-12)
 
 
+def test_inference_flops_is_a_plans_lifetime_inference():
+    """`inference_flops(N, T)` of a plain pretraining plan's N and its demand T is the plan's
+    lifetime `inference_flops` (and its column's), not the FLOP of one token."""
+    from planner import Pipeline, Pretraining, Scenario, solve
+
+    law = Chinchilla.sardana2024()
+    for demand in (2e12, 1e14):
+        plan = solve(Pipeline(Pretraining(law)),
+                     Scenario(target_loss=1.947, inference_demand=demand))
+        n = float(plan.allocation.n_params)
+        lifetime = float(inference_flops(n, demand))
+        assert float(plan.inference_flops) == pytest.approx(lifetime, rel=1e-12)
+        assert float(plan.to_columns()["inference_flops"][0]) == pytest.approx(lifetime,
+                                                                                rel=1e-12)
+        assert float(plan.outcome.inference_flops_per_unit) == pytest.approx(
+            float(inference_flops(n, 1.0)), rel=1e-12)
+        assert float(plan.total_flops) == pytest.approx(
+            float(train_flops(n, float(plan.allocation.n_tokens))) + lifetime, rel=1e-12)
+
+
 # ------------------------------------------------------------------- FLOPs-matched test time
 # Snell et al. 2024, "Exchanging pretraining and test-time compute": M = 14 and the small
 # model's multiplier at three inference-to-pretraining token ratios, as printed (arXiv

@@ -41,8 +41,10 @@ def test_print_a_single_plan_shows_every_value_with_its_unit():
     expected = {"n_params": (plan.allocation.n_params, "parameters"),
                 "n_tokens": (plan.allocation.n_tokens, "training tokens"),
                 "train_flops": (plan.outcome.train_flops, "FLOP"),
-                "inference_flops": (plan.outcome.inference_flops, "FLOP per unit of demand"),
+                "inference_flops": (plan.inference_flops, "FLOP, lifetime"),
                 "total_flops": (plan.total_flops, "FLOP, lifetime"),
+                "inference_flops_per_unit": (plan.outcome.inference_flops_per_unit,
+                                             "FLOP per unit of demand"),
                 "loss": (plan.outcome.loss, "nats per token")}
     assert len(lines) == 1 + len(expected)  # no density or samples: not pruned, one sample
     for line, (name, (value, unit)) in zip(lines[1:], expected.items(), strict=True):
@@ -57,7 +59,7 @@ def test_a_plan_that_is_not_optimal_prints_nan_and_why():
     plan = solve(MODEL, Scenario(target_loss=1.5), throw=False)
     text = str(plan)
     assert text.startswith("Plan: infeasible")
-    assert text.count("nan") == 6
+    assert text.count("nan") == 7
     assert STATUS_MESSAGES[Status.INFEASIBLE].split(": ", 1)[1] in text
 
 
@@ -68,8 +70,9 @@ def test_a_batch_prints_a_table_with_units_and_a_summary():
     assert lines[0] == "Plan: batch of 40 (shape (40,))"
     header, units = lines[1].split(), lines[2]
     assert header == ["n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
-                      "loss", "status"]
-    for unit in ("parameters", "training tokens", "FLOP per unit of demand", "nats per token"):
+                      "inference_flops_per_unit", "loss", "status"]
+    for unit in ("parameters", "training tokens", "FLOP, lifetime", "FLOP per unit of demand",
+                 "nats per token"):
         assert unit in units
     rows = lines[3:-1]
     assert len(rows) == 21 and rows[10].strip() == "..."  # the first and last ten
@@ -81,7 +84,7 @@ def test_a_batch_prints_a_table_with_units_and_a_summary():
         shown = [float(c) for c in cells[:-1]]
         np.testing.assert_allclose(shown[0], np.asarray(plans.allocation.n_params)[i],
                                    rtol=5e-4, equal_nan=True)
-        np.testing.assert_allclose(shown[5], np.asarray(plans.outcome.loss)[i], rtol=5e-6,
+        np.testing.assert_allclose(shown[6], np.asarray(plans.outcome.loss)[i], rtol=5e-6,
                                    equal_nan=True)
     # the summary counts what np.unique counts
     codes, counts = np.unique(status, return_counts=True)
@@ -95,7 +98,7 @@ def test_to_columns_and_the_optional_tables():
     plans = BATCH(Scenario(target_loss=targets, inference_demand=2e12).broadcast())
     columns = plans.to_columns()
     assert list(columns) == ["n_params", "n_tokens", "train_flops", "inference_flops",
-                             "total_flops", "loss", "status"]
+                             "total_flops", "inference_flops_per_unit", "loss", "status"]
     assert list(columns["status"]) == ["infeasible", "optimal", "optimal"]
     np.testing.assert_array_equal(columns["n_params"], np.asarray(plans.allocation.n_params))
     assert np.isnan(columns["total_flops"][0]) and np.all(np.isfinite(columns["loss"][1:]))

@@ -177,7 +177,7 @@ def test_planner_solve_across_two_processes_writes_the_single_process_table(tmp_
     rng = np.random.default_rng(5)
     law = planner.Chinchilla.from_preset("sardana2024")
     table = tmp_path / "scenarios.csv"
-    lines = ["target_loss,inference_tokens,min_density"]
+    lines = ["target_loss,inference_demand,min_density"]
     for _ in range(N_ROWS):
         lines.append(f"{float(law.E) + rng.uniform(0.05, 0.8)!r},"
                      f"{10.0 ** rng.uniform(9.0, 15.0)!r},{rng.uniform(0.05, 1.0)!r}")
@@ -201,5 +201,5 @@ def test_planner_solve_across_two_processes_writes_the_single_process_table(tmp_
     # read as CSV: a message may hold commas (an extrapolation note names its source), quoted
     rows = list(csv.DictReader(io.StringIO(reference.decode())))
     assert len(rows) == N_ROWS
-    assert rows[6]["status"] == "invalid_input" and "inference_tokens" in rows[6]["message"]
+    assert rows[6]["status"] == "invalid_input" and "inference_demand" in rows[6]["message"]
     assert sum(r["status"] == "optimal" for r in rows) >= N_ROWS - 3

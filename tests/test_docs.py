@@ -148,7 +148,7 @@ def assert_same_plans(got: list[list[str]], want: list[list[str]]) -> None:
     assert got[0] == want[0]
     assert len(got) == len(want)
     plan_columns = {"n_params", "n_tokens", "train_flops", "inference_flops", "total_flops",
-                    "loss"}
+                    "inference_flops_per_unit", "loss"}
     for g_row, w_row in zip(got[1:], want[1:], strict=True):
         for header, g, w in zip(got[0], g_row, w_row, strict=True):
             if header in plan_columns and g and w:

@@ -124,7 +124,7 @@ def test_elo_limits():
     low = m.elo_raw(jnp.array([10.0, 11.0]), jnp.array([0.0, 0.0]))
     assert float(low[1] - low[0]) == pytest.approx(300.0, rel=1e-6)
     assert float(m(1e10, 1.0)) == pytest.approx(float(low[0]))
-    assert float(m.inference_flops(64.0)) == pytest.approx(64e6)
+    assert float(m.inference_flops_per_unit(64.0)) == pytest.approx(64e6)
 
 
 # -------------------------------------------------------------------------------- frontier

@@ -172,7 +172,7 @@ def assert_certified(plan):
     assert int(plan.status) == Status.OPTIMAL
     assert plan.stationarity <= TOL and plan.feasibility <= TOL and plan.complementarity <= TOL
     for value in (plan.allocation.n_params, plan.allocation.n_tokens, plan.outcome.train_flops,
-                  plan.outcome.inference_flops, plan.total_flops, plan.outcome.loss):
+                  plan.outcome.inference_flops_per_unit, plan.total_flops, plan.outcome.loss):
         assert np.isfinite(value) and value > 0
 
 
@@ -225,11 +225,13 @@ def test_compute_objective(case):
     assert_within(plan.outcome.train_flops, scenario["train_budget"])
     # the costs, from the allocation
     np.testing.assert_allclose(plan.outcome.train_flops, 6 * n * d, rtol=1e-12)
-    np.testing.assert_allclose(plan.outcome.inference_flops, 2 * n, rtol=1e-12)
+    np.testing.assert_allclose(plan.outcome.inference_flops_per_unit, 2 * n, rtol=1e-12)
+    # lifetime inference is demand x per unit, and with training the lifetime total
     np.testing.assert_allclose(
-        plan.total_flops,
-        plan.outcome.train_flops + scenario["inference_demand"] * plan.outcome.inference_flops,
-        rtol=1e-12)
+        plan.inference_flops,
+        scenario["inference_demand"] * plan.outcome.inference_flops_per_unit, rtol=1e-12)
+    np.testing.assert_allclose(plan.total_flops,
+                               plan.outcome.train_flops + plan.inference_flops, rtol=1e-12)
     # optimal: no feasible point of the grid is cheaper
     assert plan.total_flops <= best * (1 + 1e-8), (plan.total_flops, best)
 
@@ -447,7 +449,7 @@ def test_pruning_composition(case):
     density = plan.allocation.density
     assert scenario["min_density"] * (1 - 4 * TOL) <= density <= 1 + 4 * TOL
     assert plan.outcome.loss - law["E"] <= (scenario["target_loss"] - law["E"]) * (1 + 4 * TOL)
-    np.testing.assert_allclose(plan.outcome.inference_flops,
+    np.testing.assert_allclose(plan.outcome.inference_flops_per_unit,
                                2 * plan.allocation.n_params * density, rtol=1e-12)
     if int(dense.status) == Status.OPTIMAL:
         # density 1 is the dense plan, so pruning can only lower the optimal cost
@@ -589,7 +591,7 @@ def test_repeated_sampling_composition(case):
     law, scenario = case
     plan = row(SOLVE_SAMPLED([law], [scenario]))
     assert_sampling_plan(law, scenario, plan)
-    np.testing.assert_allclose(plan.outcome.inference_flops,
+    np.testing.assert_allclose(plan.outcome.inference_flops_per_unit,
                                2 * plan.allocation.n_params * plan.allocation.n_samples,
                                rtol=1e-12)
 
@@ -602,7 +604,7 @@ def test_pruning_then_sampling_composition(case):
     assert_sampling_plan(law, scenario, plan)
     if int(plan.status) == Status.OPTIMAL:
         a = plan.allocation
-        np.testing.assert_allclose(plan.outcome.inference_flops,
+        np.testing.assert_allclose(plan.outcome.inference_flops_per_unit,
                                    2 * a.n_params * a.density * a.n_samples, rtol=1e-12)
         assert scenario["min_density"] * (1 - 4 * TOL) <= a.density <= 1 + 4 * TOL
 

@@ -242,7 +242,7 @@ def test_stage_is_identity_at_full_density(variant):
     allocation = Allocation(n_params=7e9, n_tokens=1.4e11, density=1.0)
     pruned = _pipeline(variant)(allocation)
     dense = Pretraining(LAW)(allocation)
-    for name in ("train_flops", "inference_flops", "loss", "irreducible_loss"):
+    for name in ("train_flops", "inference_flops_per_unit", "loss", "irreducible_loss"):
         assert float(getattr(pruned, name)) == float(getattr(dense, name)), name
     assert pruned.score is None
     # the epoch variant counts no training at d = 1 (why it is not the default)
@@ -254,7 +254,7 @@ def test_stage_against_closed_forms(variant):
     n, t, d, x = 7e9, 1.4e11, 0.3, 0.25
     out = _pipeline(variant, x)(Allocation(n_params=n, n_tokens=t, density=d))
     np.testing.assert_allclose(out.train_flops, 6 * n * t * _closed_form(d, x, variant), rtol=1e-12)
-    np.testing.assert_allclose(out.inference_flops, 2 * n * d, rtol=1e-12)
+    np.testing.assert_allclose(out.inference_flops_per_unit, 2 * n * d, rtol=1e-12)
     # the pruned model is scored as a dense model of d g(d) N parameters
     g = ((16.8 + 45.0) / (16.8 * d**0.722 + 45.0)) ** (1 / 0.245)
     n_equiv = d * g * n
@@ -297,7 +297,7 @@ def test_stage_jit_vmap_loop_agree():
     jitted = jax.jit(jax.vmap(lambda p, a: p(a), in_axes=(None, 0)))(pipeline, batch)
     for i in range(8):
         one = pipeline(jax.tree.map(lambda leaf: leaf[i], batch))
-        for name in ("train_flops", "inference_flops", "loss"):
+        for name in ("train_flops", "inference_flops_per_unit", "loss"):
             np.testing.assert_allclose(getattr(vmapped, name)[i], getattr(one, name), rtol=1e-13)
             np.testing.assert_allclose(getattr(jitted, name)[i], getattr(one, name), rtol=1e-13)
     # a batch of stages (different rounds fractions) under vmap
@@ -333,7 +333,8 @@ def test_stage_finite_at_edges_and_in_float32():
         allocation = Allocation(n_params=7e9, n_tokens=1.4e11, density=d)
         out = pipeline(allocation)
         grad = jax.grad(lambda dd: pipeline(Allocation(7e9, 1.4e11, dd)).loss)(d)
-        assert all(np.isfinite(v) for v in (out.train_flops, out.inference_flops, out.loss, grad))
+        assert all(np.isfinite(v) for v in (out.train_flops, out.inference_flops_per_unit,
+                                            out.loss, grad))
     to32 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)  # noqa: E731
     law32 = to32(LAW)
     pipeline32 = Pipeline(Pretraining(law32), to32(Pruning(law32)))

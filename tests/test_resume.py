@@ -22,7 +22,7 @@ import planner._sweep as sweep
 import planner._table as table_module
 from planner._cli import EXIT_OK, EXIT_USAGE, main
 
-HEADER = ["target_loss", "inference_tokens", "max_params"]
+HEADER = ["target_loss", "inference_demand", "max_params"]
 
 
 def make_table(path: Path, n: int, seed: int) -> Path:
@@ -204,7 +204,7 @@ def test_leftover_temporary_files_are_swept(tmp_path, table, monkeypatch):
     parts = out.with_name("out.csv.parts")
     # what SIGKILL leaves mid-write: half a part and half an output, under temporary names
     (parts / ".part-000003.csv.x1y2.tmp").write_text("2.5,1e9,\n2.6")
-    (parts / ".out.csv.a7b8.tmp").write_text("target_loss,inference_tokens\n2.5")
+    (parts / ".out.csv.a7b8.tmp").write_text("target_loss,inference_demand\n2.5")
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
     assert out.read_bytes() == expected
     assert leftovers(tmp_path, {"in.csv", "reference.csv", "out.csv"}) == []
@@ -313,7 +313,7 @@ def test_parquet_in_and_out(tmp_path, table):
     inputs = pa.table({
         "target_loss": [float(r["target_loss"]) if r["target_loss"] != "n/a" else None
                         for r in rows],
-        "inference_tokens": [float(r["inference_tokens"]) for r in rows],
+        "inference_demand": [float(r["inference_demand"]) for r in rows],
         "max_params": [float(r["max_params"]) if r["max_params"] else None for r in rows],
     })
     pq.write_table(inputs, tmp_path / "in.parquet")
@@ -339,7 +339,7 @@ def test_parquet_output_holds_the_csv_output_cell_for_cell(tmp_path):
     come through the Parquet assembly as the CSV output has them."""
     pq = pytest.importorskip("pyarrow.parquet")
     src = tmp_path / "in.csv"
-    src.write_text('note,target_loss,inference_tokens\n"a\nb",2.5,1e12\n"x, ""y""",abc,\n'
+    src.write_text('note,target_loss,inference_demand\n"a\nb",2.5,1e12\n"x, ""y""",abc,\n'
                    '"",2.2,\n', newline="")
     assert main(solve_args(src, tmp_path / "out.csv", 2)) == EXIT_OK
     assert main(solve_args(src, tmp_path / "out.parquet", 2)) == EXIT_OK

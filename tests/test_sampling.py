@@ -499,7 +499,7 @@ def test_new_numbers_do_not_recompile():
     @eqx.debug.assert_max_traces(max_traces=1)
     def run(model, allocation):
         out = model(allocation)
-        return out.score, out.inference_flops, score_log_failure(model, allocation)
+        return out.score, out.inference_flops_per_unit, score_log_failure(model, allocation)
 
     run(_pipeline("filter", 0.4), Allocation(7e9, 1.4e11, n_samples=10.0))
     run(_pipeline("filter", 0.6, SuccessLink(-1.0, -2.0, 3.0)), Allocation(1e9, 2e10, 1.0, 1e6))
@@ -514,8 +514,8 @@ def test_stage_in_a_pipeline():
     base = plain(Allocation(7e9, 1.4e11))
     for k in (1.0, 10.0, 1e3, 1e6):
         out = model(Allocation(7e9, 1.4e11, n_samples=k))
-        assert float(out.inference_flops) == pytest.approx(k * float(base.inference_flops),
-                                                           rel=1e-14)
+        assert float(out.inference_flops_per_unit) == pytest.approx(
+            k * float(base.inference_flops_per_unit), rel=1e-14)
         assert float(out.train_flops) == float(base.train_flops)
         assert float(out.loss) == float(base.loss)
         reducible = float(base.loss - base.irreducible_loss)
@@ -566,7 +566,7 @@ def test_stage_gradients():
         # n_samples at k = 1 exactly and 1e6, in raw units (not log): the solver's variable
         a = Allocation(jnp.exp(log_n), jnp.exp(log_d), 1.0, ks)
         out_v, out_f = verifier(a), filtered(a)
-        return jnp.stack([out_v.score, out_f.score, jnp.log(out_v.inference_flops),
+        return jnp.stack([out_v.score, out_f.score, jnp.log(out_v.inference_flops_per_unit),
                           score_log_failure(verifier, a), score_log_failure(filtered, a)])
 
     args = (jnp.log(7e9), jnp.log(1.4e11), jnp.array(GRAD_KS))
@@ -659,21 +659,22 @@ def test_verifier_flops_are_the_generators_plus_the_verifiers():
         for k in (1.0, 12.5, 1e4):
             a = Allocation(n, d, density, k)
             model = Pipeline(Pretraining(LAW), Pruning(LAW), _sampler(verifier_params=nv))
-            assert float(model(a).inference_flops) == (2.0 * n * density + 2.0 * nv) * k
+            assert float(model(a).inference_flops_per_unit) == (2.0 * n * density + 2.0 * nv) * k
             free = Pipeline(Pretraining(LAW), Pruning(LAW), _sampler())
             bare = Pipeline(Pretraining(LAW), Pruning(LAW))(a)
-            assert float(free(a).inference_flops) == float(bare.inference_flops) * k
+            assert float(free(a).inference_flops_per_unit) == float(
+                bare.inference_flops_per_unit) * k
             tokens = 250.0
             per_query = Pipeline(Pretraining(LAW, tokens_per_query=tokens), Pruning(LAW),
                                  _sampler(verifier_params=nv))
-            assert float(per_query(a).inference_flops) == pytest.approx(
+            assert float(per_query(a).inference_flops_per_unit) == pytest.approx(
                 (2.0 * n * density + 2.0 * nv) * tokens * k, rel=4e-16)
     # the verifier costs the same with every selection that may use one
     a = Allocation(n, d, 1.0, 30.0)
     for selection, extra in (("filter", {"plateau": 0.4}),
                              ("reward_model", {"verifier_accuracy": 0.8})):
         model = Pipeline(Pretraining(LAW), _sampler(selection, verifier_params=nv, **extra))
-        assert float(model(a).inference_flops) == (2.0 * n + 2.0 * nv) * 30.0
+        assert float(model(a).inference_flops_per_unit) == (2.0 * n + 2.0 * nv) * 30.0
 
 
 def test_solved_plan_costs_exactly_the_generator_plus_the_verifier():
@@ -687,7 +688,7 @@ def test_solved_plan_costs_exactly_the_generator_plus_the_verifier():
     n, k = float(plan.allocation.n_params), float(plan.allocation.n_samples)
     per_token = (2.0 * n * density + 2.0 * nv) * k
     assert float(plan.allocation.density) == density
-    assert float(plan.outcome.inference_flops) == pytest.approx(per_token, rel=4e-16)
+    assert float(plan.outcome.inference_flops_per_unit) == pytest.approx(per_token, rel=4e-16)
     assert float(plan.total_flops) == pytest.approx(
         float(plan.outcome.train_flops) + demand * per_token, rel=4e-16)
     assert k > 1.0 and float(plan.outcome.score) == pytest.approx(0.4, rel=1e-9)
@@ -810,7 +811,7 @@ def test_selection_gradients():
 
     def f(x):
         a = Allocation(jnp.exp(x[0]), jnp.exp(x[1]), 1.0, x[2])
-        return jnp.stack([score_log_failure(rm, a), jnp.log(rm(a).inference_flops)])
+        return jnp.stack([score_log_failure(rm, a), jnp.log(rm(a).inference_flops_per_unit)])
 
     for k in GRAD_KS:
         _check_against_differences(f, jnp.array([math.log(7e9), math.log(1.4e11), k]))
@@ -881,8 +882,8 @@ def test_planner_chooses_between_a_bigger_generator_and_a_verifier():
     for plan, total, nv in ((voting, totals["voting"], 0.0),
                             (verified, totals["verifier"], small)):
         n, k = float(plan.allocation.n_params), float(plan.allocation.n_samples)
-        assert float(plan.outcome.inference_flops) == pytest.approx((2.0 * n + 2.0 * nv) * k,
-                                                                   rel=4e-16)
+        assert float(plan.outcome.inference_flops_per_unit) == pytest.approx(
+            (2.0 * n + 2.0 * nv) * k, rel=4e-16)
         assert float(plan.total_flops) == pytest.approx(total, rel=1e-14)
         assert float(plan.outcome.score) == pytest.approx(target, rel=1e-9)
     assert float(verified.allocation.n_params) < float(voting.allocation.n_params)

@@ -160,7 +160,7 @@ def test_float32():
 def test_checks_raise_under_jit_and_vmap():
     n = _n_curve()
     call = jax.jit(lambda c, tc, ic: c(tc, ic))
-    with pytest.raises(Exception, match="inference_flops must be > 0"):
+    with pytest.raises(Exception, match="inference_flops_per_unit must be > 0"):
         call(n, 1e24, 0.0)
     with pytest.raises(Exception, match="train_flops must be > 0"):
         jax.vmap(call, in_axes=(None, 0, None))(n, jnp.array([1e24, -1.0]), 1e14)

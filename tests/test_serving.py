@@ -222,7 +222,7 @@ def test_fixed_batch_dollars_are_weighted_flop(batch):
         assert float(getattr(plan.allocation, name)) == pytest.approx(
             float(getattr(flops.allocation, name)), rel=1e-9)
     weighted = per_train * flops.outcome.train_flops + per_inference * demand * (
-        flops.outcome.inference_flops)
+        flops.outcome.inference_flops_per_unit)
     assert float(plan.serving.dollars) == pytest.approx(float(weighted), rel=1e-9)
     assert float(plan.serving.serving_batch) == pytest.approx(batch, rel=1e-12)
 
@@ -317,7 +317,7 @@ def test_command_line_dollars_match_solve(tmp_path):
     from planner._cli import main
 
     src = tmp_path / "s.csv"
-    src.write_text("target_loss,inference_tokens,demand_rate\n2.0,1e12,2e5\n")
+    src.write_text("target_loss,inference_demand,demand_rate\n2.0,1e12,2e5\n")
     out = tmp_path / "o.csv"
     code = main(["solve", str(src), "--objective", "dollars", "--train-hardware", "H100",
                  "--serve-hardware", "A100", "--max-latency", "0.05", "--context-tokens", "2000",
@@ -350,7 +350,7 @@ def test_dollar_frontier_touches_the_dollar_optimum_with_slope_minus_demand():
     demand = 1e12
     plan = solve(model, Scenario(target_loss=2.0, inference_demand=demand, max_latency=0.03),
                  objective="dollars")
-    cap = float(plan.outcome.inference_dollars)
+    cap = float(plan.outcome.inference_dollars_per_unit)
     h = 1e-4
     caps = jnp.asarray([cap * (1 - h), cap, cap * (1 + h), 1e-6 * cap])
     line = frontier(model, Scenario(target_loss=2.0, max_latency=0.03), caps,
@@ -359,7 +359,7 @@ def test_dollar_frontier_touches_the_dollar_optimum_with_slope_minus_demand():
     assert list(status) == [Status.OPTIMAL] * 3 + [Status.INFEASIBLE]
     train = np.asarray(line.outcome.train_dollars)
     assert train[1] == pytest.approx(float(plan.outcome.train_dollars), rel=1e-8)
-    np.testing.assert_allclose(np.asarray(line.outcome.inference_dollars)[:3],
+    np.testing.assert_allclose(np.asarray(line.outcome.inference_dollars_per_unit)[:3],
                                np.asarray(caps)[:3], rtol=1e-9)
     slope = (train[2] - train[0]) / (2 * h * cap)
     assert slope == pytest.approx(-demand, rel=1e-5)

@@ -102,13 +102,13 @@ def _capped_jit(laws, scenarios):
     return jax.vmap(lambda law, s: solve(_model(law), s, throw=False))(laws, scenarios)
 
 
-def capped(laws, target_loss, demand, max_params, max_tokens, max_inference_flops):
+def capped(laws, target_loss, demand, max_params, max_tokens, max_inference_flops_per_unit):
     scenarios = Scenario(
         target_loss=np.asarray(target_loss, np.float64),
         inference_demand=np.asarray(demand, np.float64),
         max_params=np.asarray(max_params, np.float64),
         max_tokens=np.asarray(max_tokens, np.float64),
-        max_inference_flops=np.asarray(max_inference_flops, np.float64),
+        max_inference_flops_per_unit=np.asarray(max_inference_flops_per_unit, np.float64),
     )
     size, (laws, scenarios) = _pad(CAP_ROWS, laws, scenarios)
     return _numpy(_capped_jit(laws, scenarios), size)
@@ -345,6 +345,25 @@ def test_random_scenarios_against_gp_and_reduction():
         assert _rel(gp[1][certified], ref[1][rows][certified]).max() <= 1e-8
 
 
+def test_plan_columns_split_lifetime_compute_into_training_and_inference():
+    """`Plan.to_columns()`: `inference_flops` is lifetime inference, the demand times
+    `inference_flops_per_unit` (2N per token), so `train_flops + inference_flops` is
+    `total_flops`; for 400 random scenarios, demands 0 and 1e6 ... 1e16 tokens."""
+    names, targets, demands = _random_scenarios(seed=5, per_preset=100, zero_share=0.2)
+    plan = plain(_law_rows([_law(n) for n in names]), targets, demands)
+    assert np.all(plan.status == Status.OPTIMAL)
+    columns = plan.to_columns()
+    train, inference = columns["train_flops"], columns["inference_flops"]
+    per_unit, total = columns["inference_flops_per_unit"], columns["total_flops"]
+    assert _rel(train + inference, total).max() <= 1e-12
+    assert np.all(np.abs(inference - demands * per_unit) <= 1e-12 * demands * per_unit)
+    assert np.all(inference[demands == 0] == 0.0) and np.any(demands == 0)
+    assert _rel(per_unit, 2.0 * columns["n_params"]).max() <= 1e-12
+    # the same numbers as the plan's fields
+    np.testing.assert_array_equal(inference, plan.inference_flops)
+    np.testing.assert_array_equal(per_unit, plan.outcome.inference_flops_per_unit)
+
+
 def _capped_case(seed: int):
     """400 random lifetime scenarios (T > 0) with caps, and their exact optima.
 
@@ -442,10 +461,10 @@ def _infeasible_batch(seed: int):
 
 
 def test_never_optimal_when_infeasible():
-    """Targets <= E, max_params < N_min, max_inference_flops < 2 N_min, max_tokens < D_min and
-    jointly infeasible caps, each 0.01% ... 50% beyond the limit, in a random mix: every
-    infeasible row is INFEASIBLE, every feasible row OPTIMAL and bitwise equal to its solo
-    solve (the same compiled function, every row set to it)."""
+    """Targets <= E, max_params < N_min, max_inference_flops_per_unit < 2 N_min,
+    max_tokens < D_min and jointly infeasible caps, each 0.01% ... 50% beyond the limit, in a
+    random mix: every infeasible row is INFEASIBLE, every feasible row OPTIMAL and bitwise
+    equal to its solo solve (the same compiled function, every row set to it)."""
     names, targets, demands, max_params, max_tokens, max_inference, infeasible = _infeasible_batch(
         3
     )
@@ -480,7 +499,7 @@ def test_never_optimal_at_the_feasibility_boundary():
         f = 1.0 - shortfall
         cases = (
             (f * n_min, big, big),  # max_params
-            (big, big, f * 2.0 * n_min),  # max_inference_flops
+            (big, big, f * 2.0 * n_min),  # max_inference_flops_per_unit
             (big, f * d_min, big),  # max_tokens
             ((2.0 * A / gap) ** (1.0 / a), (2.0 * B / gap) ** (1.0 / b) * f ** (1.0 / b), big),
         )
@@ -800,7 +819,7 @@ def test_frontier_reproduces_inference_cut_cost(name):
     closed = np.asarray(law.inference_cut_cost(jnp.asarray(feasible_k)))
     assert np.max(np.abs(dtc - closed)) <= 1e-8
     # the inference cap binds: IC = cap
-    assert _rel(plan.outcome.inference_flops[1:nf], caps[1:nf]).max() <= 1e-9
+    assert _rel(plan.outcome.inference_flops_per_unit[1:nf], caps[1:nf]).max() <= 1e-9
     for k, (cut, table) in enumerate(zip(CUTS, CUT_TABLE[name])):
         if table is None:
             continue

@@ -341,8 +341,9 @@ class MCTS(eqx.Module):
         """$E_0 = -(s_T D_T + s_M D_M)$: the constant that puts perfect play at 0."""
         return -(self.train_slope * self.train_knee + self.search_slope * self.search_knee)
 
-    def inference_flops(self, n_nodes: ArrayLike) -> Float[Array, "*shape"]:
-        """FLOP per move of a search of `n_nodes` nodes: $M c$."""
+    def inference_flops_per_unit(self, n_nodes: ArrayLike) -> Float[Array, "*shape"]:
+        """FLOP per move (the unit of demand of a game) of a search of `n_nodes` nodes:
+        $M c$."""
         return check_at_least(n_nodes, "n_nodes", 1.0) * self.flops_per_node
 
     def nodes_for(self, train_flops: ArrayLike, elo: ArrayLike) -> Float[Array, "*shape"]:
@@ -395,7 +396,8 @@ class MCTS(eqx.Module):
         - `n_points`: number of points (static).
         - `max_rate`: the exchange-rate cutoff, > 1.
 
-        **Returns:** `(train_flops, inference_flops)`, each with a trailing axis of `n_points`.
+        **Returns:** `(train_flops, inference_flops_per_unit)` (inference FLOP per move), each
+        with a trailing axis of `n_points`.
         """
         return _frontier(self, jnp.asarray(elo), n_points, jnp.asarray(max_rate))
 

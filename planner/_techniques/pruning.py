@@ -415,7 +415,7 @@ class Pruning(AbstractTechnique):
         penalty = jnp.expm1(-self.law.alpha * log_fraction)
         return Outcome(
             train_flops=outcome.train_flops * train_factor,
-            inference_flops=outcome.inference_flops * d,
+            inference_flops_per_unit=outcome.inference_flops_per_unit * d,
             loss=outcome.loss + penalty * _param_term(self.law, allocation.n_params),
             irreducible_loss=outcome.irreducible_loss,
             score=outcome.score,

@@ -958,11 +958,12 @@ class RepeatedSampling(AbstractTechnique):
         r"""$\log(1 - \text{score})$ of this stage, given the `outcome` entering it."""
         return self._select(allocation, outcome)[0]
 
-    def inference_flops(self, allocation: Allocation, outcome: Outcome) -> Float[Array, ""]:
+    def inference_flops_per_unit(self, allocation: Allocation,
+                                 outcome: Outcome) -> Float[Array, ""]:
         r"""FLOP per unit of demand after the stage: $k\,(IC + 2N_v\,IC/(2N\rho))$, with $IC$
         the `outcome`'s (the generator's, pruned or not) and $IC/(2N\rho)$ its generated
         tokens per unit of demand (the density floored as `Pruning` floors it)."""
-        generator = outcome.inference_flops
+        generator = outcome.inference_flops_per_unit
         active = 2.0 * allocation.n_params * _floor_density(allocation.density)
         tokens = generator / jnp.where(active > 0, active, 1.0)
         verifier = 2.0 * jnp.asarray(self.verifier_params, jnp.result_type(tokens)) * tokens
@@ -971,7 +972,7 @@ class RepeatedSampling(AbstractTechnique):
     def __call__(self, allocation: Allocation, outcome: Outcome) -> Outcome:
         return Outcome(
             train_flops=outcome.train_flops,
-            inference_flops=self.inference_flops(allocation, outcome),
+            inference_flops_per_unit=self.inference_flops_per_unit(allocation, outcome),
             loss=outcome.loss,
             irreducible_loss=outcome.irreducible_loss,
             score=self._select(allocation, outcome)[1],

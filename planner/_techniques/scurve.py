@@ -62,7 +62,8 @@ class AbstractSCurve(eqx.Module):
 
     The slope, the exploration value $b(t) = a\,t + A$, is affine in $t = \log_{10} TC$.
     `curve.performance(t, x)` is the raw formula in OOM, safe inside a solver loop;
-    `curve(train_flops, inference_flops)` is the checked entry point in FLOP.
+    `curve(train_flops, inference_flops_per_unit)` is the checked entry point in FLOP (the
+    inference FLOP of one task, the unit of demand).
     """
 
     a: eqx.AbstractVar[Float[Array, ""]]
@@ -81,18 +82,19 @@ class AbstractSCurve(eqx.Module):
 
     @abc.abstractmethod
     def performance(
-        self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
+        self, log_train_flops: ArrayLike, log_inference_flops_per_unit: ArrayLike
     ) -> Float[Array, "*batch"]:
         """Performance at $t = \\log_{10} TC$, $x = \\log_{10} IC$, without domain checks."""
 
     def __call__(
-        self, train_flops: ArrayLike, inference_flops: ArrayLike
+        self, train_flops: ArrayLike, inference_flops_per_unit: ArrayLike
     ) -> Float[Array, "*batch"]:
-        """Performance at `train_flops` and `inference_flops` (FLOP, both > 0), checked."""
+        """Performance at `train_flops` and `inference_flops_per_unit` (FLOP per task), both
+        > 0, checked."""
         train_flops = check_positive(train_flops, "train_flops")
-        inference_flops = check_positive(inference_flops, "inference_flops")
+        per_unit = check_positive(inference_flops_per_unit, "inference_flops_per_unit")
         curve = _with_checked_widths(self)
-        return curve.performance(jnp.log10(train_flops), jnp.log10(inference_flops))
+        return curve.performance(jnp.log10(train_flops), jnp.log10(per_unit))
 
 
 class PassAtKSCurve(AbstractSCurve):
@@ -132,11 +134,12 @@ class PassAtKSCurve(AbstractSCurve):
         return jnp.ones_like(self.exploration(log_train_flops))
 
     def performance(
-        self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
+        self, log_train_flops: ArrayLike, log_inference_flops_per_unit: ArrayLike
     ) -> Float[Array, "*batch"]:
         b = self.exploration(log_train_flops)
         x1 = self.x0 + 1.0 / b
-        return smoothly_broken_ramp(log_inference_flops, self.x0, x1, b, self.d0, self.d1)
+        return smoothly_broken_ramp(log_inference_flops_per_unit, self.x0, x1, b, self.d0,
+                                    self.d1)
 
 
 class NAtKSCurve(AbstractSCurve):
@@ -176,27 +179,29 @@ class NAtKSCurve(AbstractSCurve):
         return self.exploration(log_train_flops) * (self.x1 - self.x0)
 
     def performance(
-        self, log_train_flops: ArrayLike, log_inference_flops: ArrayLike
+        self, log_train_flops: ArrayLike, log_inference_flops_per_unit: ArrayLike
     ) -> Float[Array, "*batch"]:
         b = self.exploration(log_train_flops)
-        return smoothly_broken_ramp(log_inference_flops, self.x0, self.x1, b, self.d0, self.d1)
+        return smoothly_broken_ramp(log_inference_flops_per_unit, self.x0, self.x1, b, self.d0,
+                                    self.d1)
 
     def __call__(
-        self, train_flops: ArrayLike, inference_flops: ArrayLike
+        self, train_flops: ArrayLike, inference_flops_per_unit: ArrayLike
     ) -> Float[Array, "*batch"]:
-        """Performance at `train_flops` and `inference_flops` (FLOP, both > 0), checked.
+        """Performance at `train_flops` and `inference_flops_per_unit` (FLOP per task), both
+        > 0, checked.
 
         Also raises unless $x_1 > x_0$ and the plateau $b(x_1 - x_0)$ is below 1.
         """
         train_flops = check_positive(train_flops, "train_flops")
-        inference_flops = check_positive(inference_flops, "inference_flops")
+        per_unit = check_positive(inference_flops_per_unit, "inference_flops_per_unit")
         curve = _with_checked_widths(self)
         x1 = eqx.error_if(curve.x1, curve.x1 <= curve.x0, "x1 must exceed x0")
         curve = eqx.tree_at(lambda c: c.x1, curve, x1)
         log_train = jnp.log10(train_flops)
         too_high = curve.plateau(log_train) >= 1.0
         log_train = eqx.error_if(log_train, too_high, "the n@k plateau b*(x1 - x0) must be below 1")
-        return curve.performance(log_train, jnp.log10(inference_flops))
+        return curve.performance(log_train, jnp.log10(per_unit))
 
 
 def _with_checked_widths(curve: _Curve) -> _Curve:
