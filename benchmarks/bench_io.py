@@ -115,17 +115,36 @@ def write_table(path: pathlib.Path, rows: int, seed: int) -> None:
         handle.writelines(f"{a!r},{b!r}\n" for a, b in zip(target.tolist(), tokens.tolist()))
 
 
-def same_but_notes(before: pathlib.Path, after: pathlib.Path) -> tuple[int, int]:
-    """(lines that differ, of which only by an extrapolation note appended to an empty message):
-    the baseline wrote no such notes."""
-    differ = notes = 0
-    with open(before, "rb") as old, open(after, "rb") as new:
-        for a, b in zip(old, new, strict=True):
-            if a != b:
-                differ += 1
-                a = a.rstrip(b"\n")
-                notes += b.startswith(a) and b[len(a):].lstrip(b'"').startswith(b"extrapolated: ")
-    return differ, notes
+# the baseline's names of columns this one renamed: the demand column, and the per-unit inference
+# FLOP (the name inference_flops now holds the lifetime FLOP, which the baseline did not write)
+OLD_NAMES = {"inference_demand": "inference_tokens", "inference_flops_per_unit": "inference_flops"}
+
+
+def same_plans(before: pathlib.Path, after: pathlib.Path) -> dict:
+    """Cell by cell, the plans of an earlier planner (`before`, its columns named as it named
+    them) against this one's: every number as a float64 (the text layout of numbers changed),
+    every other cell as text. Columns only one of the two writes are listed, not compared."""
+    import csv
+
+    with open(before, newline="") as old, open(after, newline="") as new:
+        old_rows, new_rows = csv.reader(old), csv.reader(new)
+        old_head, new_head = next(old_rows), next(new_rows)
+        # a new column's name in the baseline; the lifetime inference_flops has none there
+        names = [OLD_NAMES.get(n, None if n == "inference_flops" else n) for n in new_head]
+        pairs = [(old_head.index(o), i) for i, o in enumerate(names) if o in old_head]
+        counts = {"rows": 0, "numbers": 0, "texts": 0, "differ": 0,
+                  "only_new": [n for i, n in enumerate(new_head) if i not in {p for _, p in pairs}]}
+        for a, b in zip(old_rows, new_rows, strict=True):
+            counts["rows"] += 1
+            for j, i in pairs:
+                x, y = a[j], b[i]
+                try:
+                    same, kind = float(x) == float(y) or x == y, "numbers"
+                except ValueError:
+                    same, kind = x == y, "texts"
+                counts[kind] += 1
+                counts["differ"] += not same
+    return counts
 
 
 def timed(argv: list[str], env: dict, cwd: pathlib.Path = ROOT) -> tuple[float, float]:
@@ -170,15 +189,19 @@ def main(argv=None) -> int:
                    for n in ("cold", "warm"))
         baseline = None
         if args.baseline:
-            out = folder / "baseline.csv"
+            out, old_table = folder / "baseline.csv", folder / "baseline_scenarios.csv"
+            with open(table) as new, open(old_table, "w") as old:  # the names it reads
+                old.write(new.readline().replace("inference_demand", "inference_tokens"))
+                old.writelines(new)
             base = pathlib.Path(args.baseline).resolve()
             base_env = {**env, "PYTHONPATH": str(base)}
             base_env.pop("PLANNER_CACHE_DIR")
             # run from the baseline's folder: `python -c` puts the working folder first
             baseline = timed([sys.executable, "-c", "import sys; from planner._cli import main; "
-                              "sys.exit(main())", *solve, str(out)], base_env, cwd=base)
+                              "sys.exit(main())", "solve", str(old_table), *solve[2:],
+                              str(out)], base_env, cwd=base)
             print(f"baseline: {baseline[0]:.2f} s wall, {baseline[1]:.2f} s CPU", flush=True)
-            baseline = (*baseline, *same_but_notes(out, folder / "warm.csv"))
+            baseline = (*baseline, same_plans(out, folder / "warm.csv"))
         size = (folder / "warm.csv").stat().st_size
         stages = subprocess.run(
             [sys.executable, "-c", STAGES, str(table), str(folder / "parts"), str(args.chunk)],
@@ -215,9 +238,12 @@ def main(argv=None) -> int:
         f"- {args.rows:,} rows end to end, warm cache: {runs['warm'][0]:.2f} s wall-clock "
         f"(target ≤ {TARGET_S:g} s): **{'met' if runs['warm'][0] <= TARGET_S else 'not met'}**;"
         f" cold: {runs['cold'][0]:.2f} s.",
-        *([f"- Output against {args.baseline_label}: {baseline[2]:,} of {args.rows:,} lines "
-           f"differ, {baseline[3]:,} of them only by the extrapolation note this change adds "
-           "to the message of an optimal plan; every other byte is the same."]
+        *([f"- Output against {args.baseline_label} (its table with the demand column under "
+           f"its old name): {baseline[2]['differ']:,} of {baseline[2]['numbers']:,} numbers "
+           f"(compared as float64: their text layout changed) and of {baseline[2]['texts']:,} "
+           f"text cells differ over {baseline[2]['rows']:,} rows; its per-token "
+           "`inference_flops` compared with `inference_flops_per_unit`; not in the baseline: "
+           + ", ".join(f"`{n}`" for n in baseline[2]["only_new"]) + "."]
           if baseline else []), "",
         "Where the time goes (one process, warm cache, the stages run one after the other and "
         "timed on their own; `planner solve` formats and writes a chunk while it solves the "
