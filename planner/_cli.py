@@ -330,7 +330,8 @@ def cmd_solve(args) -> int:
 
             counts = solve_quantile(
                 args.scenarios, args.output, args.law_file, args.quantile, law=law,
-                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective)),
+                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective,
+                                                        store=compilation_cache_dir())),
                 plan_columns=plan_columns, required=required, chunk=args.chunk_size,
                 dtype=dtype, checks={"needs_target": args.objective != "loss",
                                      "dense_inference": not args.pruning},
@@ -340,7 +341,8 @@ def cmd_solve(args) -> int:
             counts = run_sweep(
                 args.scenarios, args.output, law=law,
                 make_fn=lambda: shard_batch(make_solver(law, stages, args.objective,
-                                                        constants=constants)),
+                                                        constants=constants,
+                                                        store=compilation_cache_dir())),
                 plan_columns=plan_columns, required=required, chunk=args.chunk_size,
                 dtype=dtype, resume=args.resume,
                 options={"law": args.law, "law_file": args.law_file,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import csv
 import difflib
+import functools
 import math
 import os
 import tempfile
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _arrowio, _rules
+from . import _arrowio, _rules, _stored
 from ._compose import Pipeline, Pretraining
 from ._laws import Chinchilla
 from ._solve import Objective, Scenario, Solver, Status, solve
@@ -443,15 +444,23 @@ def make_solver(
     objective: Objective,
     solver: Solver = Solver(),
     constants: dict[str, float] | None = None,
+    store: Path | None = None,
 ) -> Callable:
     """A jitted function: (law columns, scenario columns) batched -> plan columns.
-    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`)."""
+    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`). With
+    `store`, a folder, each traced program is kept there and a later process loads it instead
+    of tracing the solver again (`planner._stored`)."""
 
-    def fn(law_values, fields):
-        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver,
-                            constants)
+    # the arrays of the law and the stages are arguments of the program, as `_solve_batch`'s
+    # jit makes them, never constants folded into it; the rest is static and names the program
+    dynamic, static = eqx.partition((base_law, tuple(stages), solver, constants), eqx.is_array)
 
-    return fn
+    def fn(dynamic, law_values, fields):
+        law, stages_, solver_, constants_ = eqx.combine(dynamic, static)
+        return _solve_batch(law_values, fields, law, stages_, objective, solver_, constants_)
+
+    key = _stored.fingerprint("make_solver", static, objective)
+    return functools.partial(_stored.stored(fn, key, store), dynamic)
 
 
 def solve_chunk(

@@ -869,18 +869,25 @@ def test_arrow_float_text_is_the_python_paths():
 
 
 def test_compiled_solver_is_cached_between_runs(tmp_path):
-    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"], [[2.2, 1e12]])
+    """The second run loads what the first kept (the compiled program and, with flatbuffers,
+    the traced one) and writes the same bytes as a run with no cache at all (each run in its
+    own process, with the command line's default devices: one per core)."""
+    from planner._stored import SUFFIX, available
+
+    src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"],
+                    [[2.2, 1e12], [1.95, 3e15], [2.5, 0]])
     cache = tmp_path / "cache"
-    env = {**os.environ, "PLANNER_CACHE_DIR": str(cache)}
     outputs = []
-    for i in range(2):
+    for i, folder in enumerate([cache, cache, "off"]):
         out = tmp_path / f"out{i}.csv"
         done = subprocess.run([sys.executable, "-m", "planner", "solve", str(src), "-o",
-                               str(out)], capture_output=True, text=True, timeout=300, env=env)
+                               str(out)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PLANNER_CACHE_DIR": str(folder)})
         assert done.returncode == 0, done.stderr
         outputs.append(out.read_bytes())
         if i == 0:
             entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
             assert entries, "nothing was cached"
-    assert outputs[0] == outputs[1]
+            assert any(e.endswith(SUFFIX) for e in entries) == available()
+    assert outputs[0] == outputs[1] == outputs[2]
     assert set(entries) <= {p.name for p in cache.rglob("*") if p.is_file()}
