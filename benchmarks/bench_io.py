@@ -4,28 +4,35 @@ A table of `--rows` random lifetime scenarios (Sardana et al. 2024 law; targets 
 inference demand log-uniform in [1e9, 1e15] tokens, seeded; every number written as `repr`
 writes it) is solved three ways, each in a fresh process:
 
-1. `python -m planner solve IN.csv -o OUT.csv` with an empty compilation cache (cold: the
-   solver is compiled), then
-2. the same command again (warm: the compiled solver is loaded from the cache that run 1 left,
-   as on every run after the first on a machine), and
+1. `python -m planner solve IN.csv -o OUT.csv` with empty caches (cold: the solver is traced
+   and compiled, and both kept), then, `--repeat` times each and interleaved, so that a drift
+   in the machine's speed touches each alike:
+2. the same command (warm: the traced and compiled solver loaded from the caches run 1 left,
+   as on every run after the first on a machine);
 3. the same command with pyarrow hidden from planner (the plain-Python `csv` path), whose
-   output must be byte for byte the output of runs 1 and 2.
+   output must be byte for byte the output of runs 1 and 2;
+4. with `--baseline DIR`, an earlier planner on the same table (its demand column under the
+   old name), with caches of its own filled by a run before, and its plans compared with
+   these cell by cell.
 
 Each is timed by wall clock and by the CPU time of the child process. Then one more process
 runs the stages of `planner solve` one after the other with a timer around each (import;
 scan = the header and a count of rows; read; parse and check; compile = the first chunk's
-solve less a later chunk's (with the warm cache: loading the compiled solver, and tracing
-it); solve; format = the extrapolation notes and the CSV text of the plans; write = part
-files and the assembled output), with the warm cache.
+solve less a later chunk's (with the warm caches: loading the stored program and its
+compilation); solve; format = the extrapolation notes and the CSV text of the plans; write =
+part files and the assembled output), with the warm caches.
 
-Run: `python benchmarks/bench_io.py [--rows 1000000] [--no-write]`. A full run rewrites the
-section "Files: `planner solve` end to end" of `benchmarks/RESULTS.md`.
+Run: `python benchmarks/bench_io.py [--rows 1000000] [--repeat 5] [--baseline DIR]
+[--no-write]`. A full run rewrites the section "Files: `planner solve` end to end" of
+`benchmarks/RESULTS.md`.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
+import statistics
 import json
 import os
 import pathlib
@@ -61,7 +68,8 @@ cpu_devices(None)
 inp, parts, chunk = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
 law = Chinchilla.from_preset("sardana2024")
 mark("import")
-fn = shard_batch(make_solver(law, (), "compute"))
+from planner._cli import compilation_cache_dir
+fn = shard_batch(make_solver(law, (), "compute", store=compilation_cache_dir()))
 reader = TableReader(inp); mark("scan")
 chunks = list(reader.chunks(chunk)); mark("read")
 parsed, first = [], 1
@@ -78,7 +86,7 @@ mark("solve")
 later = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else 0.0
 plan = [c for c in PLAN_COLUMNS if c in outs[0]]
 fitted = PRESET_RANGES["sardana2024"]
-texts = [_format_chunk(c, o, plan, _flag_extrapolation(v, o, m, law, fitted))
+texts = [_format_chunk(c, o, plan, _flag_extrapolation(v, o, m, law, fitted)[0])
          for c, o, (v, _, m) in zip(chunks, outs, parsed)]
 mark("format")
 parts.mkdir()
@@ -132,19 +140,31 @@ def same_plans(before: pathlib.Path, after: pathlib.Path) -> dict:
         # a new column's name in the baseline; the lifetime inference_flops has none there
         names = [OLD_NAMES.get(n, None if n == "inference_flops" else n) for n in new_head]
         pairs = [(old_head.index(o), i) for i, o in enumerate(names) if o in old_head]
-        counts = {"rows": 0, "numbers": 0, "texts": 0, "differ": 0,
+        counts = {"rows": 0, "numbers": 0, "texts": 0, "differ": collections.Counter(),
+                  "largest": 0.0,
                   "only_new": [n for i, n in enumerate(new_head) if i not in {p for _, p in pairs}]}
         for a, b in zip(old_rows, new_rows, strict=True):
             counts["rows"] += 1
             for j, i in pairs:
                 x, y = a[j], b[i]
                 try:
-                    same, kind = float(x) == float(y) or x == y, "numbers"
+                    u, v = float(x), float(y)
+                    same, kind = u == v or x == y, "numbers"
+                    if not same:
+                        counts["largest"] = max(counts["largest"], abs(u - v) / abs(u))
                 except ValueError:
                     same, kind = x == y, "texts"
                 counts[kind] += 1
-                counts["differ"] += not same
+                counts["differ"][new_head[i]] += not same
+    counts["differ"] = {k: n for k, n in counts["differ"].items() if n}
     return counts
+
+
+def summary(times: list[tuple[float, float]]) -> str:
+    """The median wall-clock of runs, their range, and the median CPU time."""
+    walls = [w for w, _ in times]
+    return (f"{statistics.median(walls):.2f} s ({min(walls):.2f} to {max(walls):.2f}) | "
+            f"{statistics.median(c for _, c in times):.2f} s")
 
 
 def timed(argv: list[str], env: dict, cwd: pathlib.Path = ROOT) -> tuple[float, float]:
@@ -164,9 +184,12 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=65536, help="planner solve --chunk-size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="warm runs of each command; the table gives their median and range "
+                        "(a shared machine's speed drifts from run to run)")
     parser.add_argument("--baseline", metavar="DIR",
                         help="a checkout of an earlier planner (e.g. `git archive COMMIT planner "
-                        "| tar -x -C DIR`) to time the same command with, cold")
+                        "| tar -x -C DIR`) to time the same way, with a cache of its own")
     parser.add_argument("--baseline-label", default="an earlier commit",
                         help="how RESULTS.md names the baseline (e.g. its commit)")
     args = parser.parse_args(argv)
@@ -178,30 +201,39 @@ def main(argv=None) -> int:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PLANNER_CACHE_DIR": str(folder / "cache")}
         solve = ["solve", str(table), "--chunk-size", str(args.chunk), "-o"]
         load = [os.getloadavg()[0]]
-        runs = {}
-        for name, code in (("cold", "-m planner"), ("warm", "-m planner"),
-                           ("python", "-c " + PYTHON_PATH)):
-            flag, rest = code.split(" ", 1)
-            out = folder / f"{name}.csv"
-            runs[name] = timed([sys.executable, flag, rest, *solve, str(out)], env)
-            print(f"{name}: {runs[name][0]:.2f} s wall, {runs[name][1]:.2f} s CPU", flush=True)
-        same = all((folder / f"{n}.csv").read_bytes() == (folder / "python.csv").read_bytes()
-                   for n in ("cold", "warm"))
-        baseline = None
+        commands = {"warm": (["-m", "planner", *solve], env, ROOT),
+                    "python": (["-c", PYTHON_PATH, *solve], env, ROOT)}
         if args.baseline:
-            out, old_table = folder / "baseline.csv", folder / "baseline_scenarios.csv"
+            old_table = folder / "baseline_scenarios.csv"
             with open(table) as new, open(old_table, "w") as old:  # the names it reads
                 old.write(new.readline().replace("inference_demand", "inference_tokens"))
                 old.writelines(new)
             base = pathlib.Path(args.baseline).resolve()
-            base_env = {**env, "PYTHONPATH": str(base)}
-            base_env.pop("PLANNER_CACHE_DIR")
             # run from the baseline's folder: `python -c` puts the working folder first
-            baseline = timed([sys.executable, "-c", "import sys; from planner._cli import main; "
-                              "sys.exit(main())", "solve", str(old_table), *solve[2:],
-                              str(out)], base_env, cwd=base)
-            print(f"baseline: {baseline[0]:.2f} s wall, {baseline[1]:.2f} s CPU", flush=True)
-            baseline = (*baseline, same_plans(out, folder / "warm.csv"))
+            commands["baseline"] = (["-c", "import sys; from planner._cli import main; "
+                                     "sys.exit(main())", "solve", str(old_table), *solve[2:]],
+                                    {**env, "PYTHONPATH": str(base),
+                                     "PLANNER_CACHE_DIR": str(folder / "baseline_cache")}, base)
+        cold = timed([sys.executable, "-m", "planner", *solve, str(folder / "cold.csv")], env)
+        print(f"cold: {cold[0]:.2f} s wall, {cold[1]:.2f} s CPU", flush=True)
+        if args.baseline:  # its caches filled before its timed runs, as the cold run filled ours
+            flags, base_env, cwd = commands["baseline"]
+            timed([sys.executable, *flags, str(folder / "baseline.csv")], base_env, cwd)
+        runs = {name: [] for name in commands}
+        for _ in range(args.repeat):  # interleaved: a drift in speed touches each alike
+            for name, (flags, run_env, cwd) in commands.items():
+                runs[name].append(timed([sys.executable, *flags, str(folder / f"{name}.csv")],
+                                        run_env, cwd))
+        for name, times in runs.items():
+            print(f"{name}: median {summary(times)}", flush=True)
+        same = all((folder / f"{n}.csv").read_bytes() == (folder / "python.csv").read_bytes()
+                   for n in ("cold", "warm"))
+        compared = (same_plans(folder / "baseline.csv", folder / "warm.csv") if args.baseline
+                    else None)
+        dtypes = subprocess.run(
+            [sys.executable, "-c", "import time; t = time.perf_counter(); import ml_dtypes; "
+             "print(ml_dtypes.__version__, time.perf_counter() - t)"],
+            check=True, capture_output=True, text=True).stdout.split()
         size = (folder / "warm.csv").stat().st_size
         stages = subprocess.run(
             [sys.executable, "-c", STAGES, str(table), str(folder / "parts"), str(args.chunk)],
@@ -214,37 +246,45 @@ def main(argv=None) -> int:
     print("identical output:", same)
     for k in order:
         print(f"  {k:8s} {split[k]:6.2f} s  {split[k] / total:5.1%}")
-    meta = _results.machine(("jax", "jaxlib", "numpy", "pyarrow"))
+    meta = _results.machine(("jax", "jaxlib", "numpy", "ml_dtypes", "pyarrow", "flatbuffers"))
+    warm = statistics.median(w for w, _ in runs["warm"])
+    if compared:
+        differ = compared["differ"]
+        against = (
+            f"- Output against {args.baseline_label} (its table with the demand column under "
+            f"its old name, every number compared as a float64: their text layout changed): "
+            f"{sum(differ.values()):,} of {compared['numbers']:,} numbers and of "
+            f"{compared['texts']:,} text cells differ over {compared['rows']:,} rows"
+            + (f" ({', '.join(f'`{k}` {n:,}' for k, n in differ.items())}; at most "
+               f"{compared['largest']:.1e} relative)" if differ else "")
+            + "; its per-token `inference_flops` compared with `inference_flops_per_unit`; "
+            "not in the baseline: " + ", ".join(f"`{n}`" for n in compared["only_new"]) + ".")
     report = [
         HEADING, "",
         f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench_io.py "
-        f"--rows {args.rows}` (float64, chunk {args.chunk:,}).",
+        f"--rows {args.rows}{f' --baseline DIR' if args.baseline else ''}` (float64, chunk "
+        f"{args.chunk:,}).",
         f"Machine: {meta['cpu']}; JAX backend {meta['backend']}; 1-minute load average "
         f"{load[0]:.2f} before, {load[1]:.2f} after.",
         f"Versions: {meta['versions']}.", "",
         f"`python -m planner solve scenarios.csv -o plans.csv` on {args.rows:,} random lifetime "
-        f"scenarios (a {size / 2**20:.0f} MiB output), each run in a fresh process.", "",
-        "| run | wall-clock | CPU time |", "|---|---:|---:|",
-        f"| cold: empty compilation cache (the solver is compiled) | {runs['cold'][0]:.2f} s | "
-        f"{runs['cold'][1]:.2f} s |",
-        f"| warm: the compiled solver loaded from the cache | {runs['warm'][0]:.2f} s | "
-        f"{runs['warm'][1]:.2f} s |",
-        f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {runs['python'][0]:.2f} s | "
-        f"{runs['python'][1]:.2f} s |",
-        *([f"| before: {args.baseline_label} (no cache, `csv` module) | {baseline[0]:.2f} s | "
-           f"{baseline[1]:.2f} s |"] if baseline else []), "",
+        f"scenarios (a {size / 2**20:.0f} MiB output), each run in a fresh process; the warm "
+        f"commands run {args.repeat} times each, interleaved.", "",
+        "| run | wall-clock, median (range) | CPU time, median |", "|---|---:|---:|",
+        f"| cold: empty caches (the solver is traced and compiled) | {cold[0]:.2f} s | "
+        f"{cold[1]:.2f} s |",
+        f"| warm: the traced and compiled solver loaded from the cache | "
+        f"{summary(runs['warm'])} |",
+        f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {summary(runs['python'])} |",
+        *([f"| before: {args.baseline_label} (warm cache of its own) | "
+           f"{summary(runs['baseline'])} |"] if args.baseline else []), "",
         f"- Output of the pyarrow path and of the plain-Python path byte for byte the same: "
         f"**{'yes' if same else 'no'}**.",
-        f"- {args.rows:,} rows end to end, warm cache: {runs['warm'][0]:.2f} s wall-clock "
-        f"(target ≤ {TARGET_S:g} s): **{'met' if runs['warm'][0] <= TARGET_S else 'not met'}**;"
-        f" cold: {runs['cold'][0]:.2f} s.",
-        *([f"- Output against {args.baseline_label} (its table with the demand column under "
-           f"its old name): {baseline[2]['differ']:,} of {baseline[2]['numbers']:,} numbers "
-           f"(compared as float64: their text layout changed) and of {baseline[2]['texts']:,} "
-           f"text cells differ over {baseline[2]['rows']:,} rows; its per-token "
-           "`inference_flops` compared with `inference_flops_per_unit`; not in the baseline: "
-           + ", ".join(f"`{n}`" for n in baseline[2]["only_new"]) + "."]
-          if baseline else []), "",
+        f"- {args.rows:,} rows end to end, warm cache: {warm:.2f} s wall-clock, median "
+        f"(target ≤ {TARGET_S:g} s): **{'met' if warm <= TARGET_S else 'not met'}**.",
+        *([against] if compared else []),
+        f"- `import ml_dtypes` (JAX's dependency; 0.7.0 is excluded by pyproject.toml) took "
+        f"{float(dtypes[1]):.2f} s with the installed {dtypes[0]}.", "",
         "Where the time goes (one process, warm cache, the stages run one after the other and "
         "timed on their own; `planner solve` formats and writes a chunk while it solves the "
         "next, so its total is below their sum):", "",

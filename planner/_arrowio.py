@@ -192,18 +192,18 @@ def quote(cells):
     return pc.if_else(pa.array(needs), quoted, cells)
 
 
-def csv_lines(columns: list) -> bytes:
+def csv_lines(columns: list) -> memoryview:
     """The rows of equal-length string arrays as CSV lines ending in '\\n' (cells already
-    quoted where needed)."""
+    quoted where needed), a view of pyarrow's buffer (not copied)."""
     if not len(columns[0]):
-        return b""
+        return memoryview(b"")
     last = pc.binary_join_element_wise(columns[-1], "", "\n")
     lines = pc.binary_join_element_wise(*columns[:-1], last, ",")
     if isinstance(lines, pa.ChunkedArray):  # pragma: no cover - inputs are plain arrays
         lines = lines.combine_chunks()
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
     start, stop = offsets[lines.offset], offsets[lines.offset + len(lines)]
-    return memoryview(lines.buffers()[2])[start:stop].tobytes()
+    return memoryview(lines.buffers()[2])[start:stop]
 
 
 def status_counts(part, n_columns: int, status_at: int,

@@ -512,7 +512,7 @@ def cmd_allocate(args) -> int:
         out = settle(out, status)
         fitted = _fitted_range(args)
         if fitted is not None:
-            messages = _flag_extrapolation(values, out, messages, law, fitted)
+            messages, _ = _flag_extrapolation(values, out, messages, law, fitted)
         summary = _portfolio_summary(portfolio, out["status"], status, budgets, args.items)
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
         del portfolio  # its plans are in `out`: let them go before the plans are written

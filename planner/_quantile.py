@@ -99,8 +99,8 @@ def solve_quantile(
     counts = SweepCounts()
     if fitted_range is not None:
         notes = fitted_range.notes(reduced["n_params"], reduced["n_tokens"])
-        row_messages = [m if n is None else n for m, n in zip(row_messages, notes, strict=True)]
-        counts.extrapolated = sum(n is not None for n in notes)
+        row_messages = [notes.get(i, m) for i, m in enumerate(row_messages)]
+        counts.extrapolated = len(notes)
     for code in reduced["status"].tolist():
         name = STATUS_NAMES[Status(int(code))]
         counts[name] = counts.get(name, 0) + 1

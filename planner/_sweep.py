@@ -58,19 +58,20 @@ class FittedRange:
     n_tokens: float
     source: str
 
-    def notes(self, n_params: np.ndarray, n_tokens: np.ndarray) -> list[str | None]:
-        """Per plan, why it extrapolates (see `EXTRAPOLATION_FACTOR`), or None."""
-        notes: list[str | None] = [None] * len(n_params)
+    def notes(self, n_params: np.ndarray, n_tokens: np.ndarray) -> dict[int, str]:
+        """Why each plan that extrapolates does (see `EXTRAPOLATION_FACTOR`), by row."""
+        notes: dict[int, str] = {}
         for name, values, largest, what in (
                 ("n_params", n_params, self.n_params, "model"),
                 ("n_tokens", n_tokens, self.n_tokens, "dataset")):
+            values = np.asarray(values, dtype=np.float64)
             with np.errstate(invalid="ignore"):
                 far = np.flatnonzero(values > EXTRAPOLATION_FACTOR * largest)
-            for i in far.tolist():
-                note = (f"{name} {values[i]:.3g} is {values[i] / largest:.3g}x the largest "
-                        f"{what} the law was fitted on ({largest:.3g}, {self.source})")
-                notes[i] = note if notes[i] is None else f"{notes[i]}; {note}"
-        return [None if n is None else f"{EXTRAPOLATED}: {n}" for n in notes]
+            tail = f"x the largest {what} the law was fitted on ({largest:.3g}, {self.source})"
+            for i, value in zip(far.tolist(), values[far].tolist(), strict=True):
+                note = f"{name} {value:.3g} is {value / largest:.3g}{tail}"
+                notes[i] = f"{notes[i]}; {note}" if i in notes else note
+        return {i: f"{EXTRAPOLATED}: {note}" for i, note in sorted(notes.items())}
 
 
 # Hoffmann et al. 2022 (abstract and section 3): "over 400 language models ranging from 70
@@ -123,7 +124,7 @@ def _fingerprint(path: Path) -> str:
 
 
 def _format_chunk(columns: dict, out: dict[str, np.ndarray], plan_columns: list[str],
-                  messages: list[str], *, fast: bool | None = None) -> bytes:
+                  messages: list[str], *, fast: bool | None = None) -> bytes | memoryview:
     """The CSV lines (UTF-8) of one solved chunk: its input cells as read, then the plan.
 
     With pyarrow (`fast`, the default when it is installed) the lines are built by
@@ -372,11 +373,11 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
     counts = SweepCounts()
 
     def write(part, columns, values, out, messages):
+        flagged = 0
         if fitted_range is not None:
-            messages = _flag_extrapolation(values, out, messages, law, fitted_range)
+            messages, flagged = _flag_extrapolation(values, out, messages, law, fitted_range)
         found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
                  zip(*np.unique(out["status"], return_counts=True), strict=True)}
-        flagged = sum(m.startswith(EXTRAPOLATED) for m in messages)
         text = _format_chunk(columns, out, plan_columns, messages)
         atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts)
         return part.name, found, flagged
@@ -413,16 +414,22 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
     return counts
 
 
-def _flag_extrapolation(values, out, messages, law, fitted_range: FittedRange) -> list[str]:
-    """`messages` with a note on every optimal plan of the table's law that extrapolates."""
+def _flag_extrapolation(values, out, messages, law,
+                        fitted_range: FittedRange) -> tuple[list[str], int]:
+    """`messages` with a note on every optimal plan of the table's law that extrapolates, and
+    how many messages now begin with one (those that were empty)."""
     own = np.zeros(len(messages), dtype=bool)
     for name in LAW_COLUMNS:
         if name in values:
             own |= values[name] != float(getattr(law, name))
     notes = fitted_range.notes(np.where(own, np.nan, out["n_params"]),
                                np.where(own, np.nan, out["n_tokens"]))
-    return [m if n is None else n if not m else f"{m}; {n}"
-            for m, n in zip(messages, notes, strict=True)]
+    messages = list(messages)
+    alone = 0
+    for i, note in notes.items():
+        alone += not messages[i]
+        messages[i] = f"{messages[i]}; {note}" if messages[i] else note
+    return messages, alone
 
 
 def _remove_parts(parts: Path) -> None:
