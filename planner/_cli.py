@@ -41,6 +41,16 @@ def compilation_cache_dir() -> Path | None:
     return Path(base) / "planner" / "jax"
 
 
+def _solver_store(law, stages, objective, constants=None):
+    """Where `planner solve` keeps its compiled solver whole (`shard_batch`'s `store`): the
+    cache folder, the solver named by what it closes over; None with the cache off."""
+    from ._table import solver_key
+
+    folder = compilation_cache_dir()
+    return None if folder is None else (solver_key(law, stages, objective,
+                                                   constants=constants), folder)
+
+
 class _Progress:
     """Work done and its rate on standard error, redrawn in place: `solve` counts scenarios,
     `fit` bootstrap resamples."""
@@ -330,8 +340,8 @@ def cmd_solve(args) -> int:
 
             counts = solve_quantile(
                 args.scenarios, args.output, args.law_file, args.quantile, law=law,
-                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective,
-                                                        store=compilation_cache_dir())),
+                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective),
+                                            store=_solver_store(law, stages, args.objective)),
                 plan_columns=plan_columns, required=required, chunk=args.chunk_size,
                 dtype=dtype, checks={"needs_target": args.objective != "loss",
                                      "dense_inference": not args.pruning},
@@ -340,9 +350,9 @@ def cmd_solve(args) -> int:
         else:
             counts = run_sweep(
                 args.scenarios, args.output, law=law,
-                make_fn=lambda: shard_batch(make_solver(law, stages, args.objective,
-                                                        constants=constants,
-                                                        store=compilation_cache_dir())),
+                make_fn=lambda: shard_batch(
+                    make_solver(law, stages, args.objective, constants=constants),
+                    store=_solver_store(law, stages, args.objective, constants)),
                 plan_columns=plan_columns, required=required, chunk=args.chunk_size,
                 dtype=dtype, resume=args.resume,
                 options={"law": args.law, "law_file": args.law_file,

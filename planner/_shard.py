@@ -35,6 +35,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -43,6 +44,8 @@ import numpy as np
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from . import _stored
 
 MESH_AXIS = "scenario"
 """The name of the batch axis of the device mesh."""
@@ -73,7 +76,8 @@ def local_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices), (MESH_AXIS,))
 
 
-def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) -> Callable:
+def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
+                store: tuple[str, Path] | None = None) -> Callable:
     r"""`fn` with its batch axis split over this process's devices.
 
     `fn` takes positional arguments that are pytrees of arrays, all with the same leading
@@ -100,12 +104,20 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
     and compiled once, then reused; as with `jax.jit`, what `fn` closes over is read when it
     is traced, so build a new wrapper for a new model.
 
-    On one device `fn` itself is returned: sharding costs nothing there.
+    On one device `fn` itself is returned: sharding costs nothing there (unless `store` is
+    given).
+
+    With `store = (key, folder)` each compiled program is also kept in `folder`
+    (`planner._stored`), with the arrays `fn` closes over, and a later process whose `fn` has
+    the same `key` loads it instead of tracing and compiling `fn`: `key` must name every value
+    `fn` closes over (`planner._stored.fingerprint` of them). On one device the program is
+    then `fn`'s own, its closed-over arrays passed as arguments as above.
 
     **Arguments:**
 
     - `fn`: the batched function.
     - `devices`: devices of this process to use (default: `jax.local_devices()`, all of them).
+    - `store`: `(key, folder)` to keep compiled programs in, or None.
 
     **Returns:** a function with the signature of `fn`.
 
@@ -120,7 +132,7 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
     mesh = local_mesh(devices)
     k = mesh.devices.size
-    if k == 1:
+    if k == 1 and store is None:
         return fn
     rows = NamedSharding(mesh, P(MESH_AXIS))
     first = mesh.devices.flat[0]
@@ -128,6 +140,15 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
     compiled: dict[Any, tuple] = {}
 
     def build(treedef, local_shapes):
+        if store is not None:
+            key, folder = store
+            signature = f"{treedef} {[(s.shape, s.dtype.str) for s in local_shapes]}"
+            file = _stored.path(folder, key, signature, mesh.devices.flat)
+            loaded = _stored.load(file)
+            if loaded is not None:
+                run, consts, out_tree = loaded
+                return run, jax.device_put(consts, replicated), out_tree
+
         def flat_fn(*flat):
             return fn(*jax.tree.unflatten(treedef, flat))
 
@@ -146,9 +167,15 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None) ->
             # the closed-over constants arrive as arguments, so XLA cannot fold them
             return jaxpr_as_fun(ClosedJaxpr(jaxpr, consts))(*flat)
 
-        run = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(MESH_AXIS)),
+        run = jax.jit(per_device if k == 1 else
+                      jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(MESH_AXIS)),
                                     out_specs=P(MESH_AXIS), check_vma=False))
         consts = jax.device_put(list(closed.consts), replicated)
+        if store is not None:
+            run = run.lower(consts, [jax.ShapeDtypeStruct((s.shape[0] * k, *s.shape[1:]),
+                                                          s.dtype, sharding=rows)
+                                     for s in local_shapes]).compile()
+            _stored.save(file, run, closed.consts, out_tree)
         return run, consts, out_tree
 
     @functools.wraps(fn)

@@ -1,37 +1,44 @@
-"""Traced programs kept on disk, so that a later process skips tracing them.
+"""Compiled programs kept on disk whole, so that a later process neither traces nor compiles.
 
 JAX's persistent compilation cache saves the compile, but its key is the lowered program, so
-every process still traces and lowers the solver first: about half a second for
-`planner solve`'s batched solver, on every run. `stored` keeps the traced program itself
-(`jax.export`, serialised) under a key made of everything the trace depends on, and a later
-process calls the stored program, whose compile the persistent cache then serves.
-
-Serialising needs the `flatbuffers` package (`pip install -e ".[fast]"`); without it, or
-when the folder cannot be written, `stored` traces as `jax.jit` does.
+every process still traces and lowers the solver before it can look it up: about half a second
+of each `planner solve` run. `shard_batch(..., store=(key, folder))` instead keeps the compiled
+executable itself (`jax.experimental.serialize_executable`) together with the arrays the
+function closes over, in a file named by `key` (which must name every value the function
+closes over: `fingerprint` of them), the input shapes, the devices, planner's own source and
+the JAX version; a later process with the same file name loads and runs it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
-from collections.abc import Callable
+import pickle
+import platform
 from pathlib import Path
 
 import jax
 import numpy as np
 
-SUFFIX = ".jaxexport"
+SUFFIX = ".jaxexe"
 
 
 @functools.cache
-def _source_digest() -> str:
-    """The digest of planner's own source: a changed planner never loads an older program."""
+def _environment() -> str:
+    """What an executable is only valid for: planner's source, JAX, the precision, the CPU."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()
+    cpu = platform.processor()
+    try:  # the model and the instruction sets the compiled code may use
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = "\n".join(dict.fromkeys(x for x in lines if x.startswith(("model name", "flags"))))
+    except OSError:
+        pass
+    return "\n".join([digest.hexdigest(), jax.__version__, jax.lib.__version__,
+                      platform.machine(), cpu])
 
 
 def fingerprint(*parts) -> str:
@@ -50,63 +57,37 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()
 
 
-def available() -> bool:
-    """Whether programs can be serialised here (`flatbuffers` is installed)."""
-    return importlib.util.find_spec("flatbuffers") is not None
+def path(folder: Path, key: str, signature: str, devices) -> Path:
+    """The file of the program `key` for inputs `signature` on `devices`."""
+    name = hashlib.sha256("\n".join([
+        key, signature, _environment(), str(jax.config.jax_enable_x64),
+        repr([(d.platform, d.device_kind, d.id) for d in devices])]).encode()).hexdigest()
+    return Path(folder) / "programs" / f"{name}{SUFFIX}"
 
 
-def stored(fn: Callable, key: str, folder: Path | None) -> Callable:
-    """`jax.jit(fn)`, with each traced program (one per input structure, shape and dtype) kept
-    in `folder` and loaded from there by a later process with the same `key`.
+def load(file: Path):
+    """`(compiled, consts, out_tree)` from `file`, or None if it is absent or unreadable."""
+    from jax.experimental import serialize_executable
 
-    `key` must name everything `fn` closes over (`fingerprint` of it); the file name adds the
-    input signature, planner's source, the JAX version, the backend and the precision. A file
-    that cannot be read is traced again and rewritten; a folder that cannot be written leaves
-    the traced program in memory only. Inside another trace (`shard_batch`'s, say) the stored
-    program is called as one operation of it: the arrays it is given stay arguments."""
-    if folder is None or not available():
-        return jax.jit(fn)
-    programs: dict[str, Callable] = {}
-
-    def call(*args):
-        leaves, tree = jax.tree.flatten(args)
-        shapes = [jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", None) or np.result_type(x))
-                  for x in leaves]
-        signature = str(tree) + repr([(s.shape, s.dtype.str) for s in shapes])
-        program = programs.get(signature)
-        if program is None:
-            # the program takes the leaves (its own file format knows only JAX's containers)
-            def flat(*leaves, tree=tree):
-                return fn(*jax.tree.unflatten(tree, leaves))
-
-            program = programs[signature] = _load_or_trace(flat, key, signature, folder, shapes)
-        return program(*leaves)
-
-    return call
+    try:
+        blob, in_tree, out_tree, consts, result_tree = pickle.loads(file.read_bytes())
+        compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+    except Exception:  # noqa: BLE001 - absent, damaged or from another JAX: compiled again
+        return None
+    return compiled, consts, result_tree
 
 
-def _load_or_trace(fn, key: str, signature: str, folder: Path, shapes) -> Callable:
-    """The program of `fn` for `shapes`, from its file or traced (and its file written)."""
-    from jax import export
+def save(file: Path, compiled, consts, result_tree) -> None:
+    """Write `compiled` (its arguments: `consts`, then the batch) and `result_tree`, the
+    structure of the function's result, to `file`, atomically; a folder that cannot be
+    written, or a program that cannot be serialised, leaves no file."""
+    from jax.experimental import serialize_executable
 
     from ._table import atomic_write
 
-    name = hashlib.sha256("\n".join([
-        key, signature, _source_digest(), jax.__version__, jax.lib.__version__,
-        jax.default_backend(), str(jax.config.jax_enable_x64)]).encode()).hexdigest()
-    path = Path(folder) / "programs" / f"{name}{SUFFIX}"
     try:
-        return export.deserialize(bytearray(path.read_bytes())).call
-    except Exception:  # noqa: BLE001 - absent, unreadable or from another JAX: traced again
+        blob = pickle.dumps((*serialize_executable.serialize(compiled),
+                             [np.asarray(c) for c in consts], result_tree))
+        atomic_write(file, lambda tmp: Path(tmp).write_bytes(blob))
+    except Exception:  # noqa: BLE001 - the program still runs; the next process compiles it
         pass
-    jitted = jax.jit(fn)
-    try:
-        program = export.export(jitted)(*shapes)
-        blob = program.serialize()
-    except Exception:  # noqa: BLE001 - a program export cannot write (an output it cannot
-        return jitted  # name, say) runs as plain jit
-    try:
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
-    except OSError:
-        pass
-    return program.call

@@ -34,6 +34,7 @@ from ._table import (
     TableError,
     TableReader,
     as_list,
+    atomic_file,
     atomic_write,
     batch_inputs,
     bucket,
@@ -237,23 +238,36 @@ def run_sweep(
 
     if process_count > 1:
         barrier("sweep-prepared")
-    try:
+    header = reader.columns + plan_columns + ["status", "message"]
+
+    def solve(on_part=None) -> SweepCounts:
         owned = _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
-                             process_index, process_count, barrier, on_progress, fitted_range)
+                             process_index, process_count, barrier, on_progress, fitted_range,
+                             on_part)
+        if process_count > 1:
+            missing = [i for i in range(_n_chunks(reader.n_rows, chunk))
+                       if not (parts / _part_name(i)).exists()]
+            if missing:
+                raise TableError(f"{parts}: chunks {missing[:10]} were not written by the "
+                                 "process that owns them; rerun every process with --resume")
+        return owned
+
+    try:
+        if output_path.suffix.lower() in (".parquet", ".pq"):
+            counts = _assemble(parts, output_path, header, known=solve().parts)
+        else:
+            # a CSV output is assembled while the table is solved: each part is appended (and
+            # flushed to disk) once it and the parts before it are written
+            with atomic_file(output_path, tmp_dir=parts) as tmp, open(tmp, "wb") as out:
+                assembly = _Assembly(parts, out, header)
+                assembly.advance(solve(assembly.advance).parts)
+                counts = assembly.counts
     except Exception:
         # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
         # behind; finished chunks are kept for --resume
         if created and process_count == 1 and not _part_files(parts):
             shutil.rmtree(parts, ignore_errors=True)
         raise
-    if process_count > 1:
-        missing = [i for i in range(_n_chunks(reader.n_rows, chunk))
-                   if not (parts / _part_name(i)).exists()]
-        if missing:
-            raise TableError(f"{parts}: chunks {missing[:10]} were not written by the process "
-                             "that owns them; rerun every process with --resume")
-    counts = _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"],
-                       known=owned.parts)
     _remove_parts(parts)
     return counts
 
@@ -361,9 +375,10 @@ def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[]
 
 def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, chunk, dtype,
                  checks, process_index, process_count, barrier, on_progress,
-                 fitted_range=None) -> SweepCounts:
+                 fitted_range=None, on_part=None) -> SweepCounts:
     """Solve and write the missing parts this process owns; then wait at the `"solved"`
     barrier (with more than one process). Returns the counts of the chunks it solved.
+    `on_part` is called after each part is written, with its counts by its name.
 
     A solved chunk is formatted and written on a second thread while the next one is read and
     solved (pyarrow and XLA release the GIL), at most two chunks behind; a failure waits for
@@ -386,6 +401,8 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
         name, found, flagged = future.result()
         counts.add(found, flagged)
         counts.parts[name] = (found, flagged)
+        if on_part is not None:
+            on_part({name: (found, flagged)})
 
     pending: collections.deque = collections.deque()
     with ThreadPoolExecutor(1, thread_name_prefix="planner-write") as writer:
@@ -394,10 +411,10 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
             rows = len(next(iter(columns.values()))) if columns else 0
             if owns_chunk(index, process_index=process_index, process_count=process_count) \
                     and not part.exists():
-                if fn is None:
-                    fn = make_fn()
                 values, status, messages = parse_columns(columns, law, first_row=done + 1,
                                                          **checks)
+                if fn is None:  # after the first parse, which a solver compiling aside overlaps
+                    fn = make_fn()
                 # a table of several chunks pads its last one to a whole chunk: one batch
                 # size, one compilation
                 size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
@@ -484,16 +501,8 @@ def _assemble(parts: Path, output: Path, header: list[str],
     """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses and
     the plans flagged as extrapolations (taken from `known` for the parts it names, read back
     from the others)."""
-    known = known or {}
-    counts = SweepCounts()
-    status_at = header.index("status")
-
-    def count(rows):
-        for row in rows:
-            counts[row[status_at]] = counts.get(row[status_at], 0) + 1
-            counts.extrapolated += row[-1].startswith(EXTRAPOLATED)
-
     if output.suffix.lower() in (".parquet", ".pq"):
+        counts = SweepCounts()
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -526,22 +535,48 @@ def _assemble(parts: Path, output: Path, header: list[str],
         atomic_write(output, write, tmp_dir=parts)
         return counts
 
-    def write(tmp):
+    with atomic_file(output, tmp_dir=parts) as tmp, open(tmp, "wb") as out:
+        assembly = _Assembly(parts, out, header)
+        assembly.advance(known)
+    return assembly.counts
+
+
+class _Assembly:
+    """A CSV output assembled from the parts in order, as they appear: `advance` appends every
+    part from the next one missing on and flushes them to disk, so that a sweep assembles its
+    output while it solves (what is left at the end is a rename)."""
+
+    def __init__(self, parts: Path, out, header: list[str]):
+        self.parts, self.out, self.header = parts, out, header
+        self.status_at = header.index("status")
+        self.next = 0
+        self.counts = SweepCounts()
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(header)
-        with open(tmp, "wb") as out:
-            out.write(buffer.getvalue().encode())
-            for part in _part_files(parts):
-                if part.name in known:
-                    counts.add(*known[part.name])
-                elif _arrowio.AVAILABLE and part.stat().st_size:
-                    counts.add(*_arrowio.status_counts(part, len(header), status_at,
-                                                       EXTRAPOLATED))
-                else:
-                    with open(part, newline="", encoding="utf-8") as handle:
-                        count(csv.reader(handle))
-                with open(part, "rb") as handle:
-                    _append(handle, out)
+        out.write(buffer.getvalue().encode())
 
-    atomic_write(output, write, tmp_dir=parts)
-    return counts
+    def advance(self, known: dict[str, tuple[dict[str, int], int]] | None = None) -> None:
+        """Append the parts present from the next one on; their counts are taken from `known`
+        where it names them, else read back."""
+        known = known or {}
+        start = self.next
+        while (part := self.parts / _part_name(self.next)).exists():
+            if part.name in known:
+                self.counts.add(*known[part.name])
+            elif _arrowio.AVAILABLE and part.stat().st_size:
+                self.counts.add(*_arrowio.status_counts(part, len(self.header), self.status_at,
+                                                        EXTRAPOLATED))
+            else:
+                found: dict[str, int] = {}
+                flagged = 0
+                with open(part, newline="", encoding="utf-8") as handle:
+                    for row in csv.reader(handle):
+                        found[row[self.status_at]] = found.get(row[self.status_at], 0) + 1
+                        flagged += row[-1].startswith(EXTRAPOLATED)
+                self.counts.add(found, flagged)
+            with open(part, "rb") as handle:
+                _append(handle, self.out)
+            self.next += 1
+        if self.next > start:
+            self.out.flush()
+            os.fsync(self.out.fileno())

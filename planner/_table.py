@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import difflib
-import functools
 import math
 import os
 import tempfile
@@ -444,23 +444,24 @@ def make_solver(
     objective: Objective,
     solver: Solver = Solver(),
     constants: dict[str, float] | None = None,
-    store: Path | None = None,
 ) -> Callable:
     """A jitted function: (law columns, scenario columns) batched -> plan columns.
-    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`). With
-    `store`, a folder, each traced program is kept there and a later process loads it instead
-    of tracing the solver again (`planner._stored`)."""
+    `constants` are `Scenario` fields given once for every row (e.g. `max_latency`).
+    `solver_key` of the same arguments names everything it closes over (for
+    `shard_batch(..., store=)`)."""
 
-    # the arrays of the law and the stages are arguments of the program, as `_solve_batch`'s
-    # jit makes them, never constants folded into it; the rest is static and names the program
-    dynamic, static = eqx.partition((base_law, tuple(stages), solver, constants), eqx.is_array)
+    def fn(law_values, fields):
+        return _solve_batch(law_values, fields, base_law, tuple(stages), objective, solver,
+                            constants)
 
-    def fn(dynamic, law_values, fields):
-        law, stages_, solver_, constants_ = eqx.combine(dynamic, static)
-        return _solve_batch(law_values, fields, law, stages_, objective, solver_, constants_)
+    return fn
 
-    key = _stored.fingerprint("make_solver", static, objective)
-    return functools.partial(_stored.stored(fn, key, store), dynamic)
+
+def solver_key(base_law: Chinchilla, stages: tuple, objective: Objective,
+               solver: Solver = Solver(), constants: dict[str, float] | None = None) -> str:
+    """The `planner._stored.fingerprint` of what `make_solver`'s function closes over."""
+    return _stored.fingerprint("make_solver", base_law, tuple(stages), objective, solver,
+                               constants)
 
 
 def solve_chunk(
@@ -580,8 +581,18 @@ def atomic_write(
     *,
     tmp_dir: str | os.PathLike | None = None,
 ) -> None:
-    """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file.
-    The file gets the permissions a new file gets from `open` (0666 less the umask).
+    """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file
+    (`atomic_file`)."""
+    with atomic_file(path, tmp_dir=tmp_dir) as tmp:
+        write(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *,
+                tmp_dir: str | os.PathLike | None = None) -> Iterator[str]:
+    """A temporary file's path, renamed onto `path` when the block ends and removed if it
+    raises: a reader never sees a partial file. The file gets the permissions a new file gets
+    from `open` (0666 less the umask).
 
     The temporary file is flushed to disk before the rename, and the rename is flushed after
     it. It lives in `tmp_dir` (default: beside `path`; it must be on the same file system), so
@@ -597,7 +608,7 @@ def atomic_write(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        write(tmp)
+        yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -869,10 +869,10 @@ def test_arrow_float_text_is_the_python_paths():
 
 
 def test_compiled_solver_is_cached_between_runs(tmp_path):
-    """The second run loads what the first kept (the compiled program and, with flatbuffers,
-    the traced one) and writes the same bytes as a run with no cache at all (each run in its
-    own process, with the command line's default devices: one per core)."""
-    from planner._stored import SUFFIX, available
+    """The second run loads the compiled solver the first kept and writes the same bytes as a
+    run with no cache at all (each run in its own process, with the command line's default
+    devices: one per core)."""
+    from planner._stored import SUFFIX
 
     src = write_csv(tmp_path / "in.csv", ["target_loss", "inference_demand"],
                     [[2.2, 1e12], [1.95, 3e15], [2.5, 0]])
@@ -888,6 +888,6 @@ def test_compiled_solver_is_cached_between_runs(tmp_path):
         if i == 0:
             entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
             assert entries, "nothing was cached"
-            assert any(e.endswith(SUFFIX) for e in entries) == available()
+            assert any(e.endswith(SUFFIX) for e in entries)
     assert outputs[0] == outputs[1] == outputs[2]
     assert set(entries) <= {p.name for p in cache.rglob("*") if p.is_file()}

@@ -284,21 +284,27 @@ def test_resume_refuses_parts_of_another_run(tmp_path, table, monkeypatch, capsy
 
 
 def test_a_failed_assembly_leaves_no_output(tmp_path, table, monkeypatch):
+    """The disk fills while a part is copied into the output (which is assembled while the
+    table is solved): no output and no temporary file; the parts written are kept, and
+    `--resume` finishes the run."""
     src, expected = table
     out = tmp_path / "out.csv"
-    original = sweep.atomic_write
+    copied = []
 
-    def failing(path, write, **kwargs):
-        if Path(path) == out:
-            def half(tmp):
-                write(tmp)
-                raise OSError("disk full")
-            return original(path, half, **kwargs)
-        return original(path, write, **kwargs)
+    def half(source, target):
+        if copied:
+            target.write(source.read()[:10])
+            raise OSError("disk full")
+        copied.append(source.name)
+        return original(source, target)
 
-    monkeypatch.setattr(sweep, "atomic_write", failing)
+    original = sweep._append
+    monkeypatch.setattr(sweep, "_append", half)
     assert main(solve_args(src, out, 8)) == EXIT_USAGE
     assert not out.exists()
+    parts = out.with_name("out.csv.parts")
+    assert not [p.name for p in parts.iterdir() if p.name.endswith(".tmp")]
+    assert (parts / "part-000001.csv").exists()
     monkeypatch.undo()
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
     assert out.read_bytes() == expected

@@ -1,21 +1,20 @@
-"""Traced solvers kept on disk (`planner._stored`): a loaded program computes what the traced
-one computes, bit for bit, for every law it is given, and a bad or unwritable store only costs
-a trace."""
+"""Compiled solvers kept on disk whole (`shard_batch(..., store=)`, `planner._stored`): a
+loaded program computes what the traced one computes, bit for bit; it is named by everything it
+closes over, so another law or solver configuration is another program; a damaged file or a
+store that cannot be written only costs a compile."""
 
 import equinox as eqx
 import jax
 import numpy as np
-import pytest
 
 from planner._laws import Chinchilla
+from planner._shard import shard_batch
 from planner._solve import Solver
-from planner._stored import available, fingerprint
-from planner._table import batch_inputs, make_solver
-
-pytestmark = pytest.mark.skipif(not available(), reason="flatbuffers is not installed")
+from planner._stored import SUFFIX, fingerprint
+from planner._table import batch_inputs, make_solver, solver_key
 
 LAW = Chinchilla.from_preset("sardana2024")
-# the same law with other coefficients: the same program, other numbers
+# the same law with other coefficients
 OTHER = eqx.tree_at(lambda law: (law.E, law.A), LAW, (np.float64(1.8), np.float64(500.0)))
 
 
@@ -24,6 +23,12 @@ def inputs(law, n=256, seed=0):
     values = {"target_loss": float(law.E) + rng.uniform(0.05, 0.8, n),
               "inference_demand": 10.0 ** rng.uniform(9, 15, n)}
     return batch_inputs(values, np.zeros(n, dtype=bool), size=n, dtype=np.float64, law=law)
+
+
+def solver(law, folder, solver_=Solver()):
+    """`planner solve`'s solver of `law` on this process's devices, kept in `folder`."""
+    return shard_batch(make_solver(law, (), "compute", solver_),
+                       store=(solver_key(law, (), "compute", solver_), folder))
 
 
 def run(fn, args):
@@ -37,64 +42,53 @@ def assert_identical(a, b):
 
 
 def programs(folder):
-    return sorted((folder / "programs").glob("*.jaxexport"))
+    return sorted((folder / "programs").glob(f"*{SUFFIX}"))
 
 
 def no_trace(*args, **kwargs):
     raise AssertionError("traced again instead of loading the stored program")
 
 
-def test_a_stored_program_is_the_traced_one_and_loads_without_tracing(tmp_path, monkeypatch):
+def test_a_stored_program_is_the_plain_one_and_loads_without_tracing(tmp_path, monkeypatch):
     args = inputs(LAW)
-    plain = run(make_solver(LAW, (), "compute"), args)
+    plain = run(shard_batch(make_solver(LAW, (), "compute")), args)
     assert (plain["status"] == 0).all()
-    assert_identical(run(make_solver(LAW, (), "compute", store=tmp_path), args), plain)
+    assert_identical(run(solver(LAW, tmp_path), args), plain)
     assert len(programs(tmp_path)) == 1
-    # a later process: a new solver of the same model loads the file
-    monkeypatch.setattr(jax.export, "export", no_trace)
-    assert_identical(run(make_solver(LAW, (), "compute", store=tmp_path), args), plain)
+    # a later process: a new solver of the same model loads the file, traces nothing
+    monkeypatch.setattr(jax, "make_jaxpr", no_trace)
+    assert_identical(run(solver(LAW, tmp_path), args), plain)
 
 
-def test_the_law_is_an_argument_of_the_program_not_a_constant(tmp_path, monkeypatch):
-    """One stored program serves every law of the same form: the coefficients are read when
-    it runs, so another law's plans are that law's (the plain solver's, bit for bit)."""
-    run(make_solver(LAW, (), "compute", store=tmp_path), inputs(LAW))
-    monkeypatch.setattr(jax.export, "export", no_trace)
-    args = inputs(OTHER)
-    stored = run(make_solver(OTHER, (), "compute", store=tmp_path), args)
-    monkeypatch.undo()
-    plain = run(make_solver(OTHER, (), "compute"), args)
-    assert_identical(stored, plain)
-    assert not np.allclose(stored["n_params"], run(make_solver(LAW, (), "compute"), args)[
-        "n_params"], equal_nan=True)
-    assert len(programs(tmp_path)) == 1
-
-
-def test_another_solver_configuration_is_another_program(tmp_path):
+def test_another_law_or_configuration_is_another_program(tmp_path):
     args = inputs(LAW)
-    run(make_solver(LAW, (), "compute", store=tmp_path), args)
-    few = run(make_solver(LAW, (), "compute", Solver(max_steps=2), store=tmp_path), args)
-    assert len(programs(tmp_path)) == 2
-    assert_identical(few, run(make_solver(LAW, (), "compute", Solver(max_steps=2)), args))
+    run(solver(LAW, tmp_path), args)
+    other = run(solver(OTHER, tmp_path), args)
+    assert_identical(other, run(shard_batch(make_solver(OTHER, (), "compute")), args))
+    assert not np.allclose(other["n_params"], run(solver(LAW, tmp_path), args)["n_params"])
+    few = run(solver(LAW, tmp_path, Solver(max_steps=2)), args)
+    assert_identical(few, run(shard_batch(make_solver(LAW, (), "compute",
+                                                      Solver(max_steps=2))), args))
     assert (few["status"] != 0).any()  # two Newton steps certify fewer plans
+    assert len(programs(tmp_path)) == 3
 
 
-def test_a_damaged_file_is_traced_again_and_rewritten(tmp_path):
+def test_a_damaged_file_is_compiled_again_and_rewritten(tmp_path):
     args = inputs(LAW)
-    plain = run(make_solver(LAW, (), "compute"), args)
-    run(make_solver(LAW, (), "compute", store=tmp_path), args)
+    plain = run(shard_batch(make_solver(LAW, (), "compute")), args)
+    run(solver(LAW, tmp_path), args)
     (path,) = programs(tmp_path)
     path.write_bytes(path.read_bytes()[:100])
-    assert_identical(run(make_solver(LAW, (), "compute", store=tmp_path), args), plain)
+    assert_identical(run(solver(LAW, tmp_path), args), plain)
     assert len(path.read_bytes()) > 100
 
 
-def test_a_store_that_cannot_be_written_only_costs_a_trace(tmp_path):
+def test_a_store_that_cannot_be_written_only_costs_a_compile(tmp_path):
     blocked = tmp_path / "store"
     blocked.write_text("a file where the folder would be")
     args = inputs(LAW)
-    assert_identical(run(make_solver(LAW, (), "compute", store=blocked), args),
-                     run(make_solver(LAW, (), "compute"), args))
+    assert_identical(run(solver(LAW, blocked), args),
+                     run(shard_batch(make_solver(LAW, (), "compute")), args))
 
 
 def test_fingerprint_names_structure_static_fields_and_values():
