@@ -139,15 +139,17 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
     replicated = NamedSharding(mesh, P())
     compiled: dict[Any, tuple] = {}
 
-    def build(treedef, local_shapes):
+    def build(treedef, local_shapes, load=True):
+        """`(run, consts, out_tree, loaded)`: the program of these shapes, and whether it was
+        loaded from `store`."""
         if store is not None:
             key, folder = store
             signature = f"{treedef} {[(s.shape, s.dtype.str) for s in local_shapes]}"
             file = _stored.path(folder, key, signature, mesh.devices.flat)
-            loaded = _stored.load(file)
+            loaded = _stored.load(file) if load else None
             if loaded is not None:
                 run, consts, out_tree = loaded
-                return run, jax.device_put(consts, replicated), out_tree
+                return run, jax.device_put(consts, replicated), out_tree, file
 
         def flat_fn(*flat):
             return fn(*jax.tree.unflatten(treedef, flat))
@@ -172,11 +174,11 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
                                     out_specs=P(MESH_AXIS), check_vma=False))
         consts = jax.device_put(list(closed.consts), replicated)
         if store is not None:
-            run = run.lower(consts, [jax.ShapeDtypeStruct((s.shape[0] * k, *s.shape[1:]),
-                                                          s.dtype, sharding=rows)
-                                     for s in local_shapes]).compile()
+            run = _stored.compile_fresh(run.lower(consts, [
+                jax.ShapeDtypeStruct((s.shape[0] * k, *s.shape[1:]), s.dtype, sharding=rows)
+                for s in local_shapes]))
             _stored.save(file, run, closed.consts, out_tree)
-        return run, consts, out_tree
+        return run, consts, out_tree, None
 
     @functools.wraps(fn)
     def sharded(*args):
@@ -191,8 +193,23 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
         key = (treedef, tuple((s.shape, str(s.dtype)) for s in local))
         if key not in compiled:
             compiled[key] = build(treedef, local)
-        run, consts, out_tree = compiled[key]
-        out = run(consts, jax.device_put(leaves, rows))
+        run, consts, out_tree, file = compiled[key]
+        placed = jax.device_put(leaves, rows)
+        try:
+            out = run(consts, placed)
+            if file is not None:  # a stored program's first run: it must run here
+                jax.block_until_ready(out)
+        except jax.errors.JaxRuntimeError:
+            if file is None:
+                raise
+            # a program XLA could not run from its file (one it had itself loaded from a
+            # cache, say): removed, compiled afresh and kept again
+            file.unlink(missing_ok=True)
+            compiled[key] = build(treedef, local, load=False)
+            run, consts, out_tree, file = compiled[key]
+            out = run(consts, placed)
+        if file is not None:
+            compiled[key] = (run, consts, out_tree, None)
         if padded != n:
             # an uneven split cannot stay sharded: the trimmed rows are gathered on the first
             # device, where `fn` itself would have put them

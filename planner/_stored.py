@@ -65,6 +65,18 @@ def path(folder: Path, key: str, signature: str, devices) -> Path:
     return Path(folder) / "programs" / f"{name}{SUFFIX}"
 
 
+def compile_fresh(lowered):
+    """`lowered.compile()` without JAX's persistent compilation cache: an executable that XLA
+    loaded from that cache serialises without its code (loaded again, it fails with "Function
+    ... not found"), so a program to keep is compiled anew."""
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        return lowered.compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+
+
 def load(file: Path):
     """`(compiled, consts, out_tree)` from `file`, or None if it is absent or unreadable."""
     from jax.experimental import serialize_executable

@@ -83,6 +83,33 @@ def test_a_damaged_file_is_compiled_again_and_rewritten(tmp_path):
     assert len(path.read_bytes()) > 100
 
 
+def test_a_stored_program_that_cannot_run_is_compiled_again(tmp_path, monkeypatch):
+    """XLA can load a file and still fail to run it (a program it had itself loaded from a
+    cache serialises without its code): the first run of a loaded program is checked, and a
+    failure removes the file and compiles the program afresh."""
+    import planner._stored as stored
+
+    args = inputs(LAW)
+    plain = run(shard_batch(make_solver(LAW, (), "compute")), args)
+    run(solver(LAW, tmp_path), args)
+    (path,) = programs(tmp_path)
+    real = stored.load
+
+    def broken(file):
+        program, consts, tree = real(file)
+
+        def fails(*a):
+            raise jax.errors.JaxRuntimeError("NOT_FOUND: Function fusion not found")
+
+        return fails, consts, tree
+
+    monkeypatch.setattr(stored, "load", broken)
+    assert_identical(run(solver(LAW, tmp_path), args), plain)
+    monkeypatch.undo()
+    assert programs(tmp_path) == [path]  # written again
+    assert_identical(run(solver(LAW, tmp_path), args), plain)
+
+
 def test_a_store_that_cannot_be_written_only_costs_a_compile(tmp_path):
     blocked = tmp_path / "store"
     blocked.write_text("a file where the folder would be")
