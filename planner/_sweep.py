@@ -4,7 +4,9 @@ Each solved chunk is written atomically as its own part file in `OUTPUT.parts/`,
 manifest that fingerprints the input and the options. A run killed at any moment (SIGKILL
 included) leaves only whole parts; `--resume` solves the missing ones and the assembled
 output is byte for byte the one an uninterrupted run writes. The output itself appears only
-once complete (temporary file, fsync, rename).
+once complete (temporary file, fsync, rename). Parts are not flushed to disk one by one (the
+output is, as it is assembled): a part that a crash of the machine left short or empty has
+fewer rows than its chunk, and `--resume` solves it again.
 """
 
 from __future__ import annotations
@@ -230,6 +232,9 @@ def run_sweep(
             )
         if not resume or previous is None:
             shutil.rmtree(parts)
+        else:
+            _drop_short_parts(parts, reader.n_rows, chunk, len(reader.columns) + len(plan_columns)
+                              + 2)
     created = not parts.exists()
     parts.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
@@ -394,7 +399,8 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
         found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
                  zip(*np.unique(out["status"], return_counts=True), strict=True)}
         text = _format_chunk(columns, out, plan_columns, messages)
-        atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts)
+        atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts,
+                     durable=False)
         return part.name, found, flagged
 
     def finish(future):
@@ -447,6 +453,25 @@ def _flag_extrapolation(values, out, messages, law,
         alone += not messages[i]
         messages[i] = f"{messages[i]}; {note}" if messages[i] else note
     return messages, alone
+
+
+def _drop_short_parts(parts: Path, n_rows: int, chunk: int, n_columns: int) -> None:
+    """Remove the parts that do not hold all the rows of their chunk (or cannot be read):
+    what a crash of the machine can leave of a part (`--resume` solves them again)."""
+    for part in _part_files(parts):
+        index = int(part.stem.split("-")[1])
+        expected = max(0, min(chunk, n_rows - index * chunk))
+        try:
+            if _arrowio.AVAILABLE and part.stat().st_size:
+                rows = sum(_arrowio.status_counts(part, n_columns, n_columns - 2,
+                                                  EXTRAPOLATED)[0].values())
+            else:
+                with open(part, newline="", encoding="utf-8") as handle:
+                    rows = sum(len(row) == n_columns for row in csv.reader(handle))
+        except Exception:  # noqa: BLE001 - a part that cannot be read is solved again
+            rows = -1
+        if rows != expected:
+            part.unlink()
 
 
 def _remove_parts(parts: Path) -> None:

@@ -580,23 +580,26 @@ def atomic_write(
     write: Callable[[str], None],
     *,
     tmp_dir: str | os.PathLike | None = None,
+    durable: bool = True,
 ) -> None:
     """Call `write(tmp_path)`, then rename onto `path`: a reader never sees a partial file
     (`atomic_file`)."""
-    with atomic_file(path, tmp_dir=tmp_dir) as tmp:
+    with atomic_file(path, tmp_dir=tmp_dir, durable=durable) as tmp:
         write(tmp)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, *,
-                tmp_dir: str | os.PathLike | None = None) -> Iterator[str]:
+def atomic_file(path: str | os.PathLike, *, tmp_dir: str | os.PathLike | None = None,
+                durable: bool = True) -> Iterator[str]:
     """A temporary file's path, renamed onto `path` when the block ends and removed if it
     raises: a reader never sees a partial file. The file gets the permissions a new file gets
     from `open` (0666 less the umask).
 
-    The temporary file is flushed to disk before the rename, and the rename is flushed after
-    it. It lives in `tmp_dir` (default: beside `path`; it must be on the same file system), so
-    that what a killed writer leaves behind can be swept with that folder.
+    With `durable`, the temporary file is flushed to disk before the rename, and the rename is
+    flushed after it; without, a crash of the machine (not of the process) can leave `path`
+    short or empty, which the caller must be able to tell. The temporary file lives in
+    `tmp_dir` (default: beside `path`; it must be on the same file system), so that what a
+    killed writer leaves behind can be swept with that folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -609,14 +612,16 @@ def atomic_file(path: str | os.PathLike, *,
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -194,6 +194,33 @@ def test_interrupted_run_resumes_without_solving_finished_chunks(tmp_path, table
     assert not parts.exists()
 
 
+@pytest.mark.parametrize("arrow", [True, False], ids=["pyarrow", "csv"])
+@pytest.mark.parametrize("damage", ["short", "empty", "zeros"])
+def test_parts_a_machine_crash_left_short_are_solved_again(tmp_path, table, monkeypatch,
+                                                          damage, arrow):
+    """Parts are not flushed to disk one by one: after a crash of the machine a part can be
+    short, empty or zero-filled under its final name. `--resume` counts each part's rows
+    against its chunk (with pyarrow's reader or the csv module's) and solves the ones that
+    fall short again."""
+    if arrow and not sweep._arrowio.AVAILABLE:
+        pytest.skip("pyarrow is not installed")
+    monkeypatch.setattr(sweep._arrowio, "AVAILABLE", arrow)
+    src, expected = table
+    out = tmp_path / "out.csv"
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(Interrupt):
+        main(solve_args(src, out, 8))
+    parts = out.with_name("out.csv.parts")
+    part = parts / "part-000001.csv"
+    text = part.read_bytes()
+    part.write_bytes({"short": text[:text.rindex(b"\n", 0, len(text) - 1) + 1],
+                      "empty": b"", "zeros": bytes(len(text))}[damage])
+    calls = interrupt_after(monkeypatch, 10)
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert len(calls) == 3  # 5 chunks: 2 whole, the damaged one solved again
+    assert out.read_bytes() == expected
+
+
 def test_leftover_temporary_files_are_swept(tmp_path, table, monkeypatch):
     src, expected = table
     out = tmp_path / "out.csv"
