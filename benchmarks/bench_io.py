@@ -68,8 +68,8 @@ cpu_devices(None)
 inp, parts, chunk = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
 law = Chinchilla.from_preset("sardana2024")
 mark("import")
-from planner._cli import compilation_cache_dir
-fn = shard_batch(make_solver(law, (), "compute", store=compilation_cache_dir()))
+from planner._cli import _solver_store
+fn = shard_batch(make_solver(law, (), "compute"), store=_solver_store(law, (), "compute"))
 reader = TableReader(inp); mark("scan")
 chunks = list(reader.chunks(chunk)); mark("read")
 parsed, first = [], 1
@@ -93,7 +93,7 @@ parts.mkdir()
 known = {}
 for i, (text, out) in enumerate(zip(texts, outs)):
     atomic_write(parts / _part_name(i), lambda tmp, text=text: pathlib.Path(tmp).write_bytes(text),
-                 tmp_dir=parts)
+                 tmp_dir=parts, durable=False)
     codes, k = np.unique(out["status"], return_counts=True)
     known[_part_name(i)] = ({str(c): int(n) for c, n in zip(codes, k)}, 0)
 _assemble(parts, parts.with_suffix(".csv"), reader.columns + plan + ["status", "message"],
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     print("identical output:", same)
     for k in order:
         print(f"  {k:8s} {split[k]:6.2f} s  {split[k] / total:5.1%}")
-    meta = _results.machine(("jax", "jaxlib", "numpy", "ml_dtypes", "pyarrow", "flatbuffers"))
+    meta = _results.machine(("jax", "jaxlib", "numpy", "ml_dtypes", "pyarrow"))
     warm = statistics.median(w for w, _ in runs["warm"])
     if compared:
         differ = compared["differ"]
