@@ -16,14 +16,15 @@ WIDE_INTERVAL = 10.0
 """`planner fit` warns when a coefficient's 95% interval spans this factor or more."""
 
 
-def _set_precision(float32: bool) -> None:
-    """float64 unless `float32`: set before any array is made. Also turns on the compilation
-    cache (`compilation_cache_dir`)."""
+def _set_precision(float32: bool, jax_cache: bool = True) -> None:
+    """float64 unless `float32`: set before any array is made. Also turns on JAX's persistent
+    compilation cache in `compilation_cache_dir` (unless not `jax_cache`: `planner solve`
+    keeps its solver whole instead, which a program served by that cache cannot be)."""
     import jax
 
     jax.config.update("jax_enable_x64", not float32)
     folder = compilation_cache_dir()
-    if folder is not None:
+    if folder is not None and jax_cache:
         # compiled solvers are kept on disk: a later run with the same batch shapes, stages
         # and JAX version loads its program instead of compiling it again (seconds per bucket)
         jax.config.update("jax_compilation_cache_dir", str(folder))
@@ -306,7 +307,7 @@ def cmd_solve(args) -> int:
     except (TableError, ValueError, OSError) as error:
         print(f"planner solve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    _set_precision(args.float32)
+    _set_precision(args.float32, jax_cache=False)
     import jax
     import numpy as np
 

@@ -111,7 +111,9 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
     (`planner._stored`), with the arrays `fn` closes over, and a later process whose `fn` has
     the same `key` loads it instead of tracing and compiling `fn`: `key` must name every value
     `fn` closes over (`planner._stored.fingerprint` of them). On one device the program is
-    then `fn`'s own, its closed-over arrays passed as arguments as above.
+    then `fn`'s own, its closed-over arrays passed as arguments as above. A program that JAX's
+    persistent compilation cache served is not kept (XLA cannot serialise it whole): a
+    process that keeps programs should leave that cache off.
 
     **Arguments:**
 
@@ -174,10 +176,11 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
                                     out_specs=P(MESH_AXIS), check_vma=False))
         consts = jax.device_put(list(closed.consts), replicated)
         if store is not None:
-            run = _stored.compile_fresh(run.lower(consts, [
+            run, keep = _stored.compile_to_keep(run.lower(consts, [
                 jax.ShapeDtypeStruct((s.shape[0] * k, *s.shape[1:]), s.dtype, sharding=rows)
                 for s in local_shapes]))
-            _stored.save(file, run, closed.consts, out_tree)
+            if keep:
+                _stored.save(file, run, closed.consts, out_tree)
         return run, consts, out_tree, None
 
     @functools.wraps(fn)

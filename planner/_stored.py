@@ -65,16 +65,22 @@ def path(folder: Path, key: str, signature: str, devices) -> Path:
     return Path(folder) / "programs" / f"{name}{SUFFIX}"
 
 
-def compile_fresh(lowered):
-    """`lowered.compile()` without JAX's persistent compilation cache: an executable that XLA
-    loaded from that cache serialises without its code (loaded again, it fails with "Function
-    ... not found"), so a program to keep is compiled anew."""
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
+def compile_to_keep(lowered):
+    """`(compiled, keep)`: `lowered.compile()`, and whether it may be kept: not when JAX's
+    persistent compilation cache served it (an executable XLA loaded from a file serialises
+    without its code: loaded again, it fails with "Function ... not found")."""
+    served = []
+
+    def listen(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            served.append(event)
+
+    jax.monitoring.register_event_listener(listen)
     try:
-        return lowered.compile()
+        compiled = lowered.compile()
     finally:
-        jax.config.update("jax_enable_compilation_cache", enabled)
+        jax.monitoring.unregister_event_listener(listen)
+    return compiled, not served
 
 
 def load(file: Path):

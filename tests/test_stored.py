@@ -85,8 +85,8 @@ def test_a_damaged_file_is_compiled_again_and_rewritten(tmp_path):
 
 def test_a_stored_program_that_cannot_run_is_compiled_again(tmp_path, monkeypatch):
     """XLA can load a file and still fail to run it (a program it had itself loaded from a
-    cache serialises without its code): the first run of a loaded program is checked, and a
-    failure removes the file and compiles the program afresh."""
+    cache serialises without its code, see below): the first run of a loaded program is
+    checked, and a failure removes the file and compiles the program afresh."""
     import planner._stored as stored
 
     args = inputs(LAW)
@@ -116,6 +116,27 @@ def test_a_store_that_cannot_be_written_only_costs_a_compile(tmp_path):
     args = inputs(LAW)
     assert_identical(run(solver(LAW, blocked), args),
                      run(shard_batch(make_solver(LAW, (), "compute")), args))
+
+
+def test_a_program_served_by_jax_persistent_cache_is_not_kept(tmp_path):
+    """XLA serialises an executable it loaded from JAX's persistent compilation cache without
+    its code: `compile_to_keep` says not to keep one (two processes sharing a JAX cache; the
+    second is served by it)."""
+    script = (
+        "import sys, jax, jax.numpy as jnp\n"
+        "from planner._stored import compile_to_keep\n"
+        f"jax.config.update('jax_compilation_cache_dir', {str(tmp_path / 'jax')!r})\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)\n"
+        "f = jax.jit(lambda x: jnp.sin(x) * jnp.arange(64.0) + 1)\n"
+        "compiled, keep = compile_to_keep(f.lower(jnp.zeros(64)))\n"
+        "print(keep)\n")
+    import subprocess
+    import sys
+
+    kept = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, timeout=300).stdout.split()[-1] for _ in range(2)]
+    assert kept == ["True", "False"]
 
 
 def test_fingerprint_names_structure_static_fields_and_values():
