@@ -140,11 +140,15 @@ def same_plans(before: pathlib.Path, after: pathlib.Path) -> dict:
         # a new column's name in the baseline; the lifetime inference_flops has none there
         names = [OLD_NAMES.get(n, None if n == "inference_flops" else n) for n in new_head]
         pairs = [(old_head.index(o), i) for i, o in enumerate(names) if o in old_head]
+        total, train, inference = (new_head.index(c) for c in
+                                   ("total_flops", "train_flops", "inference_flops"))
         counts = {"rows": 0, "numbers": 0, "texts": 0, "differ": collections.Counter(),
-                  "largest": 0.0,
+                  "largest": 0.0, "adds_up": 0,
                   "only_new": [n for i, n in enumerate(new_head) if i not in {p for _, p in pairs}]}
         for a, b in zip(old_rows, new_rows, strict=True):
             counts["rows"] += 1
+            if b[total]:
+                counts["adds_up"] += float(b[total]) == float(b[train]) + float(b[inference])
             for j, i in pairs:
                 x, y = a[j], b[i]
                 try:
@@ -258,11 +262,15 @@ def main(argv=None) -> int:
             + (f" ({', '.join(f'`{k}` {n:,}' for k, n in differ.items())}; at most "
                f"{compared['largest']:.1e} relative)" if differ else "")
             + "; its per-token `inference_flops` compared with `inference_flops_per_unit`; "
-            "not in the baseline: " + ", ".join(f"`{n}`" for n in compared["only_new"]) + ".")
+            "not in the baseline: " + ", ".join(f"`{n}`" for n in compared["only_new"]) + ". "
+            f"`total_flops` is now `train_flops + inference_flops` as written in "
+            f"{compared['adds_up']:,} of {compared['rows']:,} rows (the baseline added the "
+            "per-unit FLOP times the demand, rounded once more).")
     report = [
         HEADING, "",
         f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench_io.py "
-        f"--rows {args.rows}{f' --baseline DIR' if args.baseline else ''}` (float64, chunk "
+        f"--rows {args.rows} --repeat {args.repeat}{' --baseline DIR' if args.baseline else ''}`"
+        f" (float64, chunk "
         f"{args.chunk:,}).",
         f"Machine: {meta['cpu']}; JAX backend {meta['backend']}; 1-minute load average "
         f"{load[0]:.2f} before, {load[1]:.2f} after.",
@@ -276,7 +284,7 @@ def main(argv=None) -> int:
         f"| warm: the traced and compiled solver loaded from the cache | "
         f"{summary(runs['warm'])} |",
         f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {summary(runs['python'])} |",
-        *([f"| before: {args.baseline_label} (warm cache of its own) | "
+        *([f"| before: {args.baseline_label}, warm cache of its own | "
            f"{summary(runs['baseline'])} |"] if args.baseline else []), "",
         f"- Output of the pyarrow path and of the plain-Python path byte for byte the same: "
         f"**{'yes' if same else 'no'}**.",
