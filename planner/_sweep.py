@@ -336,8 +336,9 @@ def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[]
     """A function that returns `make_fn()`'s solver; for a CSV table clearly longer than four
     chunks, that solver is built and compiled for whole chunks on a thread started now, from
     the rows of the file's first 64 KiB, while the caller checks the whole table, hashes it and
-    reads its first chunk (pyarrow and hashlib release the GIL): about a second of tracing and
-    compiling that would otherwise come after them. The guess only decides whether that thread
+    reads its first chunk (pyarrow and hashlib release the GIL): a fifth of a second of loading
+    a stored solver (`shard_batch`'s `store`), or seconds of tracing and compiling one, that
+    would otherwise come after them. The guess only decides whether that thread
     runs: a table whose chunks turn out otherwise (or rows the warm-up cannot parse) compiles
     what it needs when it is solved, as it does without the warm-up."""
     try:
