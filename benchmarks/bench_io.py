@@ -2,12 +2,12 @@
 
 A table of `--rows` random lifetime scenarios (Sardana et al. 2024 law; targets E + [0.05, 0.8],
 inference demand log-uniform in [1e9, 1e15] tokens, seeded; every number written as `repr`
-writes it) is solved three ways, each in a fresh process:
+writes it) is solved up to four ways, each in a fresh process:
 
 1. `python -m planner solve IN.csv -o OUT.csv` with empty caches (cold: the solver is traced
-   and compiled, and both kept), then, `--repeat` times each and interleaved, so that a drift
+   and compiled, and kept), then, `--repeat` times each and interleaved, so that a drift
    in the machine's speed touches each alike:
-2. the same command (warm: the traced and compiled solver loaded from the caches run 1 left,
+2. the same command (warm: the compiled solver loaded whole from the cache run 1 left,
    as on every run after the first on a machine);
 3. the same command with pyarrow hidden from planner (the plain-Python `csv` path), whose
    output must be byte for byte the output of runs 1 and 2;
@@ -18,9 +18,9 @@ writes it) is solved three ways, each in a fresh process:
 Each is timed by wall clock and by the CPU time of the child process. Then one more process
 runs the stages of `planner solve` one after the other with a timer around each (import;
 scan = the header and a count of rows; read; parse and check; compile = the first chunk's
-solve less a later chunk's (with the warm caches: loading the stored program and its
-compilation); solve; format = the extrapolation notes and the CSV text of the plans; write =
-part files and the assembled output), with the warm caches.
+solve less a later chunk's (with the warm cache: loading the stored program); solve; format =
+the extrapolation notes and the CSV text of the plans; write = part files and the assembled
+output), with the warm cache.
 
 Run: `python benchmarks/bench_io.py [--rows 1000000] [--repeat 5] [--baseline DIR]
 [--no-write]`. A full run rewrites the section "Files: `planner solve` end to end" of
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
         "| run | wall-clock, median (range) | CPU time, median |", "|---|---:|---:|",
         f"| cold: empty caches (the solver is traced and compiled) | {cold[0]:.2f} s | "
         f"{cold[1]:.2f} s |",
-        f"| warm: the traced and compiled solver loaded from the cache | "
+        f"| warm: the compiled solver loaded whole from the cache | "
         f"{summary(runs['warm'])} |",
         f"| pyarrow hidden (plain-Python `csv` path, warm cache) | {summary(runs['python'])} |",
         *([f"| before: {args.baseline_label}, warm cache of its own | "

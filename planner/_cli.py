@@ -25,8 +25,8 @@ def _set_precision(float32: bool, jax_cache: bool = True) -> None:
     jax.config.update("jax_enable_x64", not float32)
     folder = compilation_cache_dir()
     if folder is not None and jax_cache:
-        # compiled solvers are kept on disk: a later run with the same batch shapes, stages
-        # and JAX version loads its program instead of compiling it again (seconds per bucket)
+        # compiled programs are kept on disk: a later run with the same shapes and JAX
+        # version loads them instead of compiling them again (seconds per program)
         jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 

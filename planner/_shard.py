@@ -142,8 +142,8 @@ def shard_batch(fn: Callable, *, devices: Sequence[jax.Device] | None = None,
     compiled: dict[Any, tuple] = {}
 
     def build(treedef, local_shapes, load=True):
-        """`(run, consts, out_tree, loaded)`: the program of these shapes, and whether it was
-        loaded from `store`."""
+        """`(run, consts, out_tree, file)`: the program of these shapes, and the file of
+        `store` it was loaded from (None if it was compiled here)."""
         if store is not None:
             key, folder = store
             signature = f"{treedef} {[(s.shape, s.dtype.str) for s in local_shapes]}"

@@ -213,6 +213,7 @@ def run_sweep(
         "options": options,
     }
     manifest_path = parts / "manifest.json"
+    header = reader.columns + plan_columns + ["status", "message"]
     lead = process_index == 0
     if not lead:
         # the folder is process 0's to prepare; the others start once it is ready
@@ -233,8 +234,7 @@ def run_sweep(
         if not resume or previous is None:
             shutil.rmtree(parts)
         else:
-            _drop_short_parts(parts, reader.n_rows, chunk, len(reader.columns) + len(plan_columns)
-                              + 2)
+            _drop_short_parts(parts, reader.n_rows, chunk, header)
     created = not parts.exists()
     parts.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
@@ -243,7 +243,6 @@ def run_sweep(
 
     if process_count > 1:
         barrier("sweep-prepared")
-    header = reader.columns + plan_columns + ["status", "message"]
 
     def solve(on_part=None) -> SweepCounts:
         owned = _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
@@ -456,19 +455,32 @@ def _flag_extrapolation(values, out, messages, law,
     return messages, alone
 
 
-def _drop_short_parts(parts: Path, n_rows: int, chunk: int, n_columns: int) -> None:
+def _part_counts(part: Path, header: list[str]) -> tuple[dict[str, int], int]:
+    """The count of each status in a part file, and of the messages that begin with an
+    extrapolation note; `ValueError` (pyarrow's `ArrowInvalid` is one) if a row has another
+    number of cells than `header`."""
+    status_at = header.index("status")
+    if _arrowio.AVAILABLE and part.stat().st_size:
+        return _arrowio.status_counts(part, len(header), status_at, EXTRAPOLATED)
+    found: dict[str, int] = {}
+    flagged = 0
+    with open(part, newline="", encoding="utf-8") as handle:
+        for row in csv.reader(handle):
+            if len(row) != len(header):
+                raise ValueError(f"{part}: a row of {len(row)} cells, not {len(header)}")
+            found[row[status_at]] = found.get(row[status_at], 0) + 1
+            flagged += row[-1].startswith(EXTRAPOLATED)
+    return found, flagged
+
+
+def _drop_short_parts(parts: Path, n_rows: int, chunk: int, header: list[str]) -> None:
     """Remove the parts that do not hold all the rows of their chunk (or cannot be read):
     what a crash of the machine can leave of a part (`--resume` solves them again)."""
     for part in _part_files(parts):
         index = int(part.stem.split("-")[1])
         expected = max(0, min(chunk, n_rows - index * chunk))
         try:
-            if _arrowio.AVAILABLE and part.stat().st_size:
-                rows = sum(_arrowio.status_counts(part, n_columns, n_columns - 2,
-                                                  EXTRAPOLATED)[0].values())
-            else:
-                with open(part, newline="", encoding="utf-8") as handle:
-                    rows = sum(len(row) == n_columns for row in csv.reader(handle))
+            rows = sum(_part_counts(part, header)[0].values())
         except Exception:  # noqa: BLE001 - a part that cannot be read is solved again
             rows = -1
         if rows != expected:
@@ -574,7 +586,6 @@ class _Assembly:
 
     def __init__(self, parts: Path, out, header: list[str]):
         self.parts, self.out, self.header = parts, out, header
-        self.status_at = header.index("status")
         self.next = 0
         self.counts = SweepCounts()
         buffer = io.StringIO()
@@ -587,19 +598,8 @@ class _Assembly:
         known = known or {}
         start = self.next
         while (part := self.parts / _part_name(self.next)).exists():
-            if part.name in known:
-                self.counts.add(*known[part.name])
-            elif _arrowio.AVAILABLE and part.stat().st_size:
-                self.counts.add(*_arrowio.status_counts(part, len(self.header), self.status_at,
-                                                        EXTRAPOLATED))
-            else:
-                found: dict[str, int] = {}
-                flagged = 0
-                with open(part, newline="", encoding="utf-8") as handle:
-                    for row in csv.reader(handle):
-                        found[row[self.status_at]] = found.get(row[self.status_at], 0) + 1
-                        flagged += row[-1].startswith(EXTRAPOLATED)
-                self.counts.add(found, flagged)
+            self.counts.add(*(known[part.name] if part.name in known else
+                              _part_counts(part, self.header)))
             with open(part, "rb") as handle:
                 _append(handle, self.out)
             self.next += 1
