@@ -42,18 +42,21 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._alm import descend, optax_init, optax_step
 from ._compose import Allocation, Pipeline
 from ._problem import Costs, Scenario, _check_structure, _validate
 from ._solve import Plan, Solver, Status, solve
+
+if TYPE_CHECKING:
+    import optax
 
 BUDGETS: dict[str, dict[str, float]] = {
     "train_budget": {"train_flops": 1.0},
@@ -970,6 +973,8 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
 
     def value_fn(u):
         return -dual(u) / scale
+
+    import optax  # here, not at the top: `planner solve` never loads it
 
     tx = optax.with_extra_args_support(optimizer)
     step = jax.jit(functools.partial(optax_step, tx, value_fn))

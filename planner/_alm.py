@@ -9,12 +9,15 @@ enough.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ._ipm import Vector
+
+if TYPE_CHECKING:
+    import optax
 
 
 def augmented_lagrangian(
@@ -41,6 +44,8 @@ def augmented_lagrangian(
 
     **Returns:** `(x, multipliers)`.
     """
+    import optax  # here, not at the top: `planner solve` never loads it
+
     # optimisers whose update reads the objective (optax.lbfgs, line searches) get `value`,
     # `grad` and `value_fn`; the others ignore them
     tx = optax.with_extra_args_support(optimizer)
@@ -87,6 +92,8 @@ def optax_step(tx: optax.GradientTransformation, value_fn, x, state):
     from `x`: optimisers whose update reads the objective (`optax.lbfgs`, line searches) get
     its `value`, `grad` and `value_fn`, the others ignore them. Returns
     `(x, state, value, grad)`, the last two at the `x` given."""
+    import optax
+
     value, grad = jax.value_and_grad(value_fn)(x)
     # optax's own arithmetic mixes Python floats and int32 step counts (adam's bias
     # correction), which strict dtype promotion refuses
@@ -111,6 +118,8 @@ def descend(value_and_grad: Callable, value_fn: Callable, x, *,
 
     **Returns:** `(x, evaluations)`.
     """
+    import optax  # here, not at the top: `planner solve` never loads it
+
     evaluations = 0
     if optimizer is None:
         tx = optax.scale_by_lbfgs()

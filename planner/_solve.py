@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from . import _display
@@ -37,6 +36,9 @@ from ._problem import (
 )
 from ._rules import infeasible_reasons
 from ._serving import Serving, deployment_of, least_batch, serving_report
+
+if TYPE_CHECKING:  # optax is imported where it runs: `planner solve` never needs it
+    import optax
 
 __all__ = ["OBJECTIVES", "Costs", "Objective", "Plan", "Scenario", "Solver", "Status",
            "constraint_names", "frontier", "has_score", "solve"]
