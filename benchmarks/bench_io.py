@@ -19,8 +19,8 @@ Each is timed by wall clock and by the CPU time of the child process. Then one m
 runs the stages of `planner solve` one after the other with a timer around each (import;
 scan = the header and a count of rows; read; parse and check; compile = the first chunk's
 solve less a later chunk's (with the warm cache: loading the stored program); solve; format =
-the extrapolation notes and the CSV text of the plans; write = part files and the assembled
-output), with the warm cache.
+the extrapolation notes and the CSV text of the plans; write = the stream, flushed to disk
+chunk by chunk, renamed into place), with the warm cache.
 
 Run: `python benchmarks/bench_io.py [--rows 1000000] [--repeat 5] [--baseline DIR]
 [--no-write]`. A full run rewrites the section "Files: `planner solve` end to end" of
@@ -61,8 +61,8 @@ import numpy as np
 from planner._laws import Chinchilla
 from planner._shard import cpu_devices, shard_batch
 from planner._sweep import (PLAN_COLUMNS, PRESET_RANGES, _assemble, _flag_extrapolation,
-                            _format_chunk, _part_name)
-from planner._table import TableReader, atomic_write, make_solver, parse_columns, solve_chunk
+                            _format_chunk, _header_line, _stream, _Stream)
+from planner._table import TableReader, make_solver, parse_columns, solve_chunk
 import pathlib
 cpu_devices(None)
 inp, parts, chunk = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
@@ -90,14 +90,14 @@ texts = [_format_chunk(c, o, plan, _flag_extrapolation(v, o, m, law, fitted)[0])
          for c, o, (v, _, m) in zip(chunks, outs, parsed)]
 mark("format")
 parts.mkdir()
-known = {}
-for i, (text, out) in enumerate(zip(texts, outs)):
-    atomic_write(parts / _part_name(i), lambda tmp, text=text: pathlib.Path(tmp).write_bytes(text),
-                 tmp_dir=parts, durable=False)
-    codes, k = np.unique(out["status"], return_counts=True)
-    known[_part_name(i)] = ({str(c): int(n) for c, n in zip(codes, k)}, 0)
-_assemble(parts, parts.with_suffix(".csv"), reader.columns + plan + ["status", "message"],
-          known=known)
+header = reader.columns + plan + ["status", "message"]
+_stream(parts, 0).write_bytes(_header_line(header))
+with _Stream(parts, 0) as stream:
+    for i, (text, out) in enumerate(zip(texts, outs)):
+        codes, k = np.unique(out["status"], return_counts=True)
+        stream.append(i, text, {str(c): int(n) for c, n in zip(codes, k)}, 0)
+        stream.sync()
+_assemble(parts, parts.with_suffix(".csv"), header, len(texts))
 mark("write")
 compile_s = times[0] - later
 marks["compile"] = compile_s

@@ -206,18 +206,18 @@ def csv_lines(columns: list) -> memoryview:
     return memoryview(lines.buffers()[2])[start:stop]
 
 
-def status_counts(part, n_columns: int, status_at: int,
+def status_counts(text, n_columns: int, status_at: int,
                   prefix: str) -> tuple[dict[str, int], int]:
-    """The count of each value of column `status_at` of a headerless CSV part file, and the
-    number of rows whose last column (the message) starts with `prefix`."""
+    """The count of each value of column `status_at` of headerless CSV lines (bytes, or a view
+    of them), and the number of rows whose last column (the message) starts with `prefix`."""
     names = [f"c{i}" for i in range(n_columns)]
     read = pacsv.ReadOptions(column_names=names)
     parse = pacsv.ParseOptions(newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                    include_columns=[names[status_at], names[-1]],
                                    strings_can_be_null=False)
-    table = pacsv.read_csv(part, read_options=read, parse_options=parse,
-                           convert_options=convert)
+    table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(text)), read_options=read,
+                           parse_options=parse, convert_options=convert)
     counted = pc.value_counts(table.column(0).combine_chunks())
     flagged = pc.sum(pc.starts_with(table.column(1), prefix)).as_py() or 0
     return {row["values"]: row["counts"] for row in counted.to_pylist()}, flagged

@@ -455,7 +455,7 @@ def cmd_allocate(args) -> int:
     from ._problem import Scenario
     from ._rules import ITEM_RULES
     from ._solve import Status
-    from ._sweep import _assemble, _flag_extrapolation, _format_chunk, _part_name, _remove_parts
+    from ._sweep import _flag_extrapolation, _format_chunk, write_lines
     from ._table import (
         TableReader,
         _build,
@@ -530,29 +530,18 @@ def cmd_allocate(args) -> int:
         # each file is replaced whole (`atomic_write`), the summary last and any earlier one
         # removed first: a SUMMARY.json on disk always describes the PLANS beside it
         Path(args.summary).unlink(missing_ok=True)
-        # the plans as `planner solve` writes them: a part per chunk of rows (a table of
-        # millions of rows is more text than one pyarrow string array holds), assembled
-        # into the output atomically
-        output = Path(args.output)
-        parts = output.with_name(output.name + ".parts")
-        if parts.exists():
-            import shutil
-
-            shutil.rmtree(parts)
-        parts.mkdir(parents=True)
-        try:
+        # the plans as `planner solve` writes them, formatted a chunk of rows at a time (a
+        # table of millions of rows is more text than one pyarrow string array holds)
+        def lines():
             start = 0
-            for index, (cells, size) in enumerate(zip(pieces, sizes, strict=True)):
+            for cells, size in zip(pieces, sizes, strict=True):
                 stop = start + size
-                part = _format_chunk(cells, {k: v[start:stop] for k, v in out.items()},
-                                     plan_columns, messages[start:stop])
-                atomic_write(parts / _part_name(index),
-                             lambda tmp, part=part: Path(tmp).write_bytes(part), tmp_dir=parts)
+                yield _format_chunk(cells, {k: v[start:stop] for k, v in out.items()},
+                                    plan_columns, messages[start:stop])
                 start = stop
-            counts = _assemble(parts, output, [*reader.columns, *plan_columns, "status",
-                                               "message"])
-        finally:
-            _remove_parts(parts)
+
+        counts = write_lines(args.output, [*reader.columns, *plan_columns, "status", "message"],
+                             lines())
         atomic_write(args.summary, lambda tmp: Path(tmp).write_text(text))
     except (TableError, ValueError, OSError) as error:
         print(f"planner allocate: error: {error}", file=sys.stderr)

@@ -20,14 +20,13 @@ import numpy as np
 
 from ._fit import read_fit_bootstrap
 from ._solve import STATUS_MESSAGES, Status
-from ._sweep import SweepCounts, _assemble, _format_chunk, _part_name, _remove_parts
+from ._sweep import SweepCounts, _format_chunk, write_lines
 from ._table import (
     LAW_COLUMNS,
     STATUS_NAMES,
     TableError,
     TableReader,
     as_list,
-    atomic_write,
     bucket,
     check_columns,
     format_floats,
@@ -104,15 +103,8 @@ def solve_quantile(
     for code in reduced["status"].tolist():
         name = STATUS_NAMES[Status(int(code))]
         counts[name] = counts.get(name, 0) + 1
-    parts = output_path.with_name(output_path.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    try:
-        text = _format_chunk(columns, reduced, plan_columns, row_messages)
-        atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
-                     tmp_dir=parts)
-        _assemble(parts, output_path, reader.columns + plan_columns + ["status", "message"])
-    finally:
-        _remove_parts(parts)
+    write_lines(output_path, reader.columns + plan_columns + ["status", "message"],
+                [_format_chunk(columns, reduced, plan_columns, row_messages)])
     return counts
 
 

@@ -1,20 +1,27 @@
 """Durable sweeps: a scenario table solved chunk by chunk, resumable after any interruption.
 
-Each solved chunk is written atomically as its own part file in `OUTPUT.parts/`, beside a
-manifest that fingerprints the input and the options. A run killed at any moment (SIGKILL
-included) leaves only whole parts; `--resume` solves the missing ones and the assembled
-output is byte for byte the one an uninterrupted run writes. The output itself appears only
-once complete (temporary file, fsync, rename). Parts are not flushed to disk one by one (the
-output is, as it is assembled): a part that a crash of the machine left short or empty has
-fewer rows than its chunk, and `--resume` solves it again.
+Each process appends the chunks it solves, in order, to its own stream file in `OUTPUT.parts/`
+and, once a chunk's lines are written, a line to the stream's journal naming the chunk, its
+byte range and the count of each status. The folder also holds a manifest that fingerprints
+the input and the options. A run killed at any moment (SIGKILL included) leaves journals that
+name only whole chunks; `--resume` keeps those, cuts each stream back to its last recorded
+chunk and solves the rest, and the output is byte for byte the one an uninterrupted run
+writes. In one process, the stream (which begins with the header) is the output: flushed to
+disk chunk by chunk while the table is solved, and renamed into place once complete, with
+nothing copied. Several processes' streams are copied into the output in chunk order. The
+journals are not flushed to disk: after a crash of the machine (not of the process), a chunk
+that a journal names may have lost its lines, and `--resume` checks every recorded chunk's
+rows and statuses against its journal line before it keeps it.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -35,6 +42,7 @@ from ._table import (
     STATUS_NAMES,
     TableError,
     TableReader,
+    _fsync_dir,
     as_list,
     atomic_file,
     atomic_write,
@@ -94,15 +102,9 @@ PRESET_RANGES: dict[str, FittedRange] = {
 
 
 class SweepCounts(dict):
-    """The count of each status, and `extrapolated`: optimal plans flagged by `FittedRange`.
-    `parts` holds the counts of each part file written by this process (by name), which the
-    assembly then need not read back."""
+    """The count of each status, and `extrapolated`: optimal plans flagged by `FittedRange`."""
 
     extrapolated: int = 0
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.parts: dict[str, tuple[dict[str, int], int]] = {}
 
     def add(self, found: dict[str, int], flagged: int) -> None:
         for status, k in found.items():
@@ -182,10 +184,11 @@ def run_sweep(
 
     Across `process_count` processes (each calling `run_sweep` with the same arguments and its
     own `process_index`, with `barrier` keeping them in step): process 0 prepares the parts
-    folder, every process solves the chunks `owns_chunk` deals it and writes them as parts,
-    and process 0 assembles the output once every process has passed the `"solved"` barrier.
-    The parts folder must be on a file system every process sees. Process 0 returns the
-    counts of the whole table, the others those of the chunks they solved.
+    folder, every process solves the chunks `owns_chunk` deals it (less those a journal
+    already records) into its own stream, and process 0 assembles the output once every
+    process has passed the `"solved"` barrier. The parts folder must be on a file system every
+    process sees. Process 0 returns the counts of the whole table, the others those of the
+    chunks they solved.
 
     The whole input is checked (header, columns, the shape of every row) before anything is
     written: a malformed table raises `TableError` and leaves no output and no parts folder.
@@ -214,15 +217,17 @@ def run_sweep(
     }
     manifest_path = parts / "manifest.json"
     header = reader.columns + plan_columns + ["status", "message"]
-    lead = process_index == 0
-    if not lead:
+    solve = functools.partial(_solve_owned, reader, parts, law, warm, plan_columns, chunk, dtype,
+                              checks, process_index, process_count, on_progress, fitted_range)
+    if process_index != 0:
         # the folder is process 0's to prepare; the others start once it is ready
         barrier("sweep-prepared")
         if _read_manifest(manifest_path) != manifest:
             raise TableError(f"{parts}: process 0 prepared a run with another input or other "
                              "options: give every process the same arguments")
-        return _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
-                            process_index, process_count, barrier, on_progress, fitted_range)
+        counts = solve()
+        barrier("sweep-solved")
+        return counts
     if parts.exists():
         previous = _read_manifest(manifest_path)
         if resume and previous is not None and previous != manifest:
@@ -234,42 +239,26 @@ def run_sweep(
         if not resume or previous is None:
             shutil.rmtree(parts)
         else:
-            _drop_short_parts(parts, reader.n_rows, chunk, header)
+            _check_streams(parts, reader.n_rows, chunk, header)
     created = not parts.exists()
     parts.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text), tmp_dir=parts)
-
-    if process_count > 1:
-        barrier("sweep-prepared")
-
-    def solve(on_part=None) -> SweepCounts:
-        owned = _solve_owned(reader, parts, law, warm, plan_columns, chunk, dtype, checks,
-                             process_index, process_count, barrier, on_progress, fitted_range,
-                             on_part)
-        if process_count > 1:
-            missing = [i for i in range(_n_chunks(reader.n_rows, chunk))
-                       if not (parts / _part_name(i)).exists()]
-            if missing:
-                raise TableError(f"{parts}: chunks {missing[:10]} were not written by the "
-                                 "process that owns them; rerun every process with --resume")
-        return owned
+    if not _stream(parts, 0).exists():
+        _stream(parts, 0).write_bytes(_header_line(header))
 
     try:
-        if output_path.suffix.lower() in (".parquet", ".pq"):
-            counts = _assemble(parts, output_path, header, known=solve().parts)
-        else:
-            # a CSV output is assembled while the table is solved: each part is appended (and
-            # flushed to disk) once it and the parts before it are written
-            with atomic_file(output_path, tmp_dir=parts) as tmp, open(tmp, "wb") as out:
-                assembly = _Assembly(parts, out, header)
-                assembly.advance(solve(assembly.advance).parts)
-                counts = assembly.counts
+        if process_count > 1:
+            barrier("sweep-prepared")
+        solve()
+        if process_count > 1:
+            barrier("sweep-solved")
+        counts = _assemble(parts, output_path, header, _n_chunks(reader.n_rows, chunk))
     except Exception:
         # a failure before any chunk was solved (the model cannot be built, say) leaves nothing
         # behind; finished chunks are kept for --resume
-        if created and process_count == 1 and not _part_files(parts):
+        if created and process_count == 1 and not _recorded(parts):
             shutil.rmtree(parts, ignore_errors=True)
         raise
     _remove_parts(parts)
@@ -280,20 +269,29 @@ def write_plans(output: str | Path, columns: dict, out: dict[str, np.ndarray],
                 plan_columns: list[str], messages: list[str]) -> SweepCounts:
     """Write one table of plans held in memory (`planner frontier`, `planner allocate`) as
     `run_sweep` writes a sweep: `columns` (the input cells as read), then `plan_columns` of
-    `out`, its `status` and `messages`, CSV or Parquet by the suffix, atomically (through a
-    parts folder beside `output`, removed after). Returns the count of each status."""
+    `out`, its `status` and `messages`, CSV or Parquet by the suffix, atomically. Returns the
+    count of each status."""
+    return write_lines(output, [*columns, *plan_columns, "status", "message"],
+                       [_format_chunk(columns, out, plan_columns, messages)])
+
+
+def write_lines(output: str | Path, header: list[str], texts) -> SweepCounts:
+    """Write `header` and the CSV lines of each of `texts` (as `_format_chunk` gives them) to
+    `output`, CSV or Parquet by its suffix, atomically (a temporary file beside it, renamed
+    once whole). Returns the count of each status."""
     output = Path(output)
-    parts = output.with_name(output.name + ".parts")
-    if parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True)
-    try:
-        text = _format_chunk(columns, out, plan_columns, messages)
-        atomic_write(parts / _part_name(0), lambda tmp: Path(tmp).write_bytes(text),
-                     tmp_dir=parts)
-        return _assemble(parts, output, [*columns, *plan_columns, "status", "message"])
-    finally:
-        _remove_parts(parts)
+    counts = SweepCounts()
+    if _is_parquet(output):
+        with _parquet_writer(output, header) as write:
+            for text in texts:
+                counts.add(*write(text))
+        return counts
+    with atomic_file(output) as tmp, open(tmp, "wb") as handle:
+        _write(handle, _header_line(header))
+        for text in texts:
+            counts.add(*_text_counts(text, header))
+            _write(handle, text)
+    return counts
 
 
 def _differences(previous: dict, manifest: dict) -> str:
@@ -321,14 +319,6 @@ def _row_checks(required: tuple[str, ...], options: dict) -> dict:
         "needs_target": options.get("objective", "compute") != "loss",
         "dense_inference": not options.get("pruning", False),
     }
-
-
-def _part_name(index: int) -> str:
-    return f"part-{index:06d}.csv"
-
-
-def _n_chunks(n_rows: int, chunk: int) -> int:
-    return max(1, -(-n_rows // chunk))
 
 
 def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[], Callable]:
@@ -379,44 +369,41 @@ def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[]
 
 
 def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, chunk, dtype,
-                 checks, process_index, process_count, barrier, on_progress,
-                 fitted_range=None, on_part=None) -> SweepCounts:
-    """Solve and write the missing parts this process owns; then wait at the `"solved"`
-    barrier (with more than one process). Returns the counts of the chunks it solved.
-    `on_part` is called after each part is written, with its counts by its name.
+                 checks, process_index, process_count, on_progress,
+                 fitted_range=None) -> SweepCounts:
+    """Solve the chunks this process owns that no journal records, appending each to this
+    process's stream (`_Stream`). Returns the counts of the chunks it solved.
 
     A solved chunk is formatted and written on a second thread while the next one is read and
-    solved (pyarrow and XLA release the GIL), at most two chunks behind; a failure waits for
-    the parts already handed over, which are whole, before it propagates."""
+    solved (pyarrow and XLA release the GIL), at most two chunks behind, and flushed to disk
+    from the main thread once written; a failure waits for the chunks already handed over,
+    which are whole and recorded, before it propagates."""
+    recorded = _recorded(parts)
     fn = None
     done = 0
     counts = SweepCounts()
 
-    def write(part, columns, values, out, messages):
+    def write(index, columns, values, out, messages):
         flagged = 0
         if fitted_range is not None:
             messages, flagged = _flag_extrapolation(values, out, messages, law, fitted_range)
         found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
                  zip(*np.unique(out["status"], return_counts=True), strict=True)}
-        text = _format_chunk(columns, out, plan_columns, messages)
-        atomic_write(part, lambda tmp: Path(tmp).write_bytes(text), tmp_dir=parts,
-                     durable=False)
-        return part.name, found, flagged
+        stream.append(index, _format_chunk(columns, out, plan_columns, messages), found,
+                      flagged)
+        return found, flagged
 
     def finish(future):
-        name, found, flagged = future.result()
-        counts.add(found, flagged)
-        counts.parts[name] = (found, flagged)
-        if on_part is not None:
-            on_part({name: (found, flagged)})
+        counts.add(*future.result())
+        stream.sync()
 
     pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(1, thread_name_prefix="planner-write") as writer:
+    with _Stream(parts, process_index) as stream, \
+            ThreadPoolExecutor(1, thread_name_prefix="planner-write") as writer:
         for index, columns in enumerate(reader.chunks(chunk)):
-            part = parts / _part_name(index)
             rows = len(next(iter(columns.values()))) if columns else 0
             if owns_chunk(index, process_index=process_index, process_count=process_count) \
-                    and not part.exists():
+                    and index not in recorded:
                 values, status, messages = parse_columns(columns, law, first_row=done + 1,
                                                          **checks)
                 if fn is None:  # after the first parse, which a solver compiling aside overlaps
@@ -425,15 +412,13 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
                 # size, one compilation
                 size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
                 out = solve_chunk(values, status, fn, size=size, dtype=dtype, law=law)
-                pending.append(writer.submit(write, part, columns, values, out, messages))
+                pending.append(writer.submit(write, index, columns, values, out, messages))
                 while len(pending) > 1:
                     finish(pending.popleft())
             done += rows
             on_progress(done, reader.n_rows)
         while pending:
             finish(pending.popleft())
-    if process_count > 1:
-        barrier("sweep-solved")
     return counts
 
 
@@ -455,42 +440,177 @@ def _flag_extrapolation(values, out, messages, law,
     return messages, alone
 
 
-def _part_counts(part: Path, header: list[str]) -> tuple[dict[str, int], int]:
-    """The count of each status in a part file, and of the messages that begin with an
-    extrapolation note; `ValueError` (pyarrow's `ArrowInvalid` is one) if a row has another
-    number of cells than `header`."""
+def _stream(parts: Path, process_index: int) -> Path:
+    return parts / f"stream-{process_index:05d}.csv"
+
+
+def _journal(parts: Path, process_index: int) -> Path:
+    return parts / f"stream-{process_index:05d}.jsonl"
+
+
+def _n_chunks(n_rows: int, chunk: int) -> int:
+    return -(-n_rows // chunk)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _header_line(header: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(header)
+    return buffer.getvalue().encode()
+
+
+def _write(handle, text) -> int:
+    """Write `text` (bytes, or a view of them) at the end of the open file `handle`; returns
+    the offset where it ends."""
+    handle.write(text)
+    return handle.tell()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """A journal's line: chunk `index` is bytes `start` to `stop` of `stream`, with `found`
+    plans of each status, `flagged` of them extrapolations."""
+
+    index: int
+    stream: Path
+    start: int
+    stop: int
+    found: dict[str, int]
+    flagged: int
+
+    def line(self) -> str:
+        return json.dumps([self.index, self.start, self.stop, self.found, self.flagged]) + "\n"
+
+
+class _Stream:
+    """This process's stream in a parts folder, opened to append chunks: their CSV lines to
+    the stream file, then a line (`_Chunk`) to its journal."""
+
+    def __init__(self, parts: Path, process_index: int):
+        self.path = _stream(parts, process_index)
+        self.data = open(self.path, "ab")
+        self.journal = open(_journal(parts, process_index), "a", encoding="utf-8")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.data.close()
+        self.journal.close()
+
+    def append(self, index: int, text, found: dict[str, int], flagged: int) -> None:
+        start = self.data.tell()
+        stop = _write(self.data, text)
+        self.data.flush()  # the lines are in the file before the journal names them
+        self.journal.write(_Chunk(index, self.path, start, stop, found, flagged).line())
+        self.journal.flush()
+
+    def sync(self) -> None:
+        """Flush the lines written so far to disk (not the journal: see the module's
+        docstring), so that little is left to flush when the output is renamed into place."""
+        getattr(os, "fdatasync", os.fsync)(self.data.fileno())
+
+
+def _read_journal(path: Path) -> list[_Chunk]:
+    """A journal's chunks, up to the first line that cannot be read (one a killed run left
+    half written, or a crash of the machine left blank)."""
+    chunks = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                index, start, stop, found, flagged = json.loads(line)
+                if not line.endswith("\n") or not all(
+                        type(v) is int for v in (index, start, stop, flagged, *found.values())):
+                    break
+                chunks.append(_Chunk(index, path.with_suffix(".csv"), start, stop, found,
+                                     flagged))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return chunks
+
+
+def _recorded(parts: Path) -> dict[int, _Chunk]:
+    """Every chunk the journals of a parts folder record, by index."""
+    recorded: dict[int, _Chunk] = {}
+    for journal in sorted(parts.glob("stream-*.jsonl")):
+        for entry in _read_journal(journal):
+            recorded.setdefault(entry.index, entry)
+    return recorded
+
+
+def _text_counts(text, header: list[str]) -> tuple[dict[str, int], int]:
+    """The count of each status in CSV lines (without a header), and of the messages that
+    begin with an extrapolation note; `ValueError` (pyarrow's `ArrowInvalid` is one) if a row
+    has another number of cells than `header`."""
+    if not len(text):
+        return {}, 0
     status_at = header.index("status")
-    if _arrowio.AVAILABLE and part.stat().st_size:
-        return _arrowio.status_counts(part, len(header), status_at, EXTRAPOLATED)
+    if _arrowio.AVAILABLE:
+        return _arrowio.status_counts(text, len(header), status_at, EXTRAPOLATED)
     found: dict[str, int] = {}
     flagged = 0
-    with open(part, newline="", encoding="utf-8") as handle:
-        for row in csv.reader(handle):
-            if len(row) != len(header):
-                raise ValueError(f"{part}: a row of {len(row)} cells, not {len(header)}")
-            found[row[status_at]] = found.get(row[status_at], 0) + 1
-            flagged += row[-1].startswith(EXTRAPOLATED)
+    for row in csv.reader(io.StringIO(bytes(text).decode("utf-8"), newline="")):
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells, not {len(header)}")
+        found[row[status_at]] = found.get(row[status_at], 0) + 1
+        flagged += row[-1].startswith(EXTRAPOLATED)
     return found, flagged
 
 
-def _drop_short_parts(parts: Path, n_rows: int, chunk: int, header: list[str]) -> None:
-    """Remove the parts that do not hold all the rows of their chunk (or cannot be read):
-    what a crash of the machine can leave of a part (`--resume` solves them again)."""
-    for part in _part_files(parts):
-        index = int(part.stem.split("-")[1])
-        expected = max(0, min(chunk, n_rows - index * chunk))
+def _check_streams(parts: Path, n_rows: int, chunk: int, header: list[str]) -> None:
+    """Before a resumed run: keep, of each journal, the chunks that hold exactly the rows and
+    statuses their line records, each where the one before it ends (up to the first that does
+    not: what a crash of the machine can leave), and cut each stream back to its last kept
+    chunk (what follows it, a killed run's unrecorded lines, is solved again)."""
+    first = _header_line(header)
+    for journal in sorted(parts.glob("stream-*.jsonl")):
+        path = journal.with_suffix(".csv")
+        body = len(first) if path == _stream(parts, 0) else 0
+        kept, seen = [], set()
         try:
-            rows = sum(_part_counts(part, header)[0].values())
-        except Exception:  # noqa: BLE001 - a part that cannot be read is solved again
-            rows = -1
-        if rows != expected:
-            part.unlink()
+            with open(path, "rb") as handle:
+                if handle.read(body) == first[:body]:
+                    end = body
+                    for entry in _read_journal(journal):
+                        expected = min(chunk, n_rows - entry.index * chunk)
+                        if entry.start != end or entry.index in seen or expected <= 0:
+                            break
+                        handle.seek(entry.start)
+                        text = handle.read(entry.stop - entry.start)
+                        try:
+                            counts = _text_counts(text, header)
+                        except Exception:  # noqa: BLE001 - lines that cannot be read
+                            break
+                        if len(text) != entry.stop - entry.start or \
+                                counts != (entry.found, entry.flagged) or \
+                                sum(entry.found.values()) != expected:
+                            break
+                        kept.append(entry)
+                        seen.add(entry.index)
+                        end = entry.stop
+        except FileNotFoundError:
+            pass
+        if not kept:  # started again (process 0's stream with its header, when prepared)
+            path.unlink(missing_ok=True)
+            journal.unlink()
+            continue
+        with open(path, "rb+") as handle:
+            handle.truncate(kept[-1].stop)
+        text = "".join(entry.line() for entry in kept)
+        atomic_write(journal, lambda tmp, text=text: Path(tmp).write_text(text), tmp_dir=parts,
+                     durable=False)
+    for path in parts.glob("stream-*.csv"):  # a stream without a journal records nothing
+        if not path.with_suffix(".jsonl").exists():
+            path.unlink()
 
 
 def _remove_parts(parts: Path) -> None:
     """Remove the parts folder, the manifest last: a run killed half-way through this leaves a
-    manifest with some parts, which `--resume` completes, rather than parts without a manifest,
-    which it would have to solve again."""
+    manifest with some streams, which `--resume` completes, rather than streams without a
+    manifest, which it would have to solve again."""
     manifest = parts / "manifest.json"
     for path in parts.iterdir():
         if path != manifest:
@@ -507,102 +627,112 @@ def _read_manifest(path: Path) -> dict | None:
         return None
 
 
-def _part_files(parts: Path) -> list[Path]:
-    return sorted(parts.glob("part-*.csv"))
-
-
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,
                    errno.EPERM, errno.ENOTSUP}
 
 
-def _append(source, out) -> None:
-    """Copy the rest of the open file `source` to the end of the open file `out`: in the kernel
-    (`os.copy_file_range`, five times faster than through Python's buffers on a large part)
-    where the system allows it, else by `shutil.copyfileobj`."""
+def _append(entry: _Chunk, out) -> None:
+    """Copy a chunk's lines from its stream to the end of the open file `out`: in the kernel
+    (`os.copy_file_range`, five times faster than through Python's buffers on a large chunk)
+    where the system allows it, else through Python's buffers."""
     out.flush()
-    copy = getattr(os, "copy_file_range", None)
-    if copy is not None:
-        try:
-            while copy(source.fileno(), out.fileno(), 1 << 30):
-                pass
+    offset = entry.start
+    with open(entry.stream, "rb") as source:
+        copy = getattr(os, "copy_file_range", None)
+        if copy is not None:
+            try:
+                while offset < entry.stop:
+                    copied = copy(source.fileno(), out.fileno(), entry.stop - offset, offset)
+                    if not copied:
+                        break
+                    offset += copied
+            except OSError as error:  # no support (another file system): copied below from
+                if error.errno not in _NO_KERNEL_COPY:  # where it got; a full disk is not
+                    raise  # retried
             out.seek(0, os.SEEK_END)
-            return
-        except OSError as error:  # no support (another file system): copied below from where
-            if error.errno not in _NO_KERNEL_COPY:  # it got; a full disk is not retried
-                raise
-            out.seek(0, os.SEEK_END)
-    shutil.copyfileobj(source, out, 1 << 22)
+        source.seek(offset)
+        while offset < entry.stop:
+            block = source.read(min(1 << 22, entry.stop - offset))
+            if not block:
+                raise OSError(f"{entry.stream}: shorter than its journal records")
+            offset += len(block)
+            _write(out, block)
 
 
-def _assemble(parts: Path, output: Path, header: list[str],
-              known: dict[str, tuple[dict[str, int], int]] | None = None) -> SweepCounts:
-    """Concatenate the parts into `output` (CSV or Parquet), atomically; count statuses and
-    the plans flagged as extrapolations (taken from `known` for the parts it names, read back
-    from the others)."""
-    if output.suffix.lower() in (".parquet", ".pq"):
-        counts = SweepCounts()
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:  # pragma: no cover - depends on the extra
-            raise TableError(f"writing Parquet needs pyarrow: {PARQUET_HINT}") from None
-        import pyarrow.csv as pacsv
+def _read_chunk(entry: _Chunk) -> bytes:
+    with open(entry.stream, "rb") as source:
+        source.seek(entry.start)
+        return source.read(entry.stop - entry.start)
 
-        numeric = set(PLAN_COLUMNS)
-        schema = pa.schema([(h, pa.float64() if h in numeric else pa.string()) for h in header])
-        # the parts as written: no header, empty plan cells are NaN (None), empty text stays ''
-        read = pacsv.ReadOptions(column_names=header)
-        parse = pacsv.ParseOptions(newlines_in_values=True)
-        convert = pacsv.ConvertOptions(column_types=schema, null_values=[""],
-                                       strings_can_be_null=False, quoted_strings_can_be_null=False)
 
-        def write(tmp):
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for part in _part_files(parts):
-                    if part.stat().st_size == 0:  # a chunk of no rows
-                        writer.write_table(schema.empty_table())
-                        continue
-                    table = pacsv.read_csv(part, read_options=read, parse_options=parse,
-                                           convert_options=convert)
-                    for status in table.column("status").to_pylist():
-                        counts[status] = counts.get(status, 0) + 1
-                    counts.extrapolated += sum(
-                        m.startswith(EXTRAPOLATED) for m in table.column("message").to_pylist())
-                    writer.write_table(table.combine_chunks())
-
-        atomic_write(output, write, tmp_dir=parts)
+def _assemble(parts: Path, output: Path, header: list[str], n_chunks: int) -> SweepCounts:
+    """Write the output (CSV or Parquet) of a sweep whose `n_chunks` chunks the journals of
+    `parts` record, atomically; returns the counts the journals record. Where process 0's
+    stream holds every chunk in order (a run in one process), it is the CSV output: flushed to
+    disk and renamed into place."""
+    recorded = _recorded(parts)
+    missing = [i for i in range(n_chunks) if i not in recorded]
+    if missing:
+        raise TableError(f"{parts}: chunks {missing[:10]} were not written by the process that "
+                         "owns them; rerun every process with --resume")
+    order = [recorded[i] for i in range(n_chunks)]
+    counts = SweepCounts()
+    for entry in order:
+        counts.add(entry.found, entry.flagged)
+    if _is_parquet(output):
+        with _parquet_writer(output, header, tmp_dir=parts) as write:
+            for entry in order:
+                write(_read_chunk(entry))
         return counts
-
+    first = _stream(parts, 0)
+    ends = [len(_header_line(header))] + [entry.stop for entry in order]
+    if all(entry.stream == first and entry.start == end
+           for entry, end in zip(order, ends, strict=False)) and \
+            first.stat().st_size == ends[-1]:
+        with open(first, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(first, output)
+        _fsync_dir(output.parent)
+        return counts
     with atomic_file(output, tmp_dir=parts) as tmp, open(tmp, "wb") as out:
-        assembly = _Assembly(parts, out, header)
-        assembly.advance(known)
-    return assembly.counts
+        _write(out, _header_line(header))
+        for entry in order:
+            _append(entry, out)
+    return counts
 
 
-class _Assembly:
-    """A CSV output assembled from the parts in order, as they appear: `advance` appends every
-    part from the next one missing on and flushes them to disk, so that a sweep assembles its
-    output while it solves (what is left at the end is a rename)."""
+@contextlib.contextmanager
+def _parquet_writer(output: Path, header: list[str], tmp_dir: Path | None = None):
+    """A function that appends CSV lines (as `_format_chunk` writes them) to a Parquet file
+    written atomically, and returns their counts (as `_text_counts`): plan columns as float64
+    (an empty cell is null), the others as text."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - depends on the extra
+        raise TableError(f"writing Parquet needs pyarrow: {PARQUET_HINT}") from None
+    import pyarrow.csv as pacsv
 
-    def __init__(self, parts: Path, out, header: list[str]):
-        self.parts, self.out, self.header = parts, out, header
-        self.next = 0
-        self.counts = SweepCounts()
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(header)
-        out.write(buffer.getvalue().encode())
+    numeric = set(PLAN_COLUMNS)
+    schema = pa.schema([(h, pa.float64() if h in numeric else pa.string()) for h in header])
+    # the lines as written: no header, empty plan cells are NaN (None), empty text stays ''
+    read = pacsv.ReadOptions(column_names=header)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(column_types=schema, null_values=[""],
+                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+    with atomic_file(output, tmp_dir=tmp_dir) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        def write(text) -> tuple[dict[str, int], int]:
+            if not len(text):  # a chunk of no rows
+                writer.write_table(schema.empty_table())
+                return {}, 0
+            table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(text)), read_options=read,
+                                   parse_options=parse, convert_options=convert)
+            found: dict[str, int] = {}
+            for status in table.column("status").to_pylist():
+                found[status] = found.get(status, 0) + 1
+            flagged = sum(m.startswith(EXTRAPOLATED)
+                          for m in table.column("message").to_pylist())
+            writer.write_table(table.combine_chunks())
+            return found, flagged
 
-    def advance(self, known: dict[str, tuple[dict[str, int], int]] | None = None) -> None:
-        """Append the parts present from the next one on; their counts are taken from `known`
-        where it names them, else read back."""
-        known = known or {}
-        start = self.next
-        while (part := self.parts / _part_name(self.next)).exists():
-            self.counts.add(*(known[part.name] if part.name in known else
-                              _part_counts(part, self.header)))
-            with open(part, "rb") as handle:
-                _append(handle, self.out)
-            self.next += 1
-        if self.next > start:
-            self.out.flush()
-            os.fsync(self.out.fileno())
+        yield write

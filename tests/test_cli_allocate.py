@@ -253,9 +253,9 @@ def test_malformed_table_writes_nothing(tmp_path, capsys, text, words):
 
 
 def test_a_failed_write_leaves_no_half_written_file(tmp_path, monkeypatch, capsys):
-    """A write that fails half way (here: the disk fills while the plans are copied into place)
-    leaves the earlier plans whole, no temporary file, and no summary that would describe
-    other plans than those on disk."""
+    """A write that fails half way (here: the disk fills while the plans are written) leaves
+    the earlier plans whole, no temporary file, and no summary that would describe other plans
+    than those on disk."""
     import planner._sweep
 
     src = write_csv(tmp_path / "items.csv", COLUMNS, GOOD)
@@ -263,11 +263,11 @@ def test_a_failed_write_leaves_no_half_written_file(tmp_path, monkeypatch, capsy
     out.write_text("earlier plans\n")
     summary.write_text("{}\n")
 
-    def half(source, target):
-        target.write(source.read()[:40])
+    def half(handle, text):
+        handle.write(bytes(text)[:40])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(planner._sweep, "_append", half)
+    monkeypatch.setattr(planner._sweep, "_write", half)
     code = main(["allocate", str(src), "-o", str(out), "--summary", str(summary),
                  "--train-budget", str(BUDGET)])
     monkeypatch.undo()

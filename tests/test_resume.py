@@ -54,6 +54,24 @@ def leftovers(folder: Path, keep: set[str]) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name not in keep)
 
 
+def journal(parts: Path) -> dict[int, tuple[str, int, int]]:
+    """The chunks the journals of a parts folder record, read line by line up to a line a kill
+    left half written: index -> (stream file, start, stop)."""
+    found = {}
+    for path in sorted(parts.glob("stream-*.jsonl")) if parts.exists() else []:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:  # removed by the run being watched
+            continue
+        for line in text.splitlines(keepends=True):
+            try:
+                index, start, stop, _, _ = json.loads(line)
+            except ValueError:
+                break
+            found[index] = (path.with_suffix(".csv").name, start, stop)
+    return found
+
+
 # --------------------------------------------------------------------------------- SIGKILL test
 def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
     rows, chunk = 3000, 256
@@ -95,16 +113,17 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
             # anywhere in the run, start-up and compilation included
             time.sleep(rng.uniform(0.0, 0.5 * duration))
         else:
-            # once a random number of parts is written (all of them: while the output is
-            # assembled or the parts removed), plus a random fraction of a chunk; after a kill
-            # that found every part written, waiting for all of them again
+            # once a random number of chunks is recorded (all of them: while the output is
+            # renamed into place or the parts folder removed), plus a random fraction of a
+            # chunk (a few milliseconds); after a kill that found every chunk recorded, waiting
+            # for all of them again
             target = rng.randint(min(len(seen) + 1, n_parts), n_parts)
             deadline = time.monotonic() + 300
             while proc.poll() is None and time.monotonic() < deadline:
-                if parts.exists() and len(list(parts.glob("part-*.csv"))) >= target:
+                if len(journal(parts)) >= target:
                     break
                 time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, 0.02))
         if proc.poll() is not None:  # it finished first: start again from nothing
             assert proc.returncode == 0, proc.stderr.read()
             proc.stderr.close()
@@ -116,8 +135,7 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
         proc.wait()
         proc.stderr.close()
         kills += 1
-        events.append((len(list(parts.glob("part-*.csv"))) if parts.exists() else None,
-                       out.exists()))
+        events.append((len(journal(parts)) if parts.exists() else None, out.exists()))
         # a killed run never leaves an output that looks complete but is not
         finished = out.exists()
         if finished:  # killed after the output was renamed into place: it is whole
@@ -126,19 +144,21 @@ def test_sigkill_at_random_points_then_resume_gives_identical_bytes(tmp_path):
         if not parts.exists():
             seen = {}
             continue
-        # every part on disk is whole: exactly its chunk of the reference
-        now = {}
-        for part in parts.glob("part-*.csv"):
-            index = int(part.stem.split("-")[1])
+        if finished:  # the stream is the output, renamed into place
+            seen = {}
+            continue
+        # every chunk a journal records is whole in its stream: exactly its chunk of the
+        # reference, the stream beginning with the header
+        now = journal(parts)
+        for index, (name, begin, end) in now.items():
+            data = (parts / name).read_bytes()
             lines = expected_lines[1 + index * chunk: 1 + (index + 1) * chunk]
-            assert part.read_text() == "".join(lines), part.name
-            now[part.name] = part.stat().st_ino
-        # a resumed run keeps the parts it found (same files, not solved again), unless it
-        # had finished and was removing them
-        if not finished:
-            changed = [name for name, inode in seen.items() if now.get(name) != inode]
-            assert not changed, (changed, sorted(now))
-        seen = {} if finished else now
+            assert data[begin:end].decode() == "".join(lines), index
+            assert data.startswith(expected_lines[0].encode())
+        # a resumed run keeps the chunks it found (where they were, not solved again)
+        changed = [index for index, where in seen.items() if now.get(index) != where]
+        assert not changed, (changed, sorted(now))
+        seen = now
     assert kills >= 3, "the runs finished before they could be killed"
     print("SIGKILLs: (parts on disk, output written) after each:", events)
 
@@ -185,8 +205,9 @@ def test_interrupted_run_resumes_without_solving_finished_chunks(tmp_path, table
         main(solve_args(src, out, 8))
     assert not out.exists()
     parts = out.with_name("out.csv.parts")
-    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-000000.csv",
-                                                       "part-000001.csv"]
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "stream-00000.csv",
+                                                       "stream-00000.jsonl"]
+    assert sorted(journal(parts)) == [0, 1]
     calls = interrupt_after(monkeypatch, 10)
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
     assert len(calls) == 3  # 5 chunks, 2 already done
@@ -195,13 +216,14 @@ def test_interrupted_run_resumes_without_solving_finished_chunks(tmp_path, table
 
 
 @pytest.mark.parametrize("arrow", [True, False], ids=["pyarrow", "csv"])
-@pytest.mark.parametrize("damage", ["short", "empty", "zeros"])
-def test_parts_a_machine_crash_left_short_are_solved_again(tmp_path, table, monkeypatch,
-                                                          damage, arrow):
-    """Parts are not flushed to disk one by one: after a crash of the machine a part can be
-    short, empty or zero-filled under its final name. `--resume` counts each part's rows
-    against its chunk (with pyarrow's reader or the csv module's) and solves the ones that
-    fall short again."""
+@pytest.mark.parametrize("damage", ["short", "zeros", "empty", "journal"])
+def test_chunks_a_machine_crash_lost_are_solved_again(tmp_path, table, monkeypatch, damage,
+                                                      arrow):
+    """Neither the stream nor its journal is flushed to disk chunk by chunk: after a crash of
+    the machine a journal can name lines the stream lost (cut short, zero-filled, or an empty
+    file), or end in a blank line. `--resume` checks each recorded chunk's rows and statuses
+    (with pyarrow's reader or the csv module's) and solves again from the first that does
+    not hold."""
     if arrow and not sweep._arrowio.AVAILABLE:
         pytest.skip("pyarrow is not installed")
     monkeypatch.setattr(sweep._arrowio, "AVAILABLE", arrow)
@@ -211,13 +233,23 @@ def test_parts_a_machine_crash_left_short_are_solved_again(tmp_path, table, monk
     with pytest.raises(Interrupt):
         main(solve_args(src, out, 8))
     parts = out.with_name("out.csv.parts")
-    part = parts / "part-000001.csv"
-    text = part.read_bytes()
-    part.write_bytes({"short": text[:text.rindex(b"\n", 0, len(text) - 1) + 1],
-                      "empty": b"", "zeros": bytes(len(text))}[damage])
+    stream, log = parts / "stream-00000.csv", parts / "stream-00000.jsonl"
+    _, start, stop = journal(parts)[1]
+    data = bytearray(stream.read_bytes())
+    if damage == "short":  # chunk 1 cut after its first line
+        stream.write_bytes(data[:data.index(b"\n", start) + 1])
+    elif damage == "zeros":
+        data[start:stop] = bytes(stop - start)
+        stream.write_bytes(data)
+    elif damage == "empty":
+        stream.write_bytes(b"")
+    else:  # the journal's last line (chunk 2) blank
+        lines = log.read_bytes().splitlines(keepends=True)
+        log.write_bytes(b"".join(lines[:2]) + bytes(len(lines[2])))
     calls = interrupt_after(monkeypatch, 10)
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
-    assert len(calls) == 3  # 5 chunks: 2 whole, the damaged one solved again
+    # 5 chunks: those before the damage kept, the rest solved again
+    assert len(calls) == {"short": 4, "zeros": 4, "empty": 5, "journal": 3}[damage]
     assert out.read_bytes() == expected
 
 
@@ -229,37 +261,46 @@ def test_leftover_temporary_files_are_swept(tmp_path, table, monkeypatch):
         main(solve_args(src, out, 8))
     monkeypatch.undo()
     parts = out.with_name("out.csv.parts")
-    # what SIGKILL leaves mid-write: half a part and half an output, under temporary names
-    (parts / ".part-000003.csv.x1y2.tmp").write_text("2.5,1e9,\n2.6")
-    (parts / ".out.csv.a7b8.tmp").write_text("target_loss,inference_demand\n2.5")
+    # what SIGKILL leaves mid-write: half a journal rewritten by --resume and half a Parquet
+    # output, under temporary names
+    (parts / ".stream-00000.jsonl.x1y2.tmp").write_text("[0, 1")
+    (parts / ".out.parquet.a7b8.tmp").write_text("PAR1")
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
     assert out.read_bytes() == expected
     assert leftovers(tmp_path, {"in.csv", "reference.csv", "out.csv"}) == []
 
 
 def test_killed_while_cleaning_up(tmp_path, table, monkeypatch):
-    """The output is written, then the parts folder is removed: a kill in between leaves a
-    complete output beside some parts, with or without the manifest."""
+    """The stream is renamed into place as the output, then the parts folder is removed: a
+    kill in between leaves a complete output beside the journal, with or without the
+    manifest; `--resume` then solves the table again (the output on disk could be another
+    run's)."""
     src, expected = table
     out = tmp_path / "out.csv"
-    interrupt_after(monkeypatch, 4)
-    with pytest.raises(Interrupt):
-        main(solve_args(src, out, 8))
-    monkeypatch.undo()
     parts = out.with_name("out.csv.parts")
-    out.write_bytes(expected)
-    (parts / "part-000000.csv").unlink()
-    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
-    assert out.read_bytes() == expected and not parts.exists()
+    for manifest in (True, False):
+        interrupt_after(monkeypatch, 4)
+        with pytest.raises(Interrupt):
+            main(solve_args(src, out, 8))
+        monkeypatch.undo()
 
-    interrupt_after(monkeypatch, 3)
-    with pytest.raises(Interrupt):
-        main(solve_args(src, out, 8))
-    monkeypatch.undo()
-    (parts / "manifest.json").unlink()  # parts without a manifest are not trusted
-    (parts / "part-000001.csv").write_text("garbage\n")
-    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
-    assert out.read_bytes() == expected and not parts.exists()
+        def killed(folder):
+            raise Interrupt
+
+        monkeypatch.setattr(sweep, "_remove_parts", killed)
+        with pytest.raises(Interrupt):
+            main(solve_args(src, out, 8, "--resume"))
+        monkeypatch.undo()
+        assert out.read_bytes() == expected
+        assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "stream-00000.jsonl"]
+        if not manifest:
+            (parts / "manifest.json").unlink()  # a journal without a manifest is not trusted
+        out.write_bytes(b"another run's output")
+        calls = interrupt_after(monkeypatch, 10)
+        assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+        monkeypatch.undo()
+        assert len(calls) == 5
+        assert out.read_bytes() == expected and not parts.exists()
 
 
 def test_without_resume_old_parts_are_discarded(tmp_path, table, monkeypatch):
@@ -269,7 +310,7 @@ def test_without_resume_old_parts_are_discarded(tmp_path, table, monkeypatch):
     with pytest.raises(Interrupt):
         main(solve_args(src, out, 8))
     monkeypatch.undo()
-    (out.with_name("out.csv.parts") / "part-000000.csv").write_text("stale\n")
+    (out.with_name("out.csv.parts") / "stream-00000.csv").write_text("stale\n")
     assert main(solve_args(src, out, 8)) == EXIT_OK
     assert out.read_bytes() == expected
 
@@ -310,31 +351,72 @@ def test_resume_refuses_parts_of_another_run(tmp_path, table, monkeypatch, capsy
     assert not out.exists()
 
 
-def test_a_failed_assembly_leaves_no_output(tmp_path, table, monkeypatch):
-    """The disk fills while a part is copied into the output (which is assembled while the
-    table is solved): no output and no temporary file; the parts written are kept, and
-    `--resume` finishes the run."""
+def test_a_failed_write_leaves_no_output(tmp_path, table, monkeypatch):
+    """The disk fills while a chunk is written: no output and no temporary file; the chunk
+    before is kept whole, and `--resume` finishes the run."""
     src, expected = table
     out = tmp_path / "out.csv"
-    copied = []
+    written = []
 
-    def half(source, target):
-        if copied:
-            target.write(source.read()[:10])
-            raise OSError("disk full")
-        copied.append(source.name)
-        return original(source, target)
+    def half(handle, text):
+        if written:
+            handle.write(bytes(text)[:10])
+            raise OSError(28, "No space left on device")
+        written.append(text)
+        return original(handle, text)
 
-    original = sweep._append
-    monkeypatch.setattr(sweep, "_append", half)
+    original = sweep._write
+    monkeypatch.setattr(sweep, "_write", half)
     assert main(solve_args(src, out, 8)) == EXIT_USAGE
     assert not out.exists()
     parts = out.with_name("out.csv.parts")
     assert not [p.name for p in parts.iterdir() if p.name.endswith(".tmp")]
-    assert (parts / "part-000001.csv").exists()
+    assert sorted(journal(parts)) == [0]
     monkeypatch.undo()
+    calls = interrupt_after(monkeypatch, 10)
     assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert len(calls) == 4
     assert out.read_bytes() == expected
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "buffers"])
+def test_streams_of_two_processes_are_copied_into_the_output_in_order(tmp_path, table,
+                                                                      monkeypatch, kernel):
+    """Two processes (run one after the other here) each write the chunks they own into a
+    stream of their own: process 0 cannot finish before process 1 has written its chunks,
+    and then copies both streams' chunks into the output in order, by `copy_file_range` or,
+    where the file system refuses it, through Python's buffers."""
+    import errno
+
+    src, expected = table
+    out = tmp_path / "out.csv"
+    original = sweep.run_sweep
+
+    def as_process(index):
+        def run(*args, **kwargs):
+            return original(*args, **{**kwargs, "process_index": index, "process_count": 2,
+                                      "barrier": lambda name: None})
+        return run
+
+    if not kernel:
+        def refused(*args, **kwargs):
+            raise OSError(errno.EXDEV, "cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", refused, raising=False)
+    monkeypatch.setattr(sweep, "run_sweep", as_process(0))
+    assert main(solve_args(src, out, 8)) == EXIT_USAGE  # chunks 1 and 3 are process 1's
+    assert not out.exists()
+    monkeypatch.setattr(sweep, "run_sweep", as_process(1))
+    assert main(solve_args(src, out, 8)) == EXIT_OK
+    parts = out.with_name("out.csv.parts")
+    assert {i: name for i, (name, _, _) in journal(parts).items()} == {
+        0: "stream-00000.csv", 1: "stream-00001.csv", 2: "stream-00000.csv",
+        3: "stream-00001.csv", 4: "stream-00000.csv"}
+    monkeypatch.setattr(sweep, "run_sweep", as_process(0))
+    calls = interrupt_after(monkeypatch, 10)
+    assert main(solve_args(src, out, 8, "--resume")) == EXIT_OK
+    assert len(calls) == 0
+    assert out.read_bytes() == expected and not parts.exists()
 
 
 def test_parquet_in_and_out(tmp_path, table):
