@@ -383,10 +383,7 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
     done = 0
     counts = SweepCounts()
 
-    def write(index, columns, values, out, messages):
-        flagged = 0
-        if fitted_range is not None:
-            messages, flagged = _flag_extrapolation(values, out, messages, law, fitted_range)
+    def write(index, columns, out, messages, flagged):
         found = {STATUS_NAMES[Status(int(code))]: int(k) for code, k in
                  zip(*np.unique(out["status"], return_counts=True), strict=True)}
         stream.append(index, _format_chunk(columns, out, plan_columns, messages), found,
@@ -412,7 +409,11 @@ def _solve_owned(reader: TableReader, parts: Path, law, make_fn, plan_columns, c
                 # size, one compilation
                 size = chunk if reader.n_rows > chunk else bucket(rows, chunk)
                 out = solve_chunk(values, status, fn, size=size, dtype=dtype, law=law)
-                pending.append(writer.submit(write, index, columns, values, out, messages))
+                flagged = 0
+                if fitted_range is not None:  # here: the writing thread is the busier one
+                    messages, flagged = _flag_extrapolation(values, out, messages, law,
+                                                            fitted_range)
+                pending.append(writer.submit(write, index, columns, out, messages, flagged))
                 while len(pending) > 1:
                     finish(pending.popleft())
             done += rows
