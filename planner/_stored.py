@@ -6,13 +6,16 @@ of each `planner solve` run. `shard_batch(..., store=(key, folder))` instead kee
 executable itself (`jax.experimental.serialize_executable`) together with the arrays the
 function closes over, in a file named by `key` (which must name every value the function
 closes over: `fingerprint` of them), the input shapes, the devices, planner's own source and
-the JAX version; a later process with the same file name loads and runs it.
+the JAX version; a later process with the same file name loads and runs it. A stale file (of
+another law, another version of planner or of JAX) is never loaded, only left behind: the
+folder is kept to `MAX_BYTES`, the files used longest ago removed first (`save`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import pickle
 import platform
 from pathlib import Path
@@ -21,6 +24,8 @@ import jax
 import numpy as np
 
 SUFFIX = ".jaxexe"
+MAX_BYTES = 256 << 20
+"""The most the kept programs of one folder may take (a solver's is about 1.2 MB)."""
 
 
 @functools.cache
@@ -92,6 +97,10 @@ def load(file: Path):
         compiled = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
     except Exception:  # noqa: BLE001 - absent, damaged or from another JAX: compiled again
         return None
+    try:
+        os.utime(file)  # used now: the last to be removed (`save`)
+    except OSError:
+        pass
     return compiled, consts, result_tree
 
 
@@ -108,4 +117,24 @@ def save(file: Path, compiled, consts, result_tree) -> None:
                              [np.asarray(c) for c in consts], result_tree))
         atomic_write(file, lambda tmp: Path(tmp).write_bytes(blob))
     except Exception:  # noqa: BLE001 - the program still runs; the next process compiles it
-        pass
+        return
+    _trim(file)
+
+
+def _trim(kept: Path) -> None:
+    """Remove the programs beside `kept` used longest ago (by modification time, which `load`
+    renews) until the folder's programs take at most `MAX_BYTES`; `kept` stays."""
+    total, others = 0, []
+    for other in kept.parent.glob(f"*{SUFFIX}"):
+        try:
+            info = other.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        total += info.st_size
+        if other != kept:
+            others.append((info.st_mtime_ns, info.st_size, other))
+    for _, size, other in sorted(others):  # used longest ago first
+        if total <= MAX_BYTES:
+            break
+        other.unlink(missing_ok=True)
+        total -= size

@@ -118,6 +118,36 @@ def test_a_store_that_cannot_be_written_only_costs_a_compile(tmp_path):
                      run(shard_batch(make_solver(LAW, (), "compute")), args))
 
 
+def test_the_folder_keeps_the_programs_used_last_within_its_size(tmp_path, monkeypatch):
+    """Stale programs are never loaded, only left behind: saving one trims the folder to
+    `MAX_BYTES`, removing the files used longest ago first; loading a program marks it used."""
+    import os
+
+    import planner._stored as stored
+
+    args = inputs(LAW)
+    run(solver(OTHER, tmp_path / "probe"), args)  # the size OTHER's program will take
+    (probe,) = programs(tmp_path / "probe")
+    run(solver(LAW, tmp_path), args)
+    (law_program,) = programs(tmp_path)
+    stale = []
+    for i in range(3):  # older to newer, all used after LAW's program
+        fake = law_program.with_name(f"stale-{i}{SUFFIX}")
+        fake.write_bytes(bytes(1000))
+        os.utime(fake, ns=(0, 10**12 + (i + 1) * 10**9))
+        stale.append(fake)
+    os.utime(law_program, ns=(0, 10**12))
+    run(solver(LAW, tmp_path), args)  # loaded: now the one used last
+    assert law_program.stat().st_mtime_ns > 2 * 10**12
+    budget = law_program.stat().st_size + probe.stat().st_size + 1500
+    monkeypatch.setattr(stored, "MAX_BYTES", budget)
+    run(solver(OTHER, tmp_path), args)  # saved: the folder trimmed to one stale file
+    kept = programs(tmp_path)
+    assert len(kept) == 3 and law_program in kept and stale[-1] in kept
+    assert not stale[0].exists() and not stale[1].exists()
+    assert sum(p.stat().st_size for p in kept) <= budget
+
+
 def test_a_program_served_by_jax_persistent_cache_is_not_kept(tmp_path):
     """XLA serialises an executable it loaded from JAX's persistent compilation cache without
     its code: `compile_to_keep` says not to keep one (two processes sharing a JAX cache; the
