@@ -42,7 +42,6 @@ from ._table import (
     STATUS_NAMES,
     TableError,
     TableReader,
-    _fsync_dir,
     as_list,
     atomic_file,
     atomic_write,
@@ -50,7 +49,9 @@ from ._table import (
     bucket,
     check_columns,
     format_floats,
+    is_parquet,
     parse_columns,
+    replace_durably,
     solve_chunk,
 )
 
@@ -281,10 +282,11 @@ def write_lines(output: str | Path, header: list[str], texts) -> SweepCounts:
     once whole). Returns the count of each status."""
     output = Path(output)
     counts = SweepCounts()
-    if _is_parquet(output):
+    if is_parquet(output):
         with _parquet_writer(output, header) as write:
             for text in texts:
-                counts.add(*write(text))
+                counts.add(*_text_counts(text, header))
+                write(text)
         return counts
     with atomic_file(output) as tmp, open(tmp, "wb") as handle:
         _write(handle, _header_line(header))
@@ -337,7 +339,7 @@ def _warm_up(path: Path, law, make_fn, chunk: int, dtype, checks) -> Callable[[]
     except (OSError, UnicodeDecodeError):
         return make_fn
     lines = head.count("\n")
-    if path.suffix.lower() in (".parquet", ".pq") or lines < 2 or \
+    if is_parquet(path) or lines < 2 or \
             size < 4 * chunk * len(head.encode()) / lines:
         return make_fn
 
@@ -451,10 +453,6 @@ def _journal(parts: Path, process_index: int) -> Path:
 
 def _n_chunks(n_rows: int, chunk: int) -> int:
     return -(-n_rows // chunk)
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq")
 
 
 def _header_line(header: list[str]) -> bytes:
@@ -680,7 +678,7 @@ def _assemble(parts: Path, output: Path, header: list[str], n_chunks: int) -> Sw
     counts = SweepCounts()
     for entry in order:
         counts.add(entry.found, entry.flagged)
-    if _is_parquet(output):
+    if is_parquet(output):
         with _parquet_writer(output, header, tmp_dir=parts) as write:
             for entry in order:
                 write(_read_chunk(entry))
@@ -690,10 +688,7 @@ def _assemble(parts: Path, output: Path, header: list[str], n_chunks: int) -> Sw
     if all(entry.stream == first and entry.start == end
            for entry, end in zip(order, ends, strict=False)) and \
             first.stat().st_size == ends[-1]:
-        with open(first, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(first, output)
-        _fsync_dir(output.parent)
+        replace_durably(first, output)
         return counts
     with atomic_file(output, tmp_dir=parts) as tmp, open(tmp, "wb") as out:
         _write(out, _header_line(header))
@@ -705,8 +700,8 @@ def _assemble(parts: Path, output: Path, header: list[str], n_chunks: int) -> Sw
 @contextlib.contextmanager
 def _parquet_writer(output: Path, header: list[str], tmp_dir: Path | None = None):
     """A function that appends CSV lines (as `_format_chunk` writes them) to a Parquet file
-    written atomically, and returns their counts (as `_text_counts`): plan columns as float64
-    (an empty cell is null), the others as text."""
+    written atomically: plan columns as float64 (an empty cell is null), the others as
+    text."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -722,18 +717,12 @@ def _parquet_writer(output: Path, header: list[str], tmp_dir: Path | None = None
     convert = pacsv.ConvertOptions(column_types=schema, null_values=[""],
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     with atomic_file(output, tmp_dir=tmp_dir) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        def write(text) -> tuple[dict[str, int], int]:
+        def write(text) -> None:
             if not len(text):  # a chunk of no rows
                 writer.write_table(schema.empty_table())
-                return {}, 0
+                return
             table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(text)), read_options=read,
                                    parse_options=parse, convert_options=convert)
-            found: dict[str, int] = {}
-            for status in table.column("status").to_pylist():
-                found[status] = found.get(status, 0) + 1
-            flagged = sum(m.startswith(EXTRAPOLATED)
-                          for m in table.column("message").to_pylist())
             writer.write_table(table.combine_chunks())
-            return found, flagged
 
         yield write

@@ -46,6 +46,11 @@ PARQUET_HINT = 'pip install -e ".[parquet]" in a planner checkout'
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
+def is_parquet(path: str | os.PathLike) -> bool:
+    """Whether a table's name says Parquet (else it is CSV)."""
+    return Path(path).suffix.lower() in (".parquet", ".pq")
+
+
 def check_output_suffix(path: str | os.PathLike, what: str = "output") -> bool:
     """Whether `path` is Parquet; `TableError` for a suffix that is neither CSV nor Parquet,
     or for Parquet without pyarrow. Called before any work, so nothing is solved in vain."""
@@ -65,7 +70,7 @@ def check_output_suffix(path: str | os.PathLike, what: str = "output") -> bool:
 def read_header(path: str | os.PathLike) -> list[str]:
     """The column names of a table, reading only its header (`TableError` if unreadable)."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq") or not path.is_file():
+    if is_parquet(path) or not path.is_file():
         return TableReader(path).columns
     with open(path, newline="", encoding="utf-8-sig") as handle:
         try:
@@ -92,7 +97,7 @@ class TableReader:
         self.fast = fast and _arrowio.AVAILABLE
         if not self.path.is_file():
             raise TableError(f"{self.path}: no such file")
-        self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        self.parquet = is_parquet(self.path)
         if self.parquet:
             try:
                 import pyarrow.parquet as pq
@@ -613,15 +618,23 @@ def atomic_file(path: str | os.PathLike, *, tmp_dir: str | os.PathLike | None = 
         os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         if durable:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            replace_durably(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    if durable:
-        _fsync_dir(path.parent)
+
+
+def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the whole file `tmp` onto `path` (on the same file system), flushing it to disk
+    before and the rename after: after a crash of the machine `path` is the old file or the
+    new one, whole."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
 
 
 def _fsync_dir(folder: Path) -> None:

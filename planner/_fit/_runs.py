@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._table import PARQUET_HINT
+from .._table import PARQUET_HINT, is_parquet
 
 
 # ====================================================================================== runs
@@ -58,7 +58,7 @@ def read_runs(path: str | os.PathLike) -> Runs:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     lines: list[int] | None = None
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if is_parquet(path):
         try:
             import pyarrow.parquet as pq
         except ImportError:  # pragma: no cover - depends on the extra
