@@ -363,16 +363,28 @@ def _evaluate_sharded(objective: str, budgets: tuple[str, ...], tangents: bool, 
 _evaluate_sharded_jit = eqx.filter_jit(_evaluate_sharded)
 
 
-def _admissible(objective: str, active: tuple[int, ...], budgets: tuple[str, ...],
-                shared: bool) -> bool:
-    """Whether pricing the budgets in `active` (only) can bound every item: a loss or score
-    objective needs a price on what grows without limit, training (inference, for the
-    samples of a shared model), in FLOP or in dollars."""
+_TRAINING = frozenset({"train_flops", "train_dollars"})
+_INFERENCE = frozenset({"inference_flops", "inference_dollars"})
+
+
+def _unbounded(objective: str, model: Pipeline, shared: bool) -> tuple[frozenset[str], ...]:
+    """What grows without limit in a loss or score objective unless a budget prices it (any
+    one resource of each set): training; also inference for a score that samples per query
+    buy (pass@k rises towards 1 with k); for a shared model, its items' samples."""
     if objective in _TARGETED:
-        return True
-    needed = {"inference_flops", "inference_dollars"} if shared else {"train_flops",
-                                                                       "train_dollars"}
-    return any(needed & set(BUDGETS[budgets[b]]) for b in active)
+        return ()
+    if shared:
+        return (_INFERENCE,)
+    if objective == "score" and "n_samples" in model.variables:
+        return (_TRAINING, _INFERENCE)
+    return (_TRAINING,)
+
+
+def _admissible(unbounded: tuple[frozenset[str], ...], active: tuple[int, ...],
+                budgets: tuple[str, ...]) -> bool:
+    """Whether pricing the budgets in `active` (only) bounds every item (`_unbounded`)."""
+    priced = set().union(*(BUDGETS[budgets[b]] for b in active))
+    return all(need & priced for need in unbounded)
 
 
 class _Search:
@@ -689,7 +701,8 @@ def allocate(
     - `items`: a `Scenario` whose fields have a leading item axis (broadcast to one length).
     - `budgets`: limits by name, from `BUDGETS` (`"train_budget"`, `"inference_budget"`,
       `"compute_budget"` in FLOP; `"dollar_budget"` in dollars, with a `Deployment` stage); a
-      loss or score objective needs one that prices training.
+      loss or score objective needs one that prices training, and a score with samples per
+      query one that prices inference too.
     - `objective`: one of `PORTFOLIO_OBJECTIVES`.
     - `weight`: per-item weights (default 1): queries' shares, models' importance.
     - `shared`: the names of variables common to every item, one model trained once that
@@ -754,10 +767,14 @@ def allocate(
         if "train_budget" in names:
             raise ValueError("with a shared model a training budget bounds the model alone: "
                              "use compute_budget, or cap it with the items' train_budget")
-    if not _admissible(objective, tuple(range(len(names))), names, bool(shared)):
-        needed = "inference" if shared else "training"
-        raise ValueError(f"objective={objective!r} needs a budget on {needed} (compute_budget, "
-                         f"dollar_budget or {needed[:5] if shared else 'train'}_budget)")
+    unbounded = _unbounded(objective, model, bool(shared))
+    for need in unbounded:
+        if not _admissible((need,), tuple(range(len(names))), names):
+            kind = "training" if need == _TRAINING else "inference"
+            raise ValueError(f"objective={objective!r} needs a budget on {kind} (compute_budget, "
+                             f"dollar_budget or {'train' if kind == 'training' else kind}_budget)"
+                             + (": samples per query raise the score without limit"
+                                if kind == "inference" and not shared else ""))
     items = items.broadcast()
     leaves = jax.tree.leaves(items)
     if leaves[0].ndim != 1:
@@ -812,6 +829,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     """Find the budgets' prices, certify, and build the `Portfolio` (differentiable in the
     data when it is traced)."""
     traced = _is_traced((data, capacity, shared_train))
+    unbounded = _unbounded(objective, data.model, shared_train is not None)
     frozen = jax.lax.stop_gradient(data)
     cap = np.array([float(jax.lax.stop_gradient(capacity[b])) for b in names])
     frozen_train = None if shared_train is None else jax.lax.stop_gradient(shared_train)
@@ -853,7 +871,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                                        optimizer_steps, start, frozen_train, search)
         if status == Status.NOT_CONVERGED:
             for candidate in _subsets(len(names), first):
-                if not _admissible(objective, candidate, names, shared_train is not None):
+                if not _admissible(unbounded, candidate, names):
                     continue
                 p, s, outcome = search.newton(candidate, start, max_iterations)
                 if outcome in ("short", "item"):

@@ -431,11 +431,14 @@ def cmd_allocate(args) -> int:
         if args.objective == "score" and not args.sampling:
             raise ValueError("--objective score maximises the items' success rates, which needs "
                              "repeated sampling to turn losses into scores: add --sampling")
-        training = [name for name, terms in BUDGETS.items()
-                    if {"train_flops", "train_dollars"} & set(terms)]
-        if args.objective in ("loss", "score") and not set(training) & set(budgets):
-            raise ValueError(f"--objective {args.objective} needs a budget on training: "
-                             f"give {' or '.join(_budget_flag(b) for b in training)}")
+        for kind in ("train", "inference")[:{"loss": 1, "score": 2}.get(args.objective, 0)]:
+            # what grows without limit unless priced: training, and the samples of a score
+            pricing = [name for name, terms in BUDGETS.items()
+                       if {f"{kind}_flops", f"{kind}_dollars"} & set(terms)]
+            if not set(pricing) & set(budgets):
+                raise ValueError(f"--objective {args.objective} needs a budget on "
+                                 f"{'training' if kind == 'train' else kind}: give "
+                                 f"{' or '.join(_budget_flag(b) for b in pricing)}")
         _check_serving_flags(args)
         _check_score_column(args.items, args.sampling)
         _check_sampling_flags(args)
@@ -1281,7 +1284,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "weighted sum of success rates (with --sampling); dollars: every "
                        "item reaches its target, least weighted lifetime dollars (with the "
                        "serving flags); loss and score need a budget on training (FLOP or "
-                       "dollars)")
+                       "dollars), and score one on inference too")
     for name, terms in BUDGETS.items():
         alloc.add_argument(_budget_flag(name), dest=name, type=float, metavar="C",
                            help="shared cap on the items' total " + " + ".join(

@@ -110,6 +110,74 @@ def test_loss_objective_one_and_two_budgets_agree_with_the_gp(items):
     assert float(two.objective) > float(one.objective)
 
 
+def test_score_objective_agrees_with_scipy(items):
+    """`objective="score"`: items with their own laws, weights and demands choose N, D and
+    samples per query to maximise $\\sum_i w_i\\,\\text{pass@}k_i$ under a training and an
+    inference budget, and under one compute budget, against SciPy's SLSQP on the joint problem
+    (log variables; pass@k of `SuccessLink`'s Beta-binomial written with `scipy.special`);
+    the prices are $+\\partial\\,\\text{optimum}/\\partial C$ by central differences. Without
+    a price on inference the score has no maximum (more samples always help): refused."""
+    from scipy import optimize, special
+
+    model, coefs, weight, demand, _ = items
+    k = 8
+    coefs, weight, demand = coefs[:k], weight[:k], demand[:k]
+    link = planner.SuccessLink.codex2021()
+    model = Pipeline(take(model, slice(k)).base, planner.RepeatedSampling(link))
+    scen = Scenario(inference_demand=jnp.asarray(demand))
+    E, A, B, a, b = coefs.T
+    t0, t1, kappa = (float(v) for v in (link.intercept, link.slope, link.concentration))
+
+    def pass_at_k(n, d, samples):
+        mu = special.expit(t0 + t1 * np.log(A * n ** -a + B * d ** -b))
+        p, q = mu * kappa, (1.0 - mu) * kappa
+        return -np.expm1(special.betaln(p, q + samples) - special.betaln(p, q))
+
+    def oracle(budgets):
+        def unpack(z):
+            return np.exp(z.reshape(3, k))
+
+        usage = {"train_budget": lambda n, d, s: np.sum(6.0 * n * d),
+                 "inference_budget": lambda n, d, s: np.sum(2.0 * n * s * demand)}
+        usage["compute_budget"] = lambda *v: sum(usage[u](*v) for u in ("train_budget",
+                                                                         "inference_budget"))
+        cons = [{"type": "ineq", "fun": lambda z, b=b, c=c: 1.0 - usage[b](*unpack(z)) / c}
+                for b, c in budgets.items()]
+        share = budgets.get("train_budget", budgets.get("compute_budget")) / (2 * 6.0 * k)
+        n0 = (a * A / (b * B)) ** (1.0 / (a + b)) * share ** (b / (a + b))
+        res = optimize.minimize(
+            lambda z: -np.sum(weight * pass_at_k(*unpack(z))) / weight.sum(),
+            np.concatenate([np.log(n0), np.log(share / n0), np.zeros(k)]), method="SLSQP",
+            jac="3-point", bounds=[(None, None)] * (2 * k) + [(0.0, 20.0)] * k,
+            constraints=cons, options={"ftol": 1e-15, "maxiter": 2000})
+        assert res.success, res.message
+        return -res.fun * weight.sum(), unpack(res.x)
+
+    for budgets in ({"train_budget": 2e23, "inference_budget": 5e23},
+                    {"compute_budget": 7e23}):
+        port = planner.allocate(model, scen, budgets, objective="score", weight=weight)
+        assert float(port.kkt) <= 1e-9 and float(port.residual) <= 1e-9
+        value, (n, d, samples) = oracle(budgets)
+        np.testing.assert_allclose(float(port.objective), value, rtol=1e-9)
+        got = port.plans.allocation
+        for ours, theirs in ((got.n_params, n), (got.n_tokens, d), (got.n_samples, samples)):
+            np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(port.plans.outcome.score),
+                                   pass_at_k(*(np.asarray(v) for v in (
+                                       got.n_params, got.n_tokens, got.n_samples))), rtol=1e-12)
+        assert max(samples) > 2.0 * min(samples)  # samples go where they pay
+        for name, c in budgets.items():
+            h = 1e-4 * c
+            fd = (float(planner.allocate(model, scen, {**budgets, name: c + h},
+                                         objective="score", weight=weight).objective)
+                  - float(planner.allocate(model, scen, {**budgets, name: c - h},
+                                           objective="score", weight=weight).objective))
+            assert float(port.prices[name]) > 0
+            np.testing.assert_allclose(float(port.prices[name]), fd / (2.0 * h), rtol=1e-5)
+    with pytest.raises(ValueError, match="needs a budget on inference"):
+        planner.allocate(model, scen, {"train_budget": 2e23}, objective="score", weight=weight)
+
+
 def test_prices_are_finite_differences_of_the_optimum(items):
     """$p_b = -\\partial\\,\\text{optimum}/\\partial C_b$: central differences of the optimum
     in each budget, and `jax.grad` of the optimum (implicit differentiation of the prices)."""

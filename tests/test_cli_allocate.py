@@ -138,6 +138,39 @@ def test_plans_priced_in_dollars_are_those_of_allocate(tmp_path, capsys, flags, 
     assert f"prices per {unit}: {name} " in capsys.readouterr().err
 
 
+def test_score_objective_is_that_of_allocate(tmp_path, capsys):
+    """--objective score --sampling under a training and an inference budget: each item's
+    N, D and samples per query, the objective and both prices of `planner.allocate` with the
+    command line's law and success link."""
+    rows = [("chat", 1e12, 1.0), ("code", 1e13, 2.0), ("search", 1e11, 1.0)]
+    src = write_csv(tmp_path / "items.csv", ["id", "inference_demand", "weight"], rows)
+    budgets = {"train_budget": 4e21, "inference_budget": 1e21}
+    out, summary = tmp_path / "plans.csv", tmp_path / "summary.json"
+    assert main(["allocate", str(src), "-o", str(out), "--summary", str(summary), "--objective",
+                 "score", "--sampling", "--train-budget", "4e21", "--inference-budget",
+                 "1e21"]) == EXIT_OK
+    plans, summary = read_csv(out), json.loads(summary.read_text())
+    model = planner.Pipeline(planner.Pretraining(planner.Chinchilla.sardana2024()),
+                             planner.RepeatedSampling(planner.SuccessLink.codex2021()))
+    port = planner.allocate(model, planner.Scenario(inference_demand=jnp.array(
+        [r[1] for r in rows])), budgets, objective="score", weight=jnp.array([r[2] for r in rows]))
+    assert summary["status"] == "optimal" and [r["status"] for r in plans] == ["optimal"] * 3
+    for column, values in (("n_params", port.plans.allocation.n_params),
+                           ("n_tokens", port.plans.allocation.n_tokens),
+                           ("n_samples", port.plans.allocation.n_samples),
+                           ("score", port.plans.outcome.score)):
+        np.testing.assert_allclose([number(r[column]) for r in plans], np.asarray(values),
+                                   rtol=1e-9)
+    assert summary["objective"] == pytest.approx(float(port.objective), rel=1e-9)
+    assert summary["objective"] == pytest.approx(
+        sum(r[2] * number(p["score"]) for r, p in zip(rows, plans, strict=True)), rel=1e-12)
+    for name, cap in budgets.items():
+        assert summary["prices"][name] == pytest.approx(float(port.prices[name]), rel=1e-9)
+        assert summary["prices"][name] > 0
+    assert summary["train_flops"] == pytest.approx(4e21, rel=1e-9)
+    assert summary["inference_flops"] == pytest.approx(1e21, rel=1e-9)
+
+
 def test_bad_rows_are_marked_and_left_out(tmp_path, capsys):
     rows = [GOOD[0], ("negative_demand", 2.3, -5, 1.0), GOOD[1], ("zero_weight", 2.4, 1e11, 0)]
     code, plans, summary = run(tmp_path, rows, "--train-budget", str(BUDGET / 2))
@@ -219,6 +252,9 @@ def test_parquet_plans(tmp_path):
      "--objective loss needs a budget on training: give --train-budget or --compute-budget "
      "or --dollar-budget"),
     (["--objective", "score", "--train-budget", "1e22"], "add --sampling"),
+    (["--objective", "score", "--sampling", "--train-budget", "1e22"],
+     "--objective score needs a budget on inference: give --inference-budget or "
+     "--compute-budget or --dollar-budget"),
     (["--summary", "summary.txt"], "name it .json"),
     (["--objective", "dollars"], "--objective dollars needs --train-hardware"),
     (["--objective", "loss", "--dollar-budget", "1e6"], "--dollar-budget needs --train-hardware"),
