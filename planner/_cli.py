@@ -676,6 +676,9 @@ def _allocate_test_time(args) -> int:
             "usage": {"sample_budget": number(plan.usage, answer=False) if plan else None},
             "n_items": n,
             "n_invalid": int(np.sum(out["status"] == Status.INVALID_INPUT)),
+            # a class table fixes the model and has no demand: no FLOP totals to report
+            "train_flops": None,
+            "inference_flops": None,
             "residual": number(plan.residual, answer=False) if plan else None,
             "kkt": number(plan.kkt, answer=False) if plan else None,
             "solves": int(plan.iterations) if plan else 0,

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import optimize
 from test_cli import read_csv, write_csv
 from test_testtime import water_filling
 
@@ -49,6 +50,22 @@ def test_plans_and_summary_match_the_water_filling_optimum(tmp_path):
     assert summary["uniform_samples"] == pytest.approx(uniform_k, rel=1e-14)
     assert summary["uniform_score"] == pytest.approx(uniform, rel=1e-12)
     assert summary["uniform_score"] < summary["score"] and summary["efficiency"] > 1
+    # each class's score is best-of-k with a perfect verifier at its samples
+    np.testing.assert_allclose([float(r["score"]) for r in plans[:4]],
+                               -np.expm1(np.log1p(-p) * k), rtol=1e-12, atol=1e-300)
+    assert summary["objective"] == summary["score"]
+    # the efficiency: the budget at which uniform sampling reaches the adaptive score, over 6
+
+    def uniform_at(budget):
+        return np.sum(w * -np.expm1(np.log1p(-p) * budget * w.sum() / (w * c).sum())) / w.sum()
+
+    needed = optimize.brentq(lambda b: uniform_at(b) - score, 6.0, 1e6, xtol=1e-14,
+                             rtol=1e-15)
+    assert summary["efficiency"] == pytest.approx(needed / 6.0, rel=1e-8)
+    assert summary["usage"] == {"sample_budget": pytest.approx(6.0, rel=1e-12)}
+    assert summary["residual"] <= 1e-12 and summary["kkt"] <= 1e-9
+    # a class table fixes the model and has no demand: the FLOP totals are null, not absent
+    assert summary["train_flops"] is None and summary["inference_flops"] is None
 
 
 def test_a_budget_below_one_sample_is_infeasible(tmp_path):
