@@ -28,7 +28,9 @@ a little dearer but need no step size (compared in `benchmarks/RESULTS.md`, "Eng
 with their own samples per query). Its training variables $\theta$ are then outer variables:
 the reduced objective $\Phi(\theta) = f_0(\theta) + \sum_i \min_{x_i} f_i(x_i; \theta)$ is
 minimised by an optax optimiser (L-BFGS by default) whose gradient is exact by the implicit
-function theorem through every item's solve; training FLOP are counted once.
+function theorem through every item's solve; training FLOP are counted once. It is solved for
+the `"compute"` objective without budgets (`planner.techniques.train_to_test` chooses one
+model and the samples of query classes under one lifetime budget).
 
 **Certificate.** A portfolio is `OPTIMAL` only when every item is certified (`solve`'s KKT
 residuals), every active budget is met to `tol` relative, no other budget is exceeded by more
@@ -97,7 +99,8 @@ class Portfolio(eqx.Module):
       budgets' prices (a bad item has its own `status` and is left out of the sums).
     - `status`: a `Status` for the whole portfolio; only `OPTIMAL` is certified.
     - `objective`: the optimum: $\\sum_i w_i (TC_i + IC_i)$ for `"compute"`, the same in
-      dollars for `"dollars"`, $\\sum_i w_i L_i$ for `"loss"`, $\\sum_i w_i\\,\\text{score}_i$ for `"score"`.
+      dollars for `"dollars"`, $\\sum_i w_i L_i$ for `"loss"`,
+      $\\sum_i w_i\\,\\text{score}_i$ for `"score"`.
     - `prices`: per budget, $-d\\,\\text{optimum}/d\\,C$ (for `"score"`, $+d/dC$): what one
       more unit of the budget is worth, in objective units per unit of budget (FLOP or
       dollars); 0 for a slack budget.
@@ -233,17 +236,14 @@ def _item_sum(values: Array, axis_name: str | None = None) -> Array:
     return hi + lo
 
 
-def _usage(budgets, res, valid, shared_train, axis_name=None) -> Array:
-    """(B,) each budget's use by the valid items (training once with a shared model)."""
+def _usage(budgets, res, valid, axis_name=None) -> Array:
+    """(B,) each budget's use by the valid items."""
     dtype = res["train_flops"].dtype
     usage = []
     for name in budgets:
         total = jnp.zeros((), dtype)
         for r, coef in BUDGETS[name].items():
-            if r == "train_flops" and shared_train is not None:
-                total = total + coef * shared_train
-            else:
-                total = total + coef * _item_sum(jnp.where(valid, res[r], 0.0), axis_name)
+            total = total + coef * _item_sum(jnp.where(valid, res[r], 0.0), axis_name)
         usage.append(total)
     return jnp.stack(usage) if usage else jnp.zeros((0,), dtype)
 
@@ -263,7 +263,7 @@ class _Sums(eqx.Module):
 
 
 def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
-              prices: Array, solver: Solver, shared_train: Array | None,
+              prices: Array, solver: Solver,
               axis_name: str | None = None) -> tuple[_Sums, Plan]:
     """The items' plans at `prices` and their `_Sums`; with `tangents`, also the forward-mode
     derivative of the budgets' usage in every log price (implicit, through every item's KKT
@@ -277,7 +277,7 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
         plans = _item_plans(objective, budgets, items, jnp.exp(u), solver)
         res = _resources(plans, items.scenario)
         counted = items.valid & (plans.status != Status.INFEASIBLE)
-        return _usage(budgets, res, counted, shared_train, axis_name), (plans, res)
+        return _usage(budgets, res, counted, axis_name), (plans, res)
 
     if tangents and nb:
         # a zero price is log price -inf: its column is 0, as the derivative in a slack
@@ -292,21 +292,19 @@ def _evaluate(objective: str, budgets: tuple[str, ...], tangents: bool, items: _
         plans = _item_plans(objective, budgets, items, prices, solver)
         res = _resources(plans, items.scenario)
         usage = _usage(budgets, res, items.valid & (plans.status != Status.INFEASIBLE),
-                       shared_train, axis_name)
+                       axis_name)
         jac = jnp.zeros((nb, nb), dtype)
     # an item infeasible on its own has no plan to add up (it makes the portfolio infeasible)
     valid, w = items.valid & (plans.status != Status.INFEASIBLE), items.weight
-    shared = shared_train is not None
 
     def total(values):
         return _item_sum(jnp.where(valid, values, 0.0), axis_name)
 
-    costs = _costs(objective, budgets, w, prices, shared).terms()
+    costs = _costs(objective, budgets, w, prices, False).terms()
     dual = total(sum(c * res[r] for r, c in costs.items()))
     if objective in _TARGETED:
         train, inference = _BASE[objective]
-        value = total(w * (jnp.zeros_like(w) if shared else res[train])
-                      + w * res[inference])
+        value = total(w * res[train] + w * res[inference])
     elif objective == "loss":
         value = total(w * plans.outcome.loss)
     else:
@@ -337,7 +335,7 @@ def _split(items: _Items):
 
 
 def _evaluate_sharded(objective: str, budgets: tuple[str, ...], tangents: bool, items: _Items,
-                      prices: Array, solver: Solver, shared_train: Array | None,
+                      prices: Array, solver: Solver,
                       mesh: jax.sharding.Mesh) -> tuple[_Sums, Plan]:
     """`_evaluate` with the items split over the devices of `mesh` by `jax.shard_map`: each
     device solves its own rows (its solver loops stop when its rows are solved, with no
@@ -347,17 +345,16 @@ def _evaluate_sharded(objective: str, budgets: tuple[str, ...], tangents: bool, 
     back replicated, the plans split by rows."""
     dynamic, specs, static = _split(items)
 
-    def local(dynamic, prices, shared_train):
+    def local(dynamic, prices):
         sums, plans = _evaluate(objective, budgets, tangents, eqx.combine(dynamic, static),
-                                prices, solver, shared_train, _AXIS)
+                                prices, solver, _AXIS)
         sums = eqx.tree_at(lambda t: (t.kkt, t.bad, t.infeasible), sums, (
             jax.lax.pmax(sums.kkt, _AXIS), jax.lax.psum(sums.bad, _AXIS),
             jax.lax.psum(sums.infeasible, _AXIS)))
         return sums, plans
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(specs, _WHOLE, _WHOLE),
-                         out_specs=(_WHOLE, _ROWS), check_vma=False)(dynamic, prices,
-                                                                     shared_train)
+    return jax.shard_map(local, mesh=mesh, in_specs=(specs, _WHOLE),
+                         out_specs=(_WHOLE, _ROWS), check_vma=False)(dynamic, prices)
 
 
 _evaluate_sharded_jit = eqx.filter_jit(_evaluate_sharded)
@@ -367,14 +364,12 @@ _TRAINING = frozenset({"train_flops", "train_dollars"})
 _INFERENCE = frozenset({"inference_flops", "inference_dollars"})
 
 
-def _unbounded(objective: str, model: Pipeline, shared: bool) -> tuple[frozenset[str], ...]:
+def _unbounded(objective: str, model: Pipeline) -> tuple[frozenset[str], ...]:
     """What grows without limit in a loss or score objective unless a budget prices it (any
     one resource of each set): training; also inference for a score that samples per query
-    buy (pass@k rises towards 1 with k); for a shared model, its items' samples."""
+    buy (pass@k rises towards 1 with k)."""
     if objective in _TARGETED:
         return ()
-    if shared:
-        return (_INFERENCE,)
     if objective == "score" and "n_samples" in model.variables:
         return (_TRAINING, _INFERENCE)
     return (_TRAINING,)
@@ -398,10 +393,10 @@ class _Search:
     so every process takes the same Newton steps."""
 
     def __init__(self, objective, budgets, capacity, items: _Items, solver, tol, chunk,
-                 shared_train, progress, devices=None):
+                 progress, devices=None):
         self.objective, self.budgets, self.capacity = objective, budgets, capacity
         self.items, self.solver, self.tol, self.chunk = items, solver, tol, chunk
-        self.shared_train, self.progress = shared_train, progress
+        self.progress = progress
         self.mesh = None
         if devices is not None and len(devices) >= 2:
             self.mesh = jax.sharding.Mesh(np.array(list(devices)), (_AXIS,))
@@ -468,11 +463,10 @@ class _Search:
         for piece, _, rows in self.chunks():
             if self.mesh is None:
                 sums, piece_plans = _evaluate_jit(self.objective, self.budgets, True, piece,
-                                                  p, self.solver, self.shared_train)
+                                                  p, self.solver)
             else:
                 sums, piece_plans = _evaluate_sharded_jit(
-                    self.objective, self.budgets, True, piece, p, self.solver,
-                    self.shared_train, self.mesh)
+                    self.objective, self.budgets, True, piece, p, self.solver, self.mesh)
             sums = jax.tree.map(np.asarray, sums)  # replicated: every process has them
             if total is None:
                 total = sums
@@ -764,17 +758,16 @@ def allocate(
         if set(shared) != set(training):
             raise ValueError(f"shared must be the model's training variables {training}, "
                              f"got {shared}")
-        if "train_budget" in names:
-            raise ValueError("with a shared model a training budget bounds the model alone: "
-                             "use compute_budget, or cap it with the items' train_budget")
-    unbounded = _unbounded(objective, model, bool(shared))
-    for need in unbounded:
+        if objective != "compute" or names:
+            raise ValueError("a shared model is solved for objective='compute' without "
+                             f"budgets (got objective={objective!r}, budgets {list(names)})")
+    for need in _unbounded(objective, model):
         if not _admissible((need,), tuple(range(len(names))), names):
             kind = "training" if need == _TRAINING else "inference"
             raise ValueError(f"objective={objective!r} needs a budget on {kind} (compute_budget, "
                              f"dollar_budget or {'train' if kind == 'training' else kind}_budget)"
                              + (": samples per query raise the score without limit"
-                                if kind == "inference" and not shared else ""))
+                                if kind == "inference" else ""))
     items = items.broadcast()
     leaves = jax.tree.leaves(items)
     if leaves[0].ndim != 1:
@@ -825,16 +818,14 @@ def allocate(
 
 def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                   optimizer_steps, max_iterations, tol, chunk, progress, infeasible,
-                  shared_train=None, devices=None) -> Portfolio:
+                  devices=None) -> Portfolio:
     """Find the budgets' prices, certify, and build the `Portfolio` (differentiable in the
     data when it is traced)."""
-    traced = _is_traced((data, capacity, shared_train))
-    unbounded = _unbounded(objective, data.model, shared_train is not None)
+    traced = _is_traced((data, capacity))
+    unbounded = _unbounded(objective, data.model)
     frozen = jax.lax.stop_gradient(data)
     cap = np.array([float(jax.lax.stop_gradient(capacity[b])) for b in names])
-    frozen_train = None if shared_train is None else jax.lax.stop_gradient(shared_train)
-    search = _Search(objective, names, cap, frozen, solver, tol, chunk, frozen_train, progress,
-                     devices)
+    search = _Search(objective, names, cap, frozen, solver, tol, chunk, progress, devices)
     dtype = data.weight.dtype
     total_weight = float(np.sum(np.where(np.asarray(frozen.valid), np.asarray(frozen.weight),
                                          0.0)))
@@ -868,7 +859,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
             first = {b for b in range(len(names)) if sums.usage[b] > cap[b]}
         if status == Status.NOT_CONVERGED and optimizer is not None and names:
             start, first = _dual_phase(objective, names, cap, frozen, solver, optimizer,
-                                       optimizer_steps, start, frozen_train, search)
+                                       optimizer_steps, start, search)
         if status == Status.NOT_CONVERGED:
             for candidate in _subsets(len(names), first):
                 if not _admissible(unbounded, candidate, names):
@@ -902,9 +893,8 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     prices_j = jnp.asarray(prices, dtype)
     if traced:
         prices_j = _implicit_prices(objective, names, active, data, capacity, prices_j, solver,
-                                    shared_train, sums)
-        final, plans = _evaluate(objective, names, False, data, prices_j, solver,
-                                 shared_train)
+                                    sums)
+        final, plans = _evaluate(objective, names, False, data, prices_j, solver)
         search.solves += 2
     else:
         final, plans = search.result(prices)
@@ -917,19 +907,17 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     priced = jnp.asarray([b in active for b in range(len(names))], bool)
     residual = jnp.max(jnp.where(priced, jnp.abs(excess), jnp.maximum(excess, 0.0)),
                        initial=0.0)
-    value = final.value + (shared_train if (shared_train is not None
-                                             and objective == "compute") else 0.0)
+    value = final.value
     gap = jnp.abs(jnp.sum(prices_j * (final.usage - cap_j))) / jnp.maximum(
         jnp.abs(final.dual), jnp.finfo(dtype).tiny)
     if status == Status.OPTIMAL and not (float(jax.lax.stop_gradient(residual)) <= tol
                                          and int(jax.lax.stop_gradient(final.bad)) == 0):
         status = Status.NOT_CONVERGED
-    train = final.train if shared_train is None else shared_train
     return Portfolio(
         plans=plans, status=jnp.asarray(status), objective=value,
         prices={b: prices_j[k] for k, b in enumerate(names)},
         usage={b: final.usage[k] for k, b in enumerate(names)},
-        train_flops=train, inference_flops=final.inference, residual=residual,
+        train_flops=final.train, inference_flops=final.inference, residual=residual,
         kkt=final.kkt, gap=gap, shared={}, solves=search.solves,
     )
 
@@ -946,7 +934,7 @@ def _mark(plans: Plan, rows: Array, status: Status) -> Plan:
     return eqx.tree_at(lambda p: p.status, plans, jnp.where(rows, status, plans.status))
 
 
-def _implicit_prices(objective, names, active, data, capacity, prices, solver, shared_train,
+def _implicit_prices(objective, names, active, data, capacity, prices, solver,
                      sums) -> Array:
     """The prices found, as a function of the (traced) data: the implicit function theorem on
     the active budgets' equations $\\log S_b(e^u; \\theta) = \\log C_b$, with the Jacobian of
@@ -959,7 +947,7 @@ def _implicit_prices(objective, names, active, data, capacity, prices, solver, s
 
     def equations(u):
         p = frozen.at[index].set(jnp.exp(u))
-        s, _ = _evaluate(objective, names, False, data, p, solver, shared_train)
+        s, _ = _evaluate(objective, names, False, data, p, solver)
         return jnp.log(s.usage[index]) - jnp.log(cap)
 
     u = jnp.log(frozen[index])
@@ -971,7 +959,7 @@ def _implicit_prices(objective, names, active, data, capacity, prices, solver, s
     return frozen.at[index].set(jnp.exp(u))
 
 
-def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, shared_train,
+def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start,
                 search) -> tuple[np.ndarray, set[int]]:
     """`steps` of an optax transformation minimising the negated dual $-q(e^u)$ in log prices
     (its gradient by Danskin's theorem: the budgets' excess, no derivative of the items'
@@ -980,8 +968,7 @@ def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start, s
 
     def dual(u):
         p = jnp.exp(u)
-        sums, _ = _evaluate(objective, names, False, items, jax.lax.stop_gradient(p), solver,
-                            shared_train)
+        sums, _ = _evaluate(objective, names, False, items, jax.lax.stop_gradient(p), solver)
         usage = jax.lax.stop_gradient(sums.usage)
         return (jax.lax.stop_gradient(sums.dual) + jnp.sum((p - jax.lax.stop_gradient(p))
                                                             * usage) - jnp.sum(p * cap_j))
@@ -1048,9 +1035,6 @@ def _allocate_shared(objective, names, capacity, data: _Items, shared, solver, o
     targets met) is minimised in $\\log\\theta$ by an optax transformation (`optax.lbfgs()` by
     default), its gradient exact by implicit differentiation through every item's solve (the
     envelope theorem: the items' multipliers price $\\theta$)."""
-    if objective != "compute" or names:
-        raise ValueError("a shared model is solved for objective='compute' without budgets "
-                         f"(got objective={objective!r}, budgets {list(names)})")
     dtype = data.weight.dtype
     valid = np.asarray(data.valid & ~infeasible)
     if not valid.any():

@@ -357,6 +357,18 @@ def test_shared_model_agrees_with_scipy():
                                * float(port.shared["n_tokens"]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("objective, budgets", [("loss", {"compute_budget": 1e23}),
+                                                ("compute", {"inference_budget": 1e23})])
+def test_a_shared_model_is_refused_beyond_compute_without_budgets(objective, budgets):
+    model = Pipeline(Pretraining(Chinchilla.hoffmann2022()),
+                     planner.RepeatedSampling(planner.SuccessLink.codex2021()))
+    items = Scenario(target_score=jnp.array([0.3, 0.5]), inference_demand=jnp.array([1e9, 1e10]))
+    with pytest.raises(ValueError, match="a shared model is solved for objective='compute' "
+                       "without budgets"):
+        planner.allocate(model, items, budgets, objective=objective,
+                         shared=("n_params", "n_tokens"))
+
+
 SHARDED = """
 import json, sys
 import jax
