@@ -41,7 +41,6 @@ marginal value of one more FLOP of training or inference.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -705,7 +704,8 @@ def allocate(
     - `solver`: the `Solver` of the items' problems.
     - `optimizer`: an optax transformation run first on the dual in log prices (with a
       shared model: on the shared variables, where the default is `optax.lbfgs()`); the
-      Newton search on the prices follows and certifies.
+      Newton search on the prices follows and certifies. Its dual step is compiled once
+      per problem structure and optimizer object: pass the same object to reuse it.
     - `optimizer_steps`: its steps.
     - `max_iterations`: Newton iterations per active set of budgets.
     - `tol`: relative tolerance of the budgets (and, times 10, of a shared model's reduced
@@ -959,33 +959,45 @@ def _implicit_prices(objective, names, active, data, capacity, prices, solver,
     return frozen.at[index].set(jnp.exp(u))
 
 
+def _dual(objective, names, solver, items: _Items, cap: Array, u: Array) -> Array:
+    """The dual function $q(e^u)$ in log prices; its gradient (`jax.grad`) is Danskin's, the
+    budgets' excess, with no derivative of the items' solves."""
+    p = jnp.exp(u)
+    sums, _ = _evaluate(objective, names, False, items, jax.lax.stop_gradient(p), solver)
+    usage = jax.lax.stop_gradient(sums.usage)
+    return (jax.lax.stop_gradient(sums.dual) + jnp.sum((p - jax.lax.stop_gradient(p)) * usage)
+            - jnp.sum(p * cap))
+
+
+def _dual_step(objective, names, solver, optimizer, items: _Items, cap: Array, scale: Array,
+               u: Array, state):
+    """One step of `optimizer` on the negated dual, scaled by `scale` (`optax_step`)."""
+    import optax  # here, not at the top: `planner solve` never loads it
+
+    def value_fn(v):
+        return -_dual(objective, names, solver, items, cap, v) / scale
+
+    return optax_step(optax.with_extra_args_support(optimizer), value_fn, u, state)
+
+
+# compiled once per problem structure and optimizer object (the data are arguments)
+_dual_jit = eqx.filter_jit(_dual)
+_dual_step_jit = eqx.filter_jit(_dual_step)
+
+
 def _dual_phase(objective, names, cap, items, solver, optimizer, steps, start,
                 search) -> tuple[np.ndarray, set[int]]:
     """`steps` of an optax transformation minimising the negated dual $-q(e^u)$ in log prices
-    (its gradient by Danskin's theorem: the budgets' excess, no derivative of the items'
-    solves). Returns the prices reached and the budgets they leave binding."""
-    cap_j = jnp.asarray(cap, items.weight.dtype)
-
-    def dual(u):
-        p = jnp.exp(u)
-        sums, _ = _evaluate(objective, names, False, items, jax.lax.stop_gradient(p), solver)
-        usage = jax.lax.stop_gradient(sums.usage)
-        return (jax.lax.stop_gradient(sums.dual) + jnp.sum((p - jax.lax.stop_gradient(p))
-                                                            * usage) - jnp.sum(p * cap_j))
-
-    u = jnp.log(jnp.asarray(start, items.weight.dtype))
-    scale = jnp.abs(jax.jit(dual)(u))
-
-    def value_fn(u):
-        return -dual(u) / scale
-
+    (`_dual`). Returns the prices reached and the budgets they leave binding."""
     import optax  # here, not at the top: `planner solve` never loads it
 
-    tx = optax.with_extra_args_support(optimizer)
-    step = jax.jit(functools.partial(optax_step, tx, value_fn))
-    state = optax_init(tx, u)
+    cap_j = jnp.asarray(cap, items.weight.dtype)
+    u = jnp.log(jnp.asarray(start, items.weight.dtype))
+    scale = jnp.abs(_dual_jit(objective, names, solver, items, cap_j, u))
+    state = optax_init(optax.with_extra_args_support(optimizer), u)
     for k in range(steps):
-        u, state, _, _ = step(u, state)
+        u, state, _, _ = _dual_step_jit(objective, names, solver, optimizer, items, cap_j,
+                                        scale, u, state)
         search.solves += 1
         if search.progress is not None:
             shown = ", ".join(f"{name} {p:.4g}" for name, p in zip(names, np.exp(np.asarray(u)),
