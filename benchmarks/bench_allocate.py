@@ -308,9 +308,10 @@ def report(args, coupled: list[tuple[dict, dict]], peer_rows: list[dict], info: 
     lines += [f"Measured {when} by `python benchmarks/bench_allocate.py "
               f"{' '.join(sys.argv[1:])}`.".replace(" `.", "`."),
               f"Machine: {info['cpu']}; JAX backend {info['backend']}; {info['versions']}. "
-              f"1-minute load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end: "
-              "the machine was shared with other jobs while measuring, so compare the ratios "
-              "and the CPU times rather than the wall-clock times.", ""]
+              f"1-minute load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end "
+              "(this benchmark's own work included; more than the number of cores means other "
+              "jobs shared the machine): the ratios and the CPU times are the steadier "
+              "figures.", ""]
     lines += ["The portfolio of `tests/test_allocate.py` (each item its own Chinchilla law, "
               "weight, lifetime demand 1e11 to 1e14 tokens and loss target), objective "
               "`\"compute\"`, one training budget halfway between the items' least training "

@@ -139,9 +139,10 @@ def report(rows: list[dict], info: dict) -> str:
     lines += [f"Measured {datetime.date.today().isoformat()} by `python "
               f"benchmarks/bench_allocate_cli.py {' '.join(sys.argv[1:])}`.",
               f"Machine: {info['cpu']}; JAX backend {info['backend']}; {info['versions']}. "
-              "The machine was shared with other jobs while measuring (the 1-minute load "
-              "average before and after each run is in the table): the CPU time is the "
-              "steadier figure, and the wall-clock time includes waiting for other jobs.", ""]
+              "The 1-minute load average before and after each run is in the table (the "
+              "run's own work included; more than the number of cores means other jobs shared "
+              "the machine, and the wall-clock time then includes waiting for them): the CPU "
+              "time is the steadier figure.", ""]
     lines += ["`planner allocate ITEMS -o PLANS --summary SUMMARY.json --train-budget C "
               "--chunk-size K` in a child process, on the portfolio of `bench_allocate.py` "
               "written as an items table (each row its own law: `target_loss`, "
