@@ -158,11 +158,12 @@ def _add_sampling_flags(parser) -> None:
                        "(default 1)")
 
 
-def _add_serving_flags(parser) -> None:
-    """The flags of --objective dollars (`planner solve`, `planner allocate`)."""
-    serving = parser.add_argument_group(
-        "serving (with --objective dollars; inference_demand counts generated tokens, an "
-        "optional demand_rate column their peak per second)")
+def _add_serving_flags(parser, title: str = "serving (with --objective dollars; "
+                       "inference_demand counts generated tokens, an optional demand_rate "
+                       "column their peak per second)") -> None:
+    """The flags of --objective dollars (`planner solve`, `planner allocate`, `planner
+    frontier`), in a group named `title`."""
+    serving = parser.add_argument_group(title)
     serving.add_argument("--train-hardware", metavar="NAME",
                          help=f"training hardware: {', '.join(HARDWARE)} or a name in "
                          "--hardware-file")
@@ -1364,7 +1365,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="largest cap with --objective dollars (default: the cheapest "
                           "serving of the training-dollar optimum's model, above which caps "
                           "do not bind)")
-    _add_serving_flags(frontier)
+    _add_serving_flags(frontier, "serving (with --objective dollars: the hardware that "
+                       "prices training and serving)")
     frontier.set_defaults(func=cmd_frontier)
 
     plot = sub.add_parser(
