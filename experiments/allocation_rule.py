@@ -65,7 +65,7 @@ def compute(law: Chinchilla | None = None) -> dict:
         share_at_one = float(np.interp(0.0, lr[order], share[order]))
         demand_at_one = float(10 ** np.interp(0.0, lr[order], np.log10(q)[order]))
         out[str(target)] = {
-            "inference_demand": q, "train_flops": tc, "lifetime_inference_flops": lifetime_ic,
+            "inference_demand": q, "train_flops": tc, "inference_flops": lifetime_ic,
             "train_share": share, "rate_closed_form": rate_closed, "rate_frontier": rate_frontier,
             "rule_share": 1.0 / (1.0 + rate_closed),
             "max_rule_error": float(np.nanmax(np.abs(share - 1.0 / (1.0 + rate_closed))[ok])),
@@ -137,7 +137,7 @@ def _plot(res: dict, path: Path) -> None:
     for i, (t, r) in enumerate(res.items()):
         ax.plot(r["inference_demand"], r["train_flops"], color=f"C{i}",
                 label=f"training FLOP, loss {t}")
-        ax.plot(r["inference_demand"], r["lifetime_inference_flops"], ls="--", color=f"C{i}",
+        ax.plot(r["inference_demand"], r["inference_flops"], ls="--", color=f"C{i}",
                 label=f"lifetime inference FLOP, loss {t}")
         ax.axvline(r["demand_at_rate_one"], color=f"C{i}", ls=":", lw=0.8)
     ax.set_xscale("log")
