@@ -359,26 +359,32 @@ def _evaluate_sharded(objective: str, budgets: tuple[str, ...], tangents: bool, 
 _evaluate_sharded_jit = eqx.filter_jit(_evaluate_sharded)
 
 
-_TRAINING = frozenset({"train_flops", "train_dollars"})
-_INFERENCE = frozenset({"inference_flops", "inference_dollars"})
+_GROWING = {"training": frozenset({"train_flops", "train_dollars"}),
+            "inference": frozenset({"inference_flops", "inference_dollars"})}
+"""What a loss or score objective can spend without limit, by kind, in FLOP or dollars."""
 
 
-def _unbounded(objective: str, model: Pipeline) -> tuple[frozenset[str], ...]:
-    """What grows without limit in a loss or score objective unless a budget prices it (any
-    one resource of each set): training; also inference for a score that samples per query
-    buy (pass@k rises towards 1 with k)."""
+def unbounded(objective: str, samples: bool) -> tuple[str, ...]:
+    """The kinds of `_GROWING` that a budget must price for the objective to have an optimum:
+    training for a loss or score; also inference for a score that samples per query buy
+    (`samples`: pass@k rises towards 1 with k)."""
     if objective in _TARGETED:
         return ()
-    if objective == "score" and "n_samples" in model.variables:
-        return (_TRAINING, _INFERENCE)
-    return (_TRAINING,)
+    if objective == "score" and samples:
+        return ("training", "inference")
+    return ("training",)
 
 
-def _admissible(unbounded: tuple[frozenset[str], ...], active: tuple[int, ...],
+def pricing(kind: str) -> list[str]:
+    """The budgets (of `BUDGETS`) that price a kind of `_GROWING`."""
+    return [name for name, terms in BUDGETS.items() if _GROWING[kind] & set(terms)]
+
+
+def _admissible(kinds: tuple[str, ...], active: tuple[int, ...],
                 budgets: tuple[str, ...]) -> bool:
-    """Whether pricing the budgets in `active` (only) bounds every item (`_unbounded`)."""
-    priced = set().union(*(BUDGETS[budgets[b]] for b in active))
-    return all(need & priced for need in unbounded)
+    """Whether pricing the budgets in `active` (only) bounds every item (`unbounded`)."""
+    priced = {budgets[b] for b in active}
+    return all(priced & set(pricing(kind)) for kind in kinds)
 
 
 class _Search:
@@ -761,12 +767,11 @@ def allocate(
         if objective != "compute" or names:
             raise ValueError("a shared model is solved for objective='compute' without "
                              f"budgets (got objective={objective!r}, budgets {list(names)})")
-    for need in _unbounded(objective, model):
-        if not _admissible((need,), tuple(range(len(names))), names):
-            kind = "training" if need == _TRAINING else "inference"
-            raise ValueError(f"objective={objective!r} needs a budget on {kind} (compute_budget, "
-                             f"dollar_budget or {'train' if kind == 'training' else kind}_budget)"
-                             + (": samples per query raise the score without limit"
+    for kind in unbounded(objective, "n_samples" in model.variables):
+        if not set(pricing(kind)) & set(names):
+            raise ValueError(f"objective={objective!r} needs a budget on {kind}: give "
+                             f"{' or '.join(pricing(kind))}"
+                             + (" (samples per query raise the score without limit)"
                                 if kind == "inference" else ""))
     items = items.broadcast()
     leaves = jax.tree.leaves(items)
@@ -822,7 +827,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
     """Find the budgets' prices, certify, and build the `Portfolio` (differentiable in the
     data when it is traced)."""
     traced = _is_traced((data, capacity))
-    unbounded = _unbounded(objective, data.model)
+    kinds = unbounded(objective, "n_samples" in data.model.variables)
     frozen = jax.lax.stop_gradient(data)
     cap = np.array([float(jax.lax.stop_gradient(capacity[b])) for b in names])
     search = _Search(objective, names, cap, frozen, solver, tol, chunk, progress, devices)
@@ -862,7 +867,7 @@ def _price_search(objective, names, capacity, data: _Items, solver, optimizer,
                                        optimizer_steps, start, search)
         if status == Status.NOT_CONVERGED:
             for candidate in _subsets(len(names), first):
-                if not _admissible(unbounded, candidate, names):
+                if not _admissible(kinds, candidate, names):
                     continue
                 p, s, outcome = search.newton(candidate, start, max_iterations)
                 if outcome in ("short", "item"):

@@ -415,7 +415,7 @@ def cmd_allocate(args) -> int:
         print("planner allocate: error: --sample-budget is the budget of --test-time: add "
               "--test-time (a table of query classes)", file=sys.stderr)
         return EXIT_USAGE
-    from ._allocate import BUDGETS
+    from ._allocate import BUDGETS, pricing, unbounded
     from ._table import TableError, check_output_suffix
 
     budgets = {name: getattr(args, name) for name in BUDGETS if getattr(args, name) is not None}
@@ -432,14 +432,10 @@ def cmd_allocate(args) -> int:
         if args.objective == "score" and not args.sampling:
             raise ValueError("--objective score maximises the items' success rates, which needs "
                              "repeated sampling to turn losses into scores: add --sampling")
-        for kind in ("train", "inference")[:{"loss": 1, "score": 2}.get(args.objective, 0)]:
-            # what grows without limit unless priced: training, and the samples of a score
-            pricing = [name for name, terms in BUDGETS.items()
-                       if {f"{kind}_flops", f"{kind}_dollars"} & set(terms)]
-            if not set(pricing) & set(budgets):
-                raise ValueError(f"--objective {args.objective} needs a budget on "
-                                 f"{'training' if kind == 'train' else kind}: give "
-                                 f"{' or '.join(_budget_flag(b) for b in pricing)}")
+        for kind in unbounded(args.objective, args.sampling):
+            if not set(pricing(kind)) & set(budgets):
+                raise ValueError(f"--objective {args.objective} needs a budget on {kind}: give "
+                                 f"{' or '.join(_budget_flag(b) for b in pricing(kind))}")
         _check_serving_flags(args)
         _check_score_column(args.items, args.sampling)
         _check_sampling_flags(args)
