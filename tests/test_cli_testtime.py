@@ -45,8 +45,13 @@ def test_plans_and_summary_match_the_water_filling_optimum(tmp_path):
     assert summary["prices"]["sample_budget"] == pytest.approx(price, rel=1e-10)
     assert summary["budgets"] == {"sample_budget": 6.0}
     assert summary["n_items"] == 5 and summary["n_invalid"] == 1
-    uniform_k = 6.0 * w.sum() / (w * c).sum()
-    uniform = np.sum(w * -np.expm1(np.log1p(-p) * uniform_k)) / w.sum()
+
+    def uniform_at(budget):
+        """The uniform plan's samples per class and score at an average budget."""
+        samples = budget * w.sum() / (w * c).sum()
+        return samples, np.sum(w * -np.expm1(np.log1p(-p) * samples)) / w.sum()
+
+    uniform_k, uniform = uniform_at(6.0)
     assert summary["uniform_samples"] == pytest.approx(uniform_k, rel=1e-14)
     assert summary["uniform_score"] == pytest.approx(uniform, rel=1e-12)
     assert summary["uniform_score"] < summary["score"] and summary["efficiency"] > 1
@@ -55,11 +60,7 @@ def test_plans_and_summary_match_the_water_filling_optimum(tmp_path):
                                -np.expm1(np.log1p(-p) * k), rtol=1e-12, atol=1e-300)
     assert summary["objective"] == summary["score"]
     # the efficiency: the budget at which uniform sampling reaches the adaptive score, over 6
-
-    def uniform_at(budget):
-        return np.sum(w * -np.expm1(np.log1p(-p) * budget * w.sum() / (w * c).sum())) / w.sum()
-
-    needed = optimize.brentq(lambda b: uniform_at(b) - score, 6.0, 1e6, xtol=1e-14,
+    needed = optimize.brentq(lambda b: uniform_at(b)[1] - score, 6.0, 1e6, xtol=1e-14,
                              rtol=1e-15)
     assert summary["efficiency"] == pytest.approx(needed / 6.0, rel=1e-8)
     assert summary["usage"] == {"sample_budget": pytest.approx(6.0, rel=1e-12)}
